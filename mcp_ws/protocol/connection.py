@@ -1,0 +1,843 @@
+"""The sans-I/O mcp-ws connection: bytes in, events out; calls in, bytes out.
+
+A ``Connection`` never does I/O and never reads a clock it was not given::
+
+    conn = Connection(Role.CLIENT)
+    sid = conn.open_stream({"jsonrpc": "2.0", "id": 1, "method": "ping"}, end=True)
+    for message in conn.data_to_send():      # WebSocket binary messages
+        websocket.send(message)
+    events = conn.receive_data(payload)      # one received binary message
+    conn.acknowledge_received(sid, event.flow_controlled_length)  # when consumed
+
+Peer misbehaviour never raises out of ``receive_data``: a stream error cancels the
+stream (``StreamCancelled``), a connection error queues GOAWAY and returns
+``ConnectionTerminated`` with the WebSocket close code to use. Misuse of the API by the
+local application raises ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgpack
+
+from .constants import ErrorCode, Flag, FrameType, close_code_for
+from .errors import (
+    ConnectionClosedError,
+    EnhanceYourCalmError,
+    MessageTooLargeForPeer,
+    ProtocolError,
+    ProtocolTimeoutError,
+    StreamLimitError,
+    StreamStateError,
+    UsageError,
+)
+from .events import (
+    ConnectionTerminated,
+    CreditGranted,
+    Event,
+    GoAwayReceived,
+    HelloReceived,
+    InvalidMessageReceived,
+    MessageReceived,
+    PingAcknowledged,
+    StreamCancelled,
+    StreamEnded,
+    StreamOpened,
+)
+from .frames import (
+    MESSAGE_OVERHEAD,
+    Cancel,
+    Credit,
+    Data,
+    Frame,
+    GoAway,
+    Hello,
+    Open,
+    Ping,
+    decode_message,
+    encode_frame,
+)
+from .limits import Limits, TokenBucket
+from .message import InvalidMessage, decode_payload, encode_payload
+from .scheduler import Scheduler
+from .settings import MIN_FRAME_SIZE, MIN_WINDOW, Settings
+from .state import Outcome, StreamInput, StreamState, transition
+from .windows import FlowControl
+
+__all__ = ["Connection", "ConnectionState", "Role"]
+
+#: Extra seconds of silence, beyond twice the ping interval, before the peer is dead.
+DEAD_PEER_GRACE = 5.0
+
+
+class Role(enum.Enum):
+    """Which side of the WebSocket this is: clients open odd streams, servers even."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class ConnectionState(enum.Enum):
+    """The connection's life: OPEN, then GOING_AWAY after a graceful GOAWAY, then CLOSED."""
+
+    OPEN = "open"
+    GOING_AWAY = "going away"
+    CLOSED = "closed"
+
+
+class _Stream:
+    __slots__ = (
+        "discarding",
+        "early",
+        "id",
+        "local",
+        "partial",
+        "partial_early",
+        "partial_withheld",
+        "state",
+        "unacked",
+    )
+
+    def __init__(self, stream_id: int, *, local: bool) -> None:
+        self.id = stream_id
+        self.local = local
+        self.state = StreamState.OPEN
+        self.partial: bytearray | None = None  # fragments of the message being reassembled
+        self.partial_early = 0  # bytes of ``partial`` credited back already
+        self.partial_withheld = 0  # bytes of ``partial`` not credited back yet
+        self.discarding = False  # stream 0: dropping the rest of an oversized message
+        self.unacked = 0  # delivered bytes the application has not acknowledged
+        self.early = 0  # of those, bytes credited back before they were consumed
+
+
+class Connection:
+    """One side of an mcp-ws v1 connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        role: Role,
+        settings: Settings | None = None,
+        *,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        auto_release: bool = True,
+    ) -> None:
+        """Create the connection and queue our HELLO, the first frame to send.
+
+        ``auto_release=False`` keeps a peer-opened stream counted toward
+        ``max_streams`` after it closes until ``release_stream`` is called (when its
+        handler has finished).
+        """
+        self.role = role
+        self.local_settings = settings or Settings()
+        self.limits = limits or Limits()
+        self._clock = clock
+        self._auto_release = auto_release
+        now = clock()
+        # Until the peer's HELLO, assume the smallest legal limits so that nothing we
+        # pipeline can exceed what the peer allows; the HELLO then raises them.
+        self.peer_settings = Settings(
+            initial_window=MIN_WINDOW, connection_window=MIN_WINDOW, max_frame_size=MIN_FRAME_SIZE
+        )
+        self.peer_hello_received = False
+        self.state = ConnectionState.OPEN
+        self.close_code: int | None = None
+        self.error_code: ErrorCode | None = None
+        self.rtt: float | None = None
+
+        self._flow = FlowControl(
+            local_initial_window=self.local_settings.initial_window,
+            local_connection_window=self.local_settings.connection_window,
+            peer_initial_window=self.peer_settings.initial_window,
+            peer_connection_window=self.peer_settings.connection_window,
+        )
+        self._scheduler = Scheduler()
+        self._streams: dict[int, _Stream] = {0: _Stream(0, local=False)}
+        self._lingering: dict[int, _Stream] = {}  # closed, still holding unacked messages
+        self._recent: deque[int] = deque()
+        self._recent_set: set[int] = set()
+        self._next_local = 1 if role is Role.CLIENT else 2
+        self._highest_remote = 0
+        self._local_active: set[int] = set()  # ours, until the peer's END or CANCEL
+        self._remote_active: set[int] = set()  # theirs, until closed and released
+        self._unreleased: set[int] = set()
+        self._reassembly = 0
+        self._early_total = 0
+        self._goaway_sent = False
+        self._goaway_received = False
+
+        self._immediate: list[bytes] = []  # control frames and OPENs, in order
+        self._queued_replies = 0
+        self._pings: dict[int, float] = {}
+        self._ping_counter = 0
+        self._keepalive_ping_sent = False
+        self._created = now
+        self._last_received = now
+        self._cancels = TokenBucket(self.limits.cancel_rate, self.limits.cancel_burst, now)
+        self._ping_bucket = TokenBucket(self.limits.ping_rate, self.limits.ping_burst, now)
+        self._useless = TokenBucket(
+            self.limits.useless_frame_rate, self.limits.useless_frame_burst, now
+        )
+        self._immediate.append(encode_frame(Hello(settings=self.local_settings.to_wire())))
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def open_stream_count(self) -> int:
+        """Streams (other than 0) that are neither closed nor reset."""
+        return len(self._streams) - 1
+
+    def stream_state(self, stream_id: int) -> StreamState | None:
+        """The state of a live stream; ``None`` once it is finished or unknown."""
+        stream = self._streams.get(stream_id)
+        return stream.state if stream else None
+
+    def available_credit(self, stream_id: int) -> int:
+        """Bytes that could go out on ``stream_id`` now (queued data counts as spent)."""
+        return max(self._flow.available_credit(stream_id) - self._scheduler.buffered(stream_id), 0)
+
+    def buffered(self, stream_id: int | None = None) -> int:
+        """Bytes queued for sending and not yet framed (one stream, or all)."""
+        return self._scheduler.buffered(stream_id)
+
+    @property
+    def can_open_stream(self) -> bool:
+        """Whether ``open_stream`` would succeed now (``max_streams`` and shutdown)."""
+        return (
+            self.state is not ConnectionState.CLOSED
+            and not self._goaway_received
+            and len(self._local_active) < self.peer_settings.max_streams
+        )
+
+    @property
+    def is_finished(self) -> bool:
+        """True when the I/O layer should close the WebSocket: the connection failed, or
+        a graceful GOAWAY went either way and every stream is done."""
+        if self.state is ConnectionState.CLOSED:
+            return True
+        return self.state is ConnectionState.GOING_AWAY and self.open_stream_count == 0
+
+    # ------------------------------------------------------------------ sending
+
+    def open_stream(self, message: Mapping[str, Any], *, end: bool = False) -> int:
+        """Open a new stream carrying ``message`` in its OPEN frame; returns its id."""
+        self._check_open()
+        if self._goaway_received:
+            raise StreamStateError("the peer sent GOAWAY: no new streams on this connection")
+        if len(self._local_active) >= self.peer_settings.max_streams:
+            raise StreamLimitError(
+                f"{len(self._local_active)} streams open toward the peer, its max_streams is "
+                f"{self.peer_settings.max_streams}"
+            )
+        payload = self._encode(message)
+        sid = self._next_local
+        self._next_local += 2
+        stream = _Stream(sid, local=True)
+        self._streams[sid] = stream
+        self._local_active.add(sid)
+        self._flow.add_stream(sid)
+        if end:
+            stream.state = StreamState.HALF_CLOSED_LOCAL
+        # The OPEN goes out now, in id order, with as much of the message as credit allows.
+        first = min(len(payload), self.peer_settings.max_frame_size, self._flow.available_credit(sid))
+        self._flow.consume_send(sid, first)
+        rest = memoryview(payload)[first:]
+        flags = Flag.MORE if rest else (Flag.END if end else Flag.NONE)
+        self._immediate.append(encode_frame(Open(stream_id=sid, flags=flags, payload=payload[:first])))
+        if rest:
+            self._scheduler.push(sid, rest, end=end)
+        return sid
+
+    def send_message(self, stream_id: int, message: Mapping[str, Any], *, end: bool = False) -> None:
+        """Queue one message on a stream (0: the session stream); ``end`` sends END after it."""
+        self._check_open()
+        if stream_id == 0:
+            if end:
+                raise StreamStateError("stream 0 cannot be ended")
+            self._scheduler.push(0, self._encode(message), end=False)
+            return
+        inputs = (StreamInput.SEND_DATA, StreamInput.SEND_END) if end else (StreamInput.SEND_DATA,)
+        stream, next_state = self._check_send(stream_id, inputs)
+        self._scheduler.push(stream_id, self._encode(message), end=end)
+        self._enter(stream, next_state)
+
+    def end_stream(self, stream_id: int) -> None:
+        """Send END on a stream without a message (after whatever is queued on it)."""
+        self._check_open()
+        if stream_id == 0:
+            raise StreamStateError("stream 0 cannot be ended")
+        stream, next_state = self._check_send(stream_id, (StreamInput.SEND_END,))
+        self._scheduler.push(stream_id, b"", end=True)
+        self._enter(stream, next_state)
+
+    def cancel_stream(
+        self, stream_id: int, error_code: ErrorCode = ErrorCode.CANCELLED, reason: str = ""
+    ) -> None:
+        """Reset a stream: CANCEL goes out ahead of data, queued data is discarded.
+
+        Cancelling a finished or unknown stream does nothing.
+        """
+        if stream_id == 0:
+            raise StreamStateError("stream 0 cannot be cancelled")
+        stream = self._streams.get(stream_id)
+        if stream is None or self.state is ConnectionState.CLOSED:
+            return
+        outcome, _ = transition(stream.state, StreamInput.SEND_CANCEL)
+        if outcome is Outcome.OK:
+            self._reset(stream, error_code, reason)
+
+    def acknowledge_received(self, stream_id: int, size: int) -> None:
+        """The application consumed ``size`` bytes of messages from ``stream_id``.
+
+        This returns credit to the peer (batched); pass each ``MessageReceived``'s
+        ``flow_controlled_length``. Acknowledging a reset or forgotten stream does nothing.
+        """
+        if size < 0:
+            raise UsageError("size must not be negative")
+        stream = self._streams.get(stream_id) or self._lingering.get(stream_id)
+        if stream is None or self.state is ConnectionState.CLOSED:
+            return
+        if size > stream.unacked:
+            raise UsageError(
+                f"acknowledging {size} bytes on stream {stream_id}, only {stream.unacked} delivered"
+            )
+        stream.unacked -= size
+        early = min(size, stream.early)
+        stream.early -= early
+        self._early_total -= early
+        self._grant(self._flow.acknowledge_received(stream_id, size - early))
+        if stream.id in self._lingering and stream.unacked == 0:
+            del self._lingering[stream.id]
+
+    def release_stream(self, stream_id: int) -> None:
+        """Free a peer-opened stream's ``max_streams`` slot (with ``auto_release=False``)."""
+        self._unreleased.discard(stream_id)
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.state in (StreamState.CLOSED, StreamState.RESET):
+            self._remote_active.discard(stream_id)
+
+    def ping(self) -> int:
+        """Send a PING; its ACK arrives as ``PingAcknowledged`` with the RTT."""
+        self._check_open()
+        self._ping_counter += 1
+        opaque = self._ping_counter
+        self._pings[opaque] = self._clock()
+        self._immediate.append(encode_frame(Ping(opaque=opaque)))
+        return opaque
+
+    def close(self, error_code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """Send GOAWAY. With NO_ERROR open streams finish (``is_finished`` tells when to
+        close the WebSocket); with an error code the connection is closed at once."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        if error_code is ErrorCode.NO_ERROR:
+            if not self._goaway_sent:
+                self._goaway_sent = True
+                self.state = ConnectionState.GOING_AWAY
+                self._immediate.append(
+                    encode_frame(
+                        GoAway(last_stream_id=self._highest_remote, error_code=0, reason=reason)
+                    )
+                )
+            return
+        self._terminate(error_code, reason, remote=False)
+
+    def data_to_send(self) -> list[bytes]:
+        """WebSocket binary messages to send now: control frames first, then data
+        round-robin within credit, coalesced up to the peer's message size limit."""
+        frames = self._immediate
+        self._immediate = []
+        self._queued_replies = 0
+        if self.state is not ConnectionState.CLOSED and self._scheduler.has_pending():
+            for sid, flags, payload in self._scheduler.pop_frames(
+                self._flow.available_credit,
+                self._flow.consume_send,
+                self.peer_settings.max_frame_size,
+            ):
+                frames.append(msgpack.packb((FrameType.DATA, sid, flags, payload)))
+                if flags & Flag.END:
+                    stream = self._streams.get(sid)
+                    if stream is not None and stream.state is StreamState.CLOSED:
+                        self._finish(stream)  # its END is on the wire at last
+        return _coalesce(frames, self.peer_settings.max_frame_size + MESSAGE_OVERHEAD)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work (clock time), or ``None``."""
+        if self.state is ConnectionState.CLOSED:
+            return None
+        if not self.peer_hello_received:
+            return self._created + self.limits.hello_timeout
+        interval = self.local_settings.ping_interval
+        if not interval:
+            return None
+        if self._keepalive_ping_sent:
+            return self._last_received + 2 * interval + DEAD_PEER_GRACE
+        return self._last_received + interval
+
+    def tick(self, now: float | None = None) -> list[Event]:
+        """Run the timers: HELLO timeout, keepalive PING, dead-peer detection."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        now = self._clock() if now is None else now
+        if not self.peer_hello_received:
+            if now - self._created >= self.limits.hello_timeout:
+                return [self._fail(ProtocolTimeoutError("no HELLO from the peer in time"))]
+            return []
+        interval = self.local_settings.ping_interval
+        if not interval:
+            return []
+        silence = now - self._last_received
+        if silence >= 2 * interval + DEAD_PEER_GRACE:
+            return [self._fail(ProtocolTimeoutError(f"peer silent for {silence:.1f} s"))]
+        if silence >= interval and not self._keepalive_ping_sent:
+            self._keepalive_ping_sent = True
+            self.ping()
+        return []
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Process one WebSocket binary message from the peer."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        self._last_received = self._clock()
+        self._keepalive_ping_sent = False
+        events: list[Event] = []
+        try:
+            for frame in decode_message(data, max_frame_size=self.local_settings.max_frame_size):
+                self._handle(frame, events)
+                if self.state is ConnectionState.CLOSED:
+                    break
+        except ProtocolError as exc:
+            events.append(self._fail(exc))
+        return events
+
+    def receive_text(self) -> list[Event]:
+        """A text message arrived, which mcp-ws.v1 forbids: the connection ends (1003)."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        return [self._fail(ProtocolError("text message on mcp-ws.v1"), close_code=1003)]
+
+    def _handle(self, frame: Frame, events: list[Event]) -> None:
+        if not self.peer_hello_received:
+            if type(frame) is not Hello:
+                raise ProtocolError("the first frame must be HELLO")
+            self._on_hello(frame, events)
+            return
+        match frame:
+            case Data():
+                self._on_data(frame.stream_id, frame.flags, frame.payload, events)
+            case Open():
+                self._on_open(frame, events)
+            case Credit():
+                self._on_credit(frame, events)
+            case Cancel():
+                self._on_cancel(frame, events)
+            case Ping():
+                self._on_ping(frame, events)
+            case GoAway():
+                self._on_goaway(frame, events)
+            case Hello():
+                raise ProtocolError("second HELLO")
+            case _:
+                self._useless("frame of unknown type")
+
+    def _on_hello(self, frame: Hello, events: list[Event]) -> None:
+        settings = Settings.from_wire(frame.settings)
+        self.peer_hello_received = True
+        self.peer_settings = settings
+        self._flow.peer_settings_changed(settings.initial_window, settings.connection_window)
+        self._scheduler.wake_all()
+        events.append(HelloReceived(settings=settings))
+
+    def _on_open(self, frame: Open, events: list[Event]) -> None:
+        sid = frame.stream_id
+        if self._is_local_id(sid):
+            raise ProtocolError(f"OPEN of stream {sid}: wrong parity for the peer", stream_id=sid)
+        if sid <= self._highest_remote:
+            raise ProtocolError(
+                f"OPEN of stream {sid} after stream {self._highest_remote}: ids must increase",
+                stream_id=sid,
+            )
+        self._highest_remote = sid
+        size = len(frame.payload)
+        refuse = self._goaway_sent or len(self._remote_active) >= self.local_settings.max_streams
+        if refuse:
+            # Not started: the bytes count and are credited straight back.
+            self._flow.dropped_received(size)
+            self._grant(self._flow.acknowledge_received(0, size))
+            self._remember_closed(sid)
+            self._take_cancel_token()
+            self._reply(Cancel(stream_id=sid, error_code=ErrorCode.REFUSED_STREAM, reason="refused"))
+            return
+        self._streams[sid] = _Stream(sid, local=False)
+        self._remote_active.add(sid)
+        if not self._auto_release:
+            self._unreleased.add(sid)
+        self._flow.add_stream(sid)
+        events.append(StreamOpened(stream_id=sid))
+        self._on_data(sid, frame.flags, frame.payload, events)
+
+    def _on_data(self, sid: int, flags: Flag, payload: bytes, events: list[Event]) -> None:
+        size = len(payload)
+        stream = self._streams.get(sid)
+        if stream is None:
+            self._check_known(sid)
+            self._flow.dropped_received(size)
+            self._grant(self._flow.acknowledge_received(0, size))
+            if sid not in self._recent_set:
+                self._useless(f"DATA for forgotten stream {sid}")
+            return
+        end = bool(flags & Flag.END)
+        if sid == 0 and end:
+            raise ProtocolError("END on stream 0")
+        more = bool(flags & Flag.MORE)
+        if size == 0 and not end and not more and stream.partial is None:
+            self._useless("empty DATA frame")
+            return
+        if size or more or stream.partial is not None:
+            outcome, _ = transition(stream.state, StreamInput.RECV_DATA)
+            if outcome is not Outcome.OK:
+                self._flow.dropped_received(size)
+                self._grant(self._flow.acknowledge_received(0, size))
+                if outcome is Outcome.STREAM_CLOSED:
+                    self._stream_error(stream, ErrorCode.STREAM_CLOSED, "DATA after END", events)
+                return
+            self._flow.data_received(sid, size)
+            self._receive_fragment(stream, payload, more, events)
+            if stream.state is StreamState.RESET:
+                return
+        if end:
+            outcome, next_state = transition(stream.state, StreamInput.RECV_END)
+            if outcome is Outcome.STREAM_CLOSED:
+                self._stream_error(stream, ErrorCode.STREAM_CLOSED, "END after END", events)
+            elif outcome is Outcome.OK:
+                if stream.partial is not None:
+                    self._stream_error(
+                        stream, ErrorCode.PROTOCOL_ERROR, "END inside a fragmented message", events
+                    )
+                    return
+                stream.state = next_state
+                self._local_active.discard(sid)
+                events.append(StreamEnded(stream_id=sid))
+                if next_state is StreamState.CLOSED:
+                    self._finish(stream)
+
+    def _receive_fragment(
+        self, stream: _Stream, payload: bytes, more: bool, events: list[Event]
+    ) -> None:
+        size = len(payload)
+        if stream.discarding:
+            stream.discarding = more
+            self._grant(self._flow.acknowledge_received(0, size))
+            return
+        early = 0
+        if more or stream.partial is not None:
+            if stream.partial is None:
+                stream.partial = bytearray()
+            stream.partial += payload
+            self._reassembly += size
+            if len(stream.partial) > self.local_settings.max_message_size:
+                self._message_too_large(stream, "message above max_message_size", events)
+                return
+            if self._reassembly > self.local_settings.reassembly_budget:
+                self._message_too_large(stream, "reassembly budget exhausted", events)
+                return
+            if more:
+                # Credit incomplete fragments back now, within a connection-wide budget,
+                # so a message larger than a window can finish.
+                if self._early_total + size <= self.local_settings.reassembly_budget:
+                    self._grant(self._flow.acknowledge_received(stream.id, size))
+                    stream.partial_early += size
+                    self._early_total += size
+                else:
+                    stream.partial_withheld += size
+                return
+            body = bytes(stream.partial)
+            early = stream.partial_early
+            self._reassembly -= len(stream.partial)
+            stream.partial = None
+            stream.partial_early = stream.partial_withheld = 0
+        else:
+            body = payload
+        try:
+            message = decode_payload(body)
+        except InvalidMessage as exc:
+            # Its bytes will never be consumed: credit back what was not credited yet.
+            self._early_total -= early
+            self._grant(self._flow.acknowledge_received(stream.id, len(body) - early))
+            if stream.id == 0:
+                events.append(InvalidMessageReceived(stream_id=0, reason=str(exc)))
+            else:
+                self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, str(exc), events)
+            return
+        stream.unacked += len(body)
+        stream.early += early
+        events.append(
+            MessageReceived(stream_id=stream.id, message=message, flow_controlled_length=len(body))
+        )
+
+    def _message_too_large(self, stream: _Stream, reason: str, events: list[Event]) -> None:
+        if stream.id != 0:
+            self._stream_error(stream, ErrorCode.MESSAGE_TOO_LARGE, reason, events)
+            return
+        # Stream 0 cannot be cancelled: drop this message, and its later fragments.
+        self._drop_partial(stream)
+        stream.discarding = True
+        events.append(InvalidMessageReceived(stream_id=0, reason=reason))
+
+    def _on_credit(self, frame: Credit, events: list[Event]) -> None:
+        sid = frame.stream_id
+        if frame.increment == 0:
+            raise ProtocolError(f"CREDIT of 0 on stream {sid}", stream_id=sid)
+        if sid:
+            self._check_known(sid)
+        if self._flow.credit_received(sid, frame.increment):
+            if sid:
+                self._scheduler.wake(sid)
+            else:
+                self._scheduler.wake_all()
+            events.append(CreditGranted(stream_id=sid, increment=frame.increment))
+        elif sid not in self._recent_set:
+            self._useless(f"CREDIT for forgotten stream {sid}")
+
+    def _on_cancel(self, frame: Cancel, events: list[Event]) -> None:
+        sid = frame.stream_id
+        self._check_known(sid)
+        stream = self._streams.get(sid)
+        if stream is None:
+            if sid not in self._recent_set:
+                self._useless(f"CANCEL for forgotten stream {sid}")
+            return
+        if not stream.local:
+            self._take_cancel_token()
+        code = ErrorCode.parse(frame.error_code)
+        self._reset(stream, code, frame.reason, send=False)
+        events.append(
+            StreamCancelled(stream_id=sid, error_code=code, reason=frame.reason, remote=True)
+        )
+
+    def _on_ping(self, frame: Ping, events: list[Event]) -> None:
+        if frame.ack:
+            sent = self._pings.pop(frame.opaque, None)
+            if sent is None:
+                self._useless("PING ACK for no PING of ours")
+                return
+            self.rtt = self._clock() - sent
+            events.append(PingAcknowledged(opaque=frame.opaque, rtt=self.rtt))
+            return
+        if not self._ping_bucket.take(self._clock()):
+            raise EnhanceYourCalmError("PING flood")
+        self._reply(Ping(opaque=frame.opaque, ack=True))
+
+    def _on_goaway(self, frame: GoAway, events: list[Event]) -> None:
+        code = ErrorCode.parse(frame.error_code)
+        if code is not ErrorCode.NO_ERROR:
+            self._terminate(code, frame.reason, remote=True, events=events)
+            return
+        self._goaway_received = True
+        if self.state is ConnectionState.OPEN:
+            self.state = ConnectionState.GOING_AWAY
+        events.append(GoAwayReceived(last_stream_id=frame.last_stream_id, reason=frame.reason))
+        for stream in [s for s in self._streams.values() if s.local and s.id > frame.last_stream_id]:
+            self._reset(stream, ErrorCode.REFUSED_STREAM, "not processed", send=False)
+            events.append(
+                StreamCancelled(
+                    stream_id=stream.id,
+                    error_code=ErrorCode.REFUSED_STREAM,
+                    reason="the peer went away before processing it (safe to retry)",
+                    remote=True,
+                )
+            )
+
+    # ------------------------------------------------------------------ internals
+
+    def _encode(self, message: Mapping[str, Any]) -> bytes:
+        payload = encode_payload(message)
+        if len(payload) > self.peer_settings.max_message_size:
+            raise MessageTooLargeForPeer(
+                f"message of {len(payload)} bytes, the peer's max_message_size is "
+                f"{self.peer_settings.max_message_size}"
+            )
+        return payload
+
+    def _check_open(self) -> None:
+        if self.state is ConnectionState.CLOSED:
+            raise ConnectionClosedError(
+                "connection closed", error_code=self.error_code or ErrorCode.NO_ERROR
+            )
+
+    def _is_local_id(self, sid: int) -> bool:
+        return sid % 2 == (1 if self.role is Role.CLIENT else 0)
+
+    def _check_known(self, sid: int) -> None:
+        highest = self._next_local - 2 if self._is_local_id(sid) else self._highest_remote
+        if sid > highest:
+            raise ProtocolError(f"frame for stream {sid}, which was never opened", stream_id=sid)
+
+    def _check_send(
+        self, sid: int, inputs: tuple[StreamInput, ...]
+    ) -> tuple[_Stream, StreamState]:
+        """The state a stream would be in after sending ``inputs``; raises if illegal."""
+        stream = self._streams.get(sid)
+        if stream is None:
+            raise StreamStateError(f"stream {sid} is not open")
+        state = stream.state
+        for event in inputs:
+            outcome, state = transition(state, event)
+            if outcome is not Outcome.OK:
+                raise StreamStateError(f"cannot {event.value} on stream {sid} ({stream.state.value})")
+        return stream, state
+
+    def _enter(self, stream: _Stream, state: StreamState) -> None:
+        stream.state = state
+        if state is StreamState.CLOSED:
+            self._finish(stream)
+
+    def _grant(self, grants: list[tuple[int, int]]) -> None:
+        for sid, increment in grants:
+            self._immediate.append(encode_frame(Credit(stream_id=sid, increment=increment)))
+
+    def _reply(self, frame: Frame) -> None:
+        self._queued_replies += 1
+        if self._queued_replies > self.limits.max_queued_control:
+            raise EnhanceYourCalmError("too many control replies queued for a peer that does not read")
+        self._immediate.append(encode_frame(frame))
+
+    def _useless(self, what: str) -> None:
+        if not self._useless.take(self._clock()):
+            raise EnhanceYourCalmError(f"flood of useless frames ({what})")
+
+    def _take_cancel_token(self) -> None:
+        if not self._cancels.take(self._clock()):
+            raise EnhanceYourCalmError("streams opened and cancelled too fast")
+
+    def _remember_closed(self, sid: int) -> None:
+        self._recent.append(sid)
+        self._recent_set.add(sid)
+        while len(self._recent) > self.limits.recently_closed:
+            self._recent_set.discard(self._recent.popleft())
+
+    def _drop_partial(self, stream: _Stream) -> None:
+        """Discard a half-reassembled message, crediting back what was withheld."""
+        if stream.partial is None:
+            return
+        self._reassembly -= len(stream.partial)
+        self._early_total -= stream.partial_early
+        self._grant(self._flow.acknowledge_received(stream.id, stream.partial_withheld))
+        stream.partial = None
+        stream.partial_early = stream.partial_withheld = 0
+
+    def _finish(self, stream: _Stream) -> None:
+        """A stream leaves the table: reset, or closed with our END sent."""
+        if stream.state is StreamState.CLOSED and self._scheduler.has_queued(stream.id):
+            return  # data_to_send finishes it when the queued END goes out
+        del self._streams[stream.id]
+        self._flow.remove_stream(stream.id)
+        self._local_active.discard(stream.id)
+        if stream.id not in self._unreleased:
+            self._remote_active.discard(stream.id)
+        self._remember_closed(stream.id)
+        if stream.unacked and stream.state is StreamState.CLOSED:
+            self._lingering[stream.id] = stream
+
+    def _reset(self, stream: _Stream, code: ErrorCode, reason: str, *, send: bool = True) -> None:
+        stream.state = StreamState.RESET
+        if send:
+            self._immediate.append(
+                encode_frame(Cancel(stream_id=stream.id, error_code=code, reason=reason))
+            )
+        self._scheduler.drop(stream.id)
+        # Whatever the application will now never consume goes back to the connection.
+        self._drop_partial(stream)
+        credit = stream.unacked - stream.early
+        self._early_total -= stream.early
+        stream.unacked = stream.early = 0
+        self._grant(self._flow.acknowledge_received(0, credit))
+        self._finish(stream)
+
+    def _stream_error(
+        self, stream: _Stream, code: ErrorCode, reason: str, events: list[Event]
+    ) -> None:
+        if not stream.local:
+            self._take_cancel_token()
+        self._reset(stream, code, reason)
+        events.append(StreamCancelled(stream_id=stream.id, error_code=code, reason=reason, remote=False))
+
+    def _fail(self, error: ProtocolError, *, close_code: int | None = None) -> ConnectionTerminated:
+        events: list[Event] = []
+        self._terminate(
+            error.error_code,
+            error.message,
+            remote=False,
+            events=events,
+            error=error,
+            close_code=close_code,
+        )
+        event = events[0]
+        assert isinstance(event, ConnectionTerminated)
+        return event
+
+    def _terminate(
+        self,
+        code: ErrorCode,
+        reason: str,
+        *,
+        remote: bool,
+        events: list[Event] | None = None,
+        error: ProtocolError | None = None,
+        close_code: int | None = None,
+    ) -> None:
+        if close_code is not None:
+            self._immediate = []  # a close code of its own (1003) needs no GOAWAY
+        elif not remote:
+            # Nothing else matters now: the GOAWAY is the last frame we send.
+            self._immediate = [
+                encode_frame(
+                    GoAway(last_stream_id=self._highest_remote, error_code=code, reason=reason)
+                )
+            ]
+        else:
+            self._immediate = []
+        self.state = ConnectionState.CLOSED
+        self.error_code = code
+        self.close_code = close_code or close_code_for(code)
+        for sid in list(self._streams):
+            if sid:
+                self._scheduler.drop(sid)
+        if events is not None:
+            events.append(
+                ConnectionTerminated(
+                    error_code=code,
+                    reason=reason,
+                    last_stream_id=self._highest_remote,
+                    remote=remote,
+                    close_code=self.close_code,
+                    error=error,
+                )
+            )
+
+
+def _coalesce(frames: list[bytes], limit: int) -> list[bytes]:
+    """Join frames into as few WebSocket messages as fit under ``limit`` bytes each."""
+    if len(frames) <= 1:
+        return frames
+    messages: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if batch and size + len(frame) > limit:
+            messages.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(frame)
+        size += len(frame)
+    if batch:
+        messages.append(b"".join(batch))
+    return messages

@@ -1,0 +1,137 @@
+"""Events returned by ``Connection.receive_data`` and ``Connection.tick``.
+
+Immutable, keyword-only, named in the past tense: each says what the peer did (or what
+the connection did on the application's behalf).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .constants import ErrorCode
+from .errors import ProtocolError
+from .settings import Settings
+
+__all__ = [
+    "ConnectionTerminated",
+    "CreditGranted",
+    "Event",
+    "GoAwayReceived",
+    "HelloReceived",
+    "InvalidMessageReceived",
+    "MessageReceived",
+    "PingAcknowledged",
+    "StreamCancelled",
+    "StreamEnded",
+    "StreamOpened",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HelloReceived:
+    """The peer's HELLO arrived; ``settings`` now govern what we send."""
+
+    settings: Settings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamOpened:
+    """The peer opened stream ``stream_id``; its first message follows."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageReceived:
+    """A complete JSON-RPC message arrived on ``stream_id`` (0: the session stream).
+
+    When the application's reader takes it, call
+    ``Connection.acknowledge_received(stream_id, flow_controlled_length)``: that is
+    what returns credit to the peer.
+    """
+
+    stream_id: int
+    message: dict[str, Any]
+    flow_controlled_length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvalidMessageReceived:
+    """A message on stream 0 was dropped (not JSON-RPC, or too large); the session goes on."""
+
+    stream_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEnded:
+    """The peer sent END on ``stream_id``: it sends nothing more there."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamCancelled:
+    """``stream_id`` was reset: by the peer's CANCEL (``remote``) or by us for a stream error."""
+
+    stream_id: int
+    error_code: ErrorCode
+    reason: str
+    remote: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditGranted:
+    """The peer granted credit on ``stream_id`` (0: the connection); queued data may flow."""
+
+    stream_id: int
+    increment: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingAcknowledged:
+    """The peer answered our PING ``opaque``; ``rtt`` is the round trip in seconds."""
+
+    opaque: int
+    rtt: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionTerminated:
+    """The connection is over: the peer sent GOAWAY with an error, or we failed it.
+
+    ``close_code`` is the WebSocket close code the I/O layer should use after sending
+    ``data_to_send()``. ``error`` is the ``ProtocolError`` that ended it locally, if any.
+    A graceful GOAWAY(NO_ERROR) from the peer does not end the connection: it arrives as
+    ``GoAwayReceived``.
+    """
+
+    error_code: ErrorCode
+    reason: str
+    last_stream_id: int
+    remote: bool
+    close_code: int
+    error: ProtocolError | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoAwayReceived:
+    """The peer is shutting down gracefully: streams above ``last_stream_id`` were refused."""
+
+    last_stream_id: int
+    reason: str
+
+
+Event = (
+    HelloReceived
+    | StreamOpened
+    | MessageReceived
+    | InvalidMessageReceived
+    | StreamEnded
+    | StreamCancelled
+    | CreditGranted
+    | PingAcknowledged
+    | ConnectionTerminated
+    | GoAwayReceived
+)

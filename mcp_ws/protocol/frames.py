@@ -1,0 +1,264 @@
+"""Frame codec: one MessagePack array per frame, several frames per WebSocket message.
+
+``encode_frame`` turns a frame object into bytes; ``decode_message`` turns one WebSocket
+binary message into the frames it holds, validating every field and bounding every
+allocation by the message's own length. Only ``ProtocolError`` subclasses escape it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .constants import MAX_WINDOW, ErrorCode, Flag, FrameType
+from .errors import FrameSizeError, ProtocolError
+
+__all__ = [
+    "MAX_STREAM_ID",
+    "MESSAGE_OVERHEAD",
+    "Cancel",
+    "Credit",
+    "Data",
+    "Frame",
+    "GoAway",
+    "Hello",
+    "Open",
+    "Ping",
+    "UnknownFrame",
+    "decode_message",
+    "encode_frame",
+]
+
+#: Largest legal stream id (31 bits, as in HTTP/2).
+MAX_STREAM_ID = 2**31 - 1
+#: How much longer than ``max_frame_size`` one WebSocket message may be.
+MESSAGE_OVERHEAD = 1024
+#: Reasons in CANCEL and GOAWAY are cut to this many characters when sent.
+MAX_REASON_LENGTH = 256
+_MAX_OPAQUE = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello:
+    """``[0, 0, 0, settings]``: the first frame from each side."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Open:
+    """``[1, sid, flags, payload]``: opens a stream, carrying its first message or fragment."""
+
+    stream_id: int
+    flags: Flag = Flag.NONE
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Data:
+    """``[2, sid, flags, payload]``: a message or fragment on an open stream (or stream 0)."""
+
+    stream_id: int
+    flags: Flag = Flag.NONE
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel:
+    """``[3, sid, 0, code, reason]``: resets one stream."""
+
+    stream_id: int
+    error_code: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Credit:
+    """``[4, sid, 0, increment]``: grants bytes of credit (stream 0: the connection)."""
+
+    stream_id: int
+    increment: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    """``[5, 0, flags, opaque]``: liveness and RTT; ``ACK`` marks the reply."""
+
+    opaque: int
+    ack: bool = False
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoAway:
+    """``[6, 0, 0, last_sid, code, reason]``: the sender is closing the connection."""
+
+    last_stream_id: int
+    error_code: int
+    reason: str = ""
+    stream_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownFrame:
+    """A frame of a type this version does not know; ignored by the connection."""
+
+    frame_type: int
+    stream_id: int
+    flags: int
+
+
+Frame = Hello | Open | Data | Cancel | Credit | Ping | GoAway | UnknownFrame
+
+
+def _reason(text: str) -> str:
+    return text[:MAX_REASON_LENGTH]
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The MessagePack bytes of one frame."""
+    match frame:
+        case Data(stream_id=sid, flags=flags, payload=payload):
+            fields: list[Any] = [FrameType.DATA, sid, int(flags), payload]
+        case Open(stream_id=sid, flags=flags, payload=payload):
+            fields = [FrameType.OPEN, sid, int(flags), payload]
+        case Credit(stream_id=sid, increment=inc):
+            fields = [FrameType.CREDIT, sid, 0, inc]
+        case Cancel(stream_id=sid, error_code=code, reason=reason):
+            fields = [FrameType.CANCEL, sid, 0, int(code), _reason(reason)]
+        case Ping(opaque=opaque, ack=ack):
+            fields = [FrameType.PING, 0, int(Flag.ACK) if ack else 0, opaque]
+        case GoAway(last_stream_id=last, error_code=code, reason=reason):
+            fields = [FrameType.GOAWAY, 0, 0, last, int(code), _reason(reason)]
+        case Hello(settings=settings):
+            fields = [FrameType.HELLO, 0, 0, settings]
+        case UnknownFrame(frame_type=ftype, stream_id=sid, flags=flags):
+            fields = [ftype, sid, flags]
+    return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _int(value: object, what: str, lo: int, hi: int) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise ProtocolError(f"{what} must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _fields(raw: list[Any], n: int, name: str) -> None:
+    if len(raw) < n:
+        raise ProtocolError(f"{name} frame needs {n} fields, got {len(raw)}")
+
+
+def _payload(raw: list[Any], name: str, max_frame_size: int) -> bytes:
+    payload = raw[3]
+    if type(payload) is not bytes:
+        raise ProtocolError(f"{name} payload must be MessagePack bin, got {type(payload).__name__}")
+    if len(payload) > max_frame_size:
+        raise FrameSizeError(
+            f"{name} payload of {len(payload)} bytes exceeds max_frame_size {max_frame_size}"
+        )
+    return payload
+
+
+def _data_flags(flags: int, name: str) -> Flag:
+    known = Flag(flags & (Flag.END | Flag.MORE))
+    if known == Flag.END | Flag.MORE:
+        raise ProtocolError(f"{name} frame sets both END and MORE")
+    return known
+
+
+def _reason_field(value: object) -> str:
+    if type(value) is not str:
+        raise ProtocolError(f"reason must be a string, got {type(value).__name__}")
+    return value
+
+
+def _decode_frame(raw: object, max_frame_size: int) -> Frame:
+    if type(raw) is not list or len(raw) < 3:
+        raise ProtocolError("a frame must be a MessagePack array of at least 3 fields")
+    ftype = raw[0]
+    if type(ftype) is not int:
+        raise ProtocolError(f"frame type must be an integer, got {ftype!r}")
+    sid = _int(raw[1], "stream_id", 0, MAX_STREAM_ID)
+    flags = _int(raw[2], "flags", 0, 0xFF)
+    if ftype == FrameType.DATA:
+        _fields(raw, 4, "DATA")
+        return Data(
+            stream_id=sid, flags=_data_flags(flags, "DATA"), payload=_payload(raw, "DATA", max_frame_size)
+        )
+    if ftype == FrameType.OPEN:
+        _fields(raw, 4, "OPEN")
+        if sid == 0:
+            raise ProtocolError("OPEN on stream 0")
+        return Open(
+            stream_id=sid, flags=_data_flags(flags, "OPEN"), payload=_payload(raw, "OPEN", max_frame_size)
+        )
+    if ftype == FrameType.CREDIT:
+        _fields(raw, 4, "CREDIT")
+        return Credit(stream_id=sid, increment=_int(raw[3], "CREDIT increment", 0, MAX_WINDOW))
+    if ftype == FrameType.CANCEL:
+        _fields(raw, 5, "CANCEL")
+        if sid == 0:
+            raise ProtocolError("CANCEL on stream 0")
+        code = _int(raw[3], "CANCEL code", 0, _MAX_OPAQUE)
+        return Cancel(stream_id=sid, error_code=code, reason=_reason_field(raw[4]))
+    if ftype == FrameType.PING:
+        _fields(raw, 4, "PING")
+        if sid != 0:
+            raise ProtocolError("PING on a stream other than 0")
+        return Ping(opaque=_int(raw[3], "PING opaque", 0, _MAX_OPAQUE), ack=bool(flags & Flag.ACK))
+    if ftype == FrameType.GOAWAY:
+        _fields(raw, 6, "GOAWAY")
+        if sid != 0:
+            raise ProtocolError("GOAWAY on a stream other than 0")
+        return GoAway(
+            last_stream_id=_int(raw[3], "GOAWAY last_sid", 0, MAX_STREAM_ID),
+            error_code=_int(raw[4], "GOAWAY code", 0, _MAX_OPAQUE),
+            reason=_reason_field(raw[5]),
+        )
+    if ftype == FrameType.HELLO:
+        _fields(raw, 4, "HELLO")
+        if sid != 0:
+            raise ProtocolError("HELLO on a stream other than 0")
+        if type(raw[3]) is not dict:
+            raise ProtocolError("HELLO settings must be a map")
+        return Hello(settings=raw[3])
+    return UnknownFrame(frame_type=ftype, stream_id=sid, flags=flags)
+
+
+def _reject_ext(code: int, data: bytes) -> object:
+    raise ValueError(f"MessagePack extension type {code} is not allowed")
+
+
+def decode_message(data: bytes, *, max_frame_size: int) -> list[Frame]:
+    """Decode every frame in one WebSocket binary message.
+
+    Raises ``FrameSizeError`` for a message longer than ``max_frame_size + 1024`` or a
+    payload longer than ``max_frame_size``, and ``ProtocolError`` for anything that is
+    not a sequence of well-formed frames (including an empty message or a truncated frame).
+    """
+    size = len(data)
+    if size > max_frame_size + MESSAGE_OVERHEAD:
+        raise FrameSizeError(
+            f"message of {size} bytes exceeds max_frame_size + {MESSAGE_OVERHEAD} "
+            f"({max_frame_size + MESSAGE_OVERHEAD})"
+        )
+    if size == 0:
+        raise ProtocolError("empty WebSocket message")
+    # Every length the input declares is bounded by the input itself, so a
+    # 4 GiB string header in 20 bytes fails without allocating.
+    unpacker = msgpack.Unpacker(
+        max_buffer_size=size, raw=False, strict_map_key=True, ext_hook=_reject_ext
+    )
+    unpacker.feed(data)
+    frames: list[Frame] = []
+    try:
+        while unpacker.tell() < size:
+            frames.append(_decode_frame(unpacker.unpack(), max_frame_size))
+    except msgpack.OutOfData:
+        raise ProtocolError("truncated frame at the end of a message") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"malformed MessagePack: {exc or type(exc).__name__}") from None
+    return frames
