@@ -180,7 +180,7 @@ class Connection:
         self._last_received = now
         self._cancels = TokenBucket(self.limits.cancel_rate, self.limits.cancel_burst, now)
         self._ping_bucket = TokenBucket(self.limits.ping_rate, self.limits.ping_burst, now)
-        self._useless = TokenBucket(
+        self._useless_bucket = TokenBucket(
             self.limits.useless_frame_rate, self.limits.useless_frame_burst, now
         )
         self._immediate.append(encode_frame(Hello(settings=self.local_settings.to_wire())))
@@ -712,7 +712,7 @@ class Connection:
         self._immediate.append(encode_frame(frame))
 
     def _useless(self, what: str) -> None:
-        if not self._useless.take(self._clock()):
+        if not self._useless_bucket.take(self._clock()):
             raise EnhanceYourCalmError(f"flood of useless frames ({what})")
 
     def _take_cancel_token(self) -> None:

@@ -1,0 +1,178 @@
+"""The frame codec: golden bytes pin the wire format; bad input gets the right error."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import msgpack
+import pytest
+
+from mcp_ws.protocol import (
+    Cancel,
+    Credit,
+    Data,
+    ErrorCode,
+    Flag,
+    FrameSizeError,
+    GoAway,
+    Hello,
+    Open,
+    Ping,
+    ProtocolError,
+    UnknownFrame,
+    decode_message,
+    encode_frame,
+)
+from mcp_ws.protocol.frames import MAX_REASON_LENGTH
+
+from .helpers import raw
+
+GOLDEN = [
+    (Hello(settings={}), bytes.fromhex("94 00 00 00 80")),
+    (Hello(settings={"max_streams": 8}), bytes.fromhex("94 00 00 00 81 ab") + b"max_streams" + b"\x08"),
+    (Open(stream_id=1, flags=Flag.END, payload=b"ab"), bytes.fromhex("94 01 01 01 c4 02 61 62")),
+    (Open(stream_id=300, flags=Flag.MORE, payload=b""), bytes.fromhex("94 01 cd 01 2c 02 c4 00")),
+    (Data(stream_id=3, flags=Flag.MORE, payload=b""), bytes.fromhex("94 02 03 02 c4 00")),
+    (Data(stream_id=0, flags=Flag.NONE, payload=b"\x80"), bytes.fromhex("94 02 00 00 c4 01 80")),
+    (Data(stream_id=7, flags=Flag.END, payload=b""), bytes.fromhex("94 02 07 01 c4 00")),
+    (
+        Cancel(stream_id=5, error_code=ErrorCode.CANCELLED, reason="x"),
+        bytes.fromhex("95 03 05 00 07 a1 78"),
+    ),
+    (Credit(stream_id=0, increment=65536), bytes.fromhex("94 04 00 00 ce 00 01 00 00")),
+    (Credit(stream_id=9, increment=100), bytes.fromhex("94 04 09 00 64")),
+    (Ping(opaque=42), bytes.fromhex("94 05 00 00 2a")),
+    (Ping(opaque=42, ack=True), bytes.fromhex("94 05 00 01 2a")),
+    (
+        GoAway(last_stream_id=7, error_code=ErrorCode.ENHANCE_YOUR_CALM, reason="calm"),
+        bytes.fromhex("96 06 00 00 07 09 a4") + b"calm",
+    ),
+    (UnknownFrame(frame_type=99, stream_id=5, flags=0), bytes.fromhex("93 63 05 00")),
+]
+
+
+@pytest.mark.parametrize(("frame", "wire"), GOLDEN, ids=lambda v: type(v).__name__)
+def test_golden_bytes(frame, wire):
+    assert encode_frame(frame) == wire
+    assert decode_message(wire, max_frame_size=65536) == [frame]
+
+
+def test_every_frame_type_has_a_golden_vector():
+    from mcp_ws.protocol import FrameType
+
+    covered = {msgpack.unpackb(wire)[0] for _, wire in GOLDEN}
+    assert {int(t) for t in FrameType} <= covered
+
+
+def test_several_frames_in_one_message_all_decode_in_order():
+    frames = [
+        Credit(stream_id=0, increment=1),
+        Data(stream_id=1, payload=b"a"),
+        Ping(opaque=1, ack=True),
+    ]
+    message = b"".join(encode_frame(f) for f in frames)
+    assert decode_message(message, max_frame_size=65536) == frames
+
+
+def test_extra_trailing_fields_are_ignored():
+    assert decode_message(raw(2, 1, 0, b"x", "future", 1), max_frame_size=65536) == [
+        Data(stream_id=1, payload=b"x")
+    ]
+
+
+def test_unknown_flag_bits_are_ignored():
+    [frame] = decode_message(raw(2, 1, 0x81, b"x"), max_frame_size=65536)
+    assert frame == Data(stream_id=1, flags=Flag.END, payload=b"x")
+
+
+def test_unknown_frame_type_decodes_as_unknown_frame():
+    assert decode_message(raw(42, 3, 7, "whatever", [1]), max_frame_size=65536) == [
+        UnknownFrame(frame_type=42, stream_id=3, flags=7)
+    ]
+
+
+def test_long_reasons_are_cut_when_sent():
+    frame = Cancel(stream_id=1, error_code=7, reason="r" * 10_000)
+    [decoded] = decode_message(encode_frame(frame), max_frame_size=65536)
+    assert isinstance(decoded, Cancel)
+    assert decoded.reason == "r" * MAX_REASON_LENGTH
+
+
+BAD = [
+    ("empty message", b"", ProtocolError),
+    ("not msgpack", b"\xc1", ProtocolError),
+    ("not an array", msgpack.packb("frame"), ProtocolError),
+    ("array too short", raw(2, 1), ProtocolError),
+    ("type not an int", raw("2", 1, 0, b""), ProtocolError),
+    ("negative stream id", raw(2, -1, 0, b""), ProtocolError),
+    ("stream id above 2**31-1", raw(2, 2**31, 0, b""), ProtocolError),
+    ("bool stream id", raw(2, True, 0, b""), ProtocolError),
+    ("flags above a byte", raw(2, 1, 256, b""), ProtocolError),
+    ("DATA too short", raw(2, 1, 0), ProtocolError),
+    ("DATA payload is a str", raw(2, 1, 0, "text"), ProtocolError),
+    ("DATA END and MORE", raw(2, 1, 3, b""), ProtocolError),
+    ("OPEN on stream 0", raw(1, 0, 0, b"x"), ProtocolError),
+    ("OPEN too short", raw(1, 1, 0), ProtocolError),
+    ("OPEN END and MORE", raw(1, 1, 3, b"x"), ProtocolError),
+    ("CANCEL on stream 0", raw(3, 0, 0, 7, ""), ProtocolError),
+    ("CANCEL too short", raw(3, 1, 0, 7), ProtocolError),
+    ("CANCEL reason not a str", raw(3, 1, 0, 7, 5), ProtocolError),
+    ("CANCEL code negative", raw(3, 1, 0, -1, ""), ProtocolError),
+    ("CREDIT too short", raw(4, 1, 0), ProtocolError),
+    ("CREDIT negative", raw(4, 1, 0, -1), ProtocolError),
+    ("CREDIT above 2**31-1", raw(4, 1, 0, 2**31), ProtocolError),
+    ("CREDIT not an int", raw(4, 1, 0, 1.5), ProtocolError),
+    ("PING on stream 1", raw(5, 1, 0, 1), ProtocolError),
+    ("PING too short", raw(5, 0, 0), ProtocolError),
+    ("PING opaque negative", raw(5, 0, 0, -5), ProtocolError),
+    ("GOAWAY on stream 1", raw(6, 1, 0, 0, 0, ""), ProtocolError),
+    ("GOAWAY too short", raw(6, 0, 0, 0, 0), ProtocolError),
+    ("GOAWAY reason not a str", raw(6, 0, 0, 0, 0, None), ProtocolError),
+    ("HELLO on stream 1", raw(0, 1, 0, {}), ProtocolError),
+    ("HELLO settings not a map", raw(0, 0, 0, [1]), ProtocolError),
+    ("HELLO too short", raw(0, 0, 0), ProtocolError),
+    ("truncated frame", raw(2, 1, 0, b"abc")[:-1], ProtocolError),
+    ("valid frame then garbage", raw(2, 1, 0, b"a") + b"\xc1", ProtocolError),
+    ("extension type", msgpack.packb([2, 1, 0, msgpack.ExtType(1, b"x")]), ProtocolError),
+    ("invalid utf-8 reason", bytes.fromhex("95 03 01 00 07 a2 ff fe"), ProtocolError),
+    ("map key not a string", raw(0, 0, 0, {1: 2}), ProtocolError),
+    ("payload above max_frame_size", raw(2, 1, 0, b"x" * 65537), FrameSizeError),
+    ("message above max_frame_size + 1024", raw(5, 0, 0, 1) * 14_000, FrameSizeError),
+    ("nesting deeper than the decoder allows", b"\x91" * 5000 + b"\x00", ProtocolError),
+]
+
+
+@pytest.mark.parametrize(("data", "error"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_raises_the_specified_error(data, error):
+    with pytest.raises(error) as info:
+        decode_message(data, max_frame_size=65536)
+    assert info.type is error
+    assert info.value.error_code == error.error_code
+
+
+def test_frame_size_error_codes():
+    assert FrameSizeError.error_code is ErrorCode.FRAME_SIZE_ERROR
+    assert ProtocolError.error_code is ErrorCode.PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        bytes.fromhex("c6 ff ff ff ff"),  # bin32 of 4 GiB
+        bytes.fromhex("db ff ff ff ff"),  # str32 of 4 GiB
+        bytes.fromhex("dd ff ff ff ff"),  # array32 of 4G elements
+        bytes.fromhex("df ff ff ff ff"),  # map32 of 4G pairs
+    ],
+    ids=["bin", "str", "array", "map"],
+)
+def test_declared_4gib_value_in_20_bytes_does_not_allocate(header):
+    data = bytes.fromhex("94 02 01 00") + header + b"\x00" * 11
+    assert len(data) == 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError):
+            decode_message(data, max_frame_size=65536)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000

@@ -1,0 +1,122 @@
+"""HELLO settings validation, and the stream transition table."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_ws.protocol import ProtocolError, Settings, StreamState
+from mcp_ws.protocol.state import TRANSITIONS, Outcome, StreamInput, transition
+
+
+def test_defaults_match_the_protocol():
+    s = Settings()
+    assert s.to_wire() == {
+        "version": 1,
+        "max_streams": 128,
+        "initial_window": 262144,
+        "connection_window": 4194304,
+        "max_frame_size": 65536,
+        "max_message_size": 16777216,
+        "ping_interval": 15,
+        "extensions": [],
+    }
+    assert s.reassembly_budget == 4 * 16777216
+
+
+def test_from_wire_ignores_unknown_keys_and_defaults_missing_ones():
+    s = Settings.from_wire({"max_streams": 4, "future_knob": [1, 2], "extensions": ["resume"]})
+    assert s.max_streams == 4
+    assert s.extensions == ("resume",)
+    assert s.initial_window == 262144
+
+
+def test_a_higher_version_speaks_ours():
+    assert Settings.from_wire({"version": 7}).version == 1
+
+
+BAD_SETTINGS = [
+    {"version": 0},
+    {"max_streams": 0},
+    {"max_streams": "8"},
+    {"max_streams": True},
+    {"initial_window": 100},
+    {"initial_window": 2**31},
+    {"connection_window": 16383},
+    {"max_frame_size": 16383},
+    {"max_frame_size": 16777216},
+    {"max_message_size": 1023},
+    {"max_message_size": 2**32},
+    {"ping_interval": -1},
+    {"ping_interval": "15"},
+    {"ping_interval": float("nan")},
+    {"extensions": "resume"},
+    {"extensions": [1]},
+    {"extensions": ["x" * 257]},
+    {"extensions": ["e"] * 65},
+]
+
+
+@pytest.mark.parametrize("wire", BAD_SETTINGS, ids=repr)
+def test_bad_peer_settings_are_protocol_errors(wire):
+    with pytest.raises(ProtocolError, match="bad HELLO"):
+        Settings.from_wire(wire)
+
+
+@pytest.mark.parametrize("wire", BAD_SETTINGS, ids=repr)
+def test_bad_local_settings_are_value_errors(wire):
+    kwargs = dict(wire)
+    if isinstance(kwargs.get("extensions"), list):
+        kwargs["extensions"] = tuple(kwargs["extensions"])
+    with pytest.raises(ValueError):  # noqa: PT011 - the message names the key
+        Settings(**kwargs)
+
+
+S, I, O = StreamState, StreamInput, Outcome
+
+EXPECTED = {
+    # every (state, input) pair: outcome and next state
+    (S.OPEN, I.SEND_DATA): (O.OK, S.OPEN),
+    (S.OPEN, I.SEND_END): (O.OK, S.HALF_CLOSED_LOCAL),
+    (S.OPEN, I.SEND_CANCEL): (O.OK, S.RESET),
+    (S.OPEN, I.RECV_DATA): (O.OK, S.OPEN),
+    (S.OPEN, I.RECV_END): (O.OK, S.HALF_CLOSED_REMOTE),
+    (S.OPEN, I.RECV_CANCEL): (O.OK, S.RESET),
+    (S.HALF_CLOSED_LOCAL, I.SEND_DATA): (O.USAGE_ERROR, S.HALF_CLOSED_LOCAL),
+    (S.HALF_CLOSED_LOCAL, I.SEND_END): (O.USAGE_ERROR, S.HALF_CLOSED_LOCAL),
+    (S.HALF_CLOSED_LOCAL, I.SEND_CANCEL): (O.OK, S.RESET),
+    (S.HALF_CLOSED_LOCAL, I.RECV_DATA): (O.OK, S.HALF_CLOSED_LOCAL),
+    (S.HALF_CLOSED_LOCAL, I.RECV_END): (O.OK, S.CLOSED),
+    (S.HALF_CLOSED_LOCAL, I.RECV_CANCEL): (O.OK, S.RESET),
+    (S.HALF_CLOSED_REMOTE, I.SEND_DATA): (O.OK, S.HALF_CLOSED_REMOTE),
+    (S.HALF_CLOSED_REMOTE, I.SEND_END): (O.OK, S.CLOSED),
+    (S.HALF_CLOSED_REMOTE, I.SEND_CANCEL): (O.OK, S.RESET),
+    (S.HALF_CLOSED_REMOTE, I.RECV_DATA): (O.STREAM_CLOSED, S.RESET),
+    (S.HALF_CLOSED_REMOTE, I.RECV_END): (O.STREAM_CLOSED, S.RESET),
+    (S.HALF_CLOSED_REMOTE, I.RECV_CANCEL): (O.OK, S.RESET),
+    (S.CLOSED, I.SEND_DATA): (O.USAGE_ERROR, S.CLOSED),
+    (S.CLOSED, I.SEND_END): (O.USAGE_ERROR, S.CLOSED),
+    (S.CLOSED, I.SEND_CANCEL): (O.IGNORE, S.CLOSED),
+    (S.CLOSED, I.RECV_DATA): (O.IGNORE, S.CLOSED),
+    (S.CLOSED, I.RECV_END): (O.IGNORE, S.CLOSED),
+    (S.CLOSED, I.RECV_CANCEL): (O.IGNORE, S.CLOSED),
+    (S.RESET, I.SEND_DATA): (O.USAGE_ERROR, S.RESET),
+    (S.RESET, I.SEND_END): (O.USAGE_ERROR, S.RESET),
+    (S.RESET, I.SEND_CANCEL): (O.IGNORE, S.RESET),
+    (S.RESET, I.RECV_DATA): (O.IGNORE, S.RESET),
+    (S.RESET, I.RECV_END): (O.IGNORE, S.RESET),
+    (S.RESET, I.RECV_CANCEL): (O.IGNORE, S.RESET),
+}
+
+
+def test_expected_covers_every_pair():
+    assert set(EXPECTED) == {(s, i) for s in StreamState for i in StreamInput}
+
+
+@pytest.mark.parametrize(("key", "expected"), EXPECTED.items(), ids=lambda v: str(v))
+def test_transition(key, expected):
+    assert transition(*key) == expected
+
+
+def test_table_holds_no_usage_errors():
+    # Usage errors are exactly the pairs left out of the table.
+    assert all(outcome is not Outcome.USAGE_ERROR for outcome, _ in TRANSITIONS.values())
