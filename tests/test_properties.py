@@ -1,0 +1,198 @@
+"""Hypothesis properties: credit is never exceeded and always conserved; fuzzed input
+raises only documented exceptions."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mcp_ws.protocol import (
+    Connection,
+    ConnectionTerminated,
+    Data,
+    MessageReceived,
+    Open,
+    ProtocolError,
+    Role,
+    Settings,
+    StreamCancelled,
+    decode_message,
+)
+from mcp_ws.protocol.frames import Credit
+
+from .helpers import FakeClock, frames_of, notification, request
+
+SMALL = Settings(initial_window=16384, connection_window=32768, max_frame_size=16384)
+
+op = st.one_of(
+    st.tuples(st.just("open"), st.sampled_from(["client", "server"]), st.integers(0, 40_000)),
+    st.tuples(st.just("send"), st.sampled_from(["client", "server"]), st.integers(0, 7), st.integers(0, 40_000)),
+    st.tuples(st.just("end"), st.sampled_from(["client", "server"]), st.integers(0, 7)),
+    st.tuples(st.just("cancel"), st.sampled_from(["client", "server"]), st.integers(0, 7)),
+    st.tuples(st.just("deliver"), st.sampled_from(["client", "server"]), st.integers(1, 4)),
+    st.tuples(st.just("ack"), st.sampled_from(["client", "server"]), st.integers(1, 4)),
+)
+
+
+class World:
+    """Two peers and a wire in each direction that the test delivers from by hand."""
+
+    def __init__(self) -> None:
+        clock = FakeClock()
+        self.peers = {
+            "client": Connection(Role.CLIENT, SMALL, clock=clock),
+            "server": Connection(Role.SERVER, SMALL, clock=clock),
+        }
+        self.wire: dict[str, deque[bytes]] = {"client": deque(), "server": deque()}  # by sender
+        self.streams: dict[str, list[int]] = {"client": [], "server": []}
+        self.unacked: dict[str, deque[MessageReceived]] = {"client": deque(), "server": deque()}
+        self.sent_payload = {"client": 0, "server": 0}
+        self.rid = 0
+
+    @staticmethod
+    def other(side: str) -> str:
+        return "server" if side == "client" else "client"
+
+    def collect(self, side: str) -> None:
+        for m in self.peers[side].data_to_send():
+            for f in frames_of([m]):
+                if isinstance(f, Open | Data):
+                    self.sent_payload[side] += len(f.payload)
+            self.wire[side].append(m)
+
+    def step(self, action: tuple) -> None:  # noqa: PLR0912
+        kind, side = action[0], action[1]
+        conn = self.peers[side]
+        self.rid += 1
+        blob = lambda n: notification(blob="x" * n)  # noqa: E731
+        try:
+            if kind == "open" and conn.can_open_stream:
+                self.streams[side].append(conn.open_stream(request(self.rid, blob="y" * action[2])))
+            elif kind == "send":
+                known = self.streams[side] + self.streams[self.other(side)]
+                if known:
+                    sid = known[action[2] % len(known)]
+                    if conn.stream_state(sid) is not None:
+                        conn.send_message(sid, blob(action[3]))
+            elif kind == "end" and self.streams[side]:
+                sid = self.streams[side][action[2] % len(self.streams[side])]
+                conn.end_stream(sid)
+            elif kind == "cancel":
+                known = self.streams[side] + self.streams[self.other(side)]
+                if known:
+                    conn.cancel_stream(known[action[2] % len(known)])
+            elif kind == "deliver":
+                self.collect(side)
+                for _ in range(action[2]):
+                    if not self.wire[side]:
+                        break
+                    self.receive(self.other(side), self.wire[side].popleft())
+            elif kind == "ack":
+                receiver = side
+                for _ in range(action[2]):
+                    if self.unacked[receiver]:
+                        e = self.unacked[receiver].popleft()
+                        self.peers[receiver].acknowledge_received(e.stream_id, e.flow_controlled_length)
+        except Exception as exc:  # only state errors of the local API are acceptable
+            from mcp_ws.protocol import StreamStateError
+
+            assert isinstance(exc, StreamStateError), exc
+        self.collect(side)
+
+    def receive(self, side: str, message: bytes) -> None:
+        for event in self.peers[side].receive_data(message):
+            assert not isinstance(event, ConnectionTerminated), event
+            if isinstance(event, StreamCancelled):
+                assert event.remote, event  # we never violate the protocol ourselves
+            if isinstance(event, MessageReceived):
+                self.unacked[side].append(event)
+            if hasattr(event, "stream_id") and event.stream_id and event.stream_id not in self.streams[self.other(side)] + self.streams[side]:
+                self.streams[self.other(side)].append(event.stream_id)
+
+    def check_conservation(self) -> None:
+        self.collect("client")
+        self.collect("server")
+        for sender in ("client", "server"):
+            receiver = self.other(sender)
+            in_flight = sum(
+                len(f.payload) for f in frames_of(list(self.wire[sender])) if isinstance(f, Open | Data)
+            )
+            credit_in_flight = sum(
+                f.increment
+                for f in frames_of(list(self.wire[receiver]))
+                if isinstance(f, Credit) and f.stream_id == 0
+            )
+            send_credit = self.peers[sender]._flow.connection_credit
+            assert send_credit >= 0
+            remaining = self.peers[receiver]._flow.receive_credit(0)
+            # what the receiver still allows = what the sender may send + bytes on the
+            # wire toward the receiver + credit on the wire back toward the sender
+            assert remaining == send_credit + in_flight + credit_in_flight
+
+    def drain(self) -> None:
+        for _ in range(200):
+            for side in ("client", "server"):
+                self.step(("ack", side, 10**6))
+                self.collect(side)
+                while self.wire[side]:
+                    self.receive(self.other(side), self.wire[side].popleft())
+            if not any(self.wire.values()) and not any(self.unacked.values()):
+                break
+        for side in ("client", "server"):
+            while self.unacked[side]:
+                e = self.unacked[side].popleft()
+                self.peers[side].acknowledge_received(e.stream_id, e.flow_controlled_length)
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op, max_size=80))
+def test_credit_is_never_exceeded_and_always_conserved(ops):
+    world = World()
+    world.step(("deliver", "client", 4))
+    world.step(("deliver", "server", 4))
+    for action in ops:
+        world.step(action)
+        world.check_conservation()
+    # Once every delivered message is consumed, all credit comes back: nothing leaks,
+    # including bytes dropped after a CANCEL.
+    world.drain()
+    for side in ("client", "server"):
+        flow = world.peers[side]._flow
+        assert flow.receive_credit(0) + flow._recv_conn.pending == SMALL.connection_window
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=512))
+def test_random_bytes_raise_only_protocol_errors(data):
+    try:
+        decode_message(data, max_frame_size=16384)
+    except ProtocolError:
+        pass
+
+
+frame_field = st.one_of(
+    st.integers(-5, 2**32), st.binary(max_size=64), st.text(max_size=16), st.none(), st.booleans(),
+    st.dictionaries(st.text(max_size=8), st.integers(-5, 2**32), max_size=3),
+    st.lists(st.integers(-5, 2**32), max_size=3),
+)
+random_frame = st.builds(
+    lambda t, sid, flags, rest: msgpack.packb([t, sid, flags, *rest], use_bin_type=True),
+    st.integers(0, 8), st.integers(0, 9), st.integers(0, 3), st.lists(frame_field, max_size=4),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(random_frame, min_size=1, max_size=4).map(b"".join), max_size=12), st.sampled_from([Role.CLIENT, Role.SERVER]))
+def test_random_frame_sequences_never_raise_out_of_receive_data(messages, role):
+    conn = Connection(role, clock=FakeClock())
+    for m in messages:
+        events = conn.receive_data(m)
+        for e in events:
+            if isinstance(e, ConnectionTerminated) and e.error is not None:
+                assert isinstance(e.error, ProtocolError)
+        conn.data_to_send()
