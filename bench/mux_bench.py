@@ -33,7 +33,12 @@ def run(size: int, seconds: float, max_messages: int = 2_000_000) -> tuple[float
     delta = {
         "jsonrpc": "2.0",
         "method": "notifications/tools/partial_result",
-        "params": {"partialResultToken": 1, "seq": 0, "event": "delta", "content": [{"type": "text", "text": "t" * size}]},
+        "params": {
+            "partialResultToken": 1,
+            "seq": 0,
+            "event": "delta",
+            "content": [{"type": "text", "text": "t" * size}],
+        },
     }
     batch = 64
     sent = 0
@@ -63,7 +68,8 @@ def main() -> None:
         results = [run(size, args.seconds) for _ in range(args.repeats)]
         rates = [r[0] for r in results]
         mbs = statistics.median(r[1] for r in results)
-        print(f"{name:<16} {statistics.median(rates):>18,.0f} {min(rates):>9,.0f}-{max(rates):<10,.0f} {mbs:>8.1f}")
+        spread = f"{min(rates):,.0f}-{max(rates):,.0f}"
+        print(f"{name:<16} {statistics.median(rates):>18,.0f} {spread:>20} {mbs:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -65,14 +65,19 @@ def demo(out: TextIO | None = None) -> int:
         while _pump(client, server, at_server) + _pump(server, client, at_client):
             pass
 
+    def start_call(rid: int) -> int:
+        """Open a tools/call stream and deliver the request to the server."""
+        request = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": "gen"}}
+        stream_id = client.open_stream(request, end=True)
+        flush()
+        return stream_id
+
     flush()
     write(f"mcp-ws {__version__} demo: the mux core, client and server in one process\n\n")
 
     # 1. A streaming call: deltas on the call's stream, then the result with END.
     write("1. streaming call\n   ")
-    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "generate"}}
-    sid = client.open_stream(call, end=True)
-    flush()
+    sid = start_call(1)
     tokens = [t + " " for t in ANSWER.split(" ")]
     received: list[str] = []
     started = time.perf_counter()
@@ -87,7 +92,11 @@ def demo(out: TextIO | None = None) -> int:
                 client.acknowledge_received(event.stream_id, event.flow_controlled_length)
         at_client.clear()
         (out or sys.stdout).flush()
-    final = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "".join(tokens)}]}}
+    final = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"content": [{"type": "text", "text": "".join(tokens)}]},
+    }
     server.send_message(sid, final, end=True)
     flush()
     ended = any(isinstance(e, StreamEnded) and e.stream_id == sid for e in at_client)
@@ -102,8 +111,7 @@ def demo(out: TextIO | None = None) -> int:
 
     # 2. Backpressure: a producer far ahead of a reader that consumes nothing.
     write("2. backpressure\n")
-    sid = client.open_stream({"jsonrpc": "2.0", "id": 2, "method": "tools/call"}, end=True)
-    flush()
+    sid = start_call(2)
     for seq in range(64):
         server.send_message(sid, _partial("x" * 65000, seq))
     flush()
@@ -124,13 +132,14 @@ def demo(out: TextIO | None = None) -> int:
         flush()
         grants += sum(1 for e in at_server if isinstance(e, CreditGranted))
         at_server.clear()
-    write(f"   the reader consumed: {grants} credit grants later everything arrived "
-          f"({server.buffered(sid)} bytes left queued)\n\n")
+    write(
+        f"   the reader consumed: {grants} credit grants later everything arrived "
+        f"({server.buffered(sid)} bytes left queued)\n\n"
+    )
 
     # 3. Cancel: the client stops a call mid-stream; the server's queued output is dropped.
     write("3. cancel\n")
-    sid = client.open_stream({"jsonrpc": "2.0", "id": 3, "method": "tools/call"}, end=True)
-    flush()
+    sid = start_call(3)
     for seq in range(40):
         server.send_message(sid, _partial("y" * 30000, seq))
     in_flight = server.data_to_send()
@@ -142,14 +151,18 @@ def demo(out: TextIO | None = None) -> int:
     write(
         f"   server saw: stream {seen[0].stream_id} cancelled ({seen[0].error_code.name}: "
         f"{seen[0].reason}); {server.buffered(sid)} bytes left queued; late frames were "
-        f"credited back to the connection\n" if seen else "   cancel was not delivered\n"
+        f"credited back to the connection\n"
+        if seen
+        else "   cancel was not delivered\n"
     )
     return 0 if ok and seen else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mcp-ws`` command."""
-    parser = argparse.ArgumentParser(prog="mcp-ws", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="mcp-ws", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--version", action="version", version=f"mcp-ws {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("demo", help="streaming, backpressure and cancel in memory, no setup")

@@ -46,3 +46,18 @@ def test_version_flag():
         [sys.executable, "-m", "mcp_ws", "--version"], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip().startswith("mcp-ws ")
+
+
+def test_the_sans_io_example_runs_a_call_to_completion():
+    import runpy
+    from pathlib import Path
+
+    module = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "sans_io_pair.py"))
+    seen = module["main"]()
+    assert seen == [
+        "{'progressToken': 1, 'progress': 0}",
+        "{'progressToken': 1, 'progress': 1}",
+        "{'progressToken': 1, 'progress': 2}",
+        "{'done': True}",
+        "stream 1 ended",
+    ]

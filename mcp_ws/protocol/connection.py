@@ -188,6 +188,11 @@ class Connection:
     # ------------------------------------------------------------------ queries
 
     @property
+    def closed(self) -> bool:
+        """Whether the connection has ended (GOAWAY with an error, either way)."""
+        return self.state is ConnectionState.CLOSED
+
+    @property
     def open_stream_count(self) -> int:
         """Streams (other than 0) that are neither closed nor reset."""
         return len(self._streams) - 1
@@ -244,16 +249,22 @@ class Connection:
         if end:
             stream.state = StreamState.HALF_CLOSED_LOCAL
         # The OPEN goes out now, in id order, with as much of the message as credit allows.
-        first = min(len(payload), self.peer_settings.max_frame_size, self._flow.available_credit(sid))
+        first = min(
+            len(payload), self.peer_settings.max_frame_size, self._flow.available_credit(sid)
+        )
         self._flow.consume_send(sid, first)
         rest = memoryview(payload)[first:]
         flags = Flag.MORE if rest else (Flag.END if end else Flag.NONE)
-        self._immediate.append(encode_frame(Open(stream_id=sid, flags=flags, payload=payload[:first])))
+        self._immediate.append(
+            encode_frame(Open(stream_id=sid, flags=flags, payload=payload[:first]))
+        )
         if rest:
             self._scheduler.push(sid, rest, end=end)
         return sid
 
-    def send_message(self, stream_id: int, message: Mapping[str, Any], *, end: bool = False) -> None:
+    def send_message(
+        self, stream_id: int, message: Mapping[str, Any], *, end: bool = False
+    ) -> None:
         """Queue one message on a stream (0: the session stream); ``end`` sends END after it."""
         self._check_open()
         if stream_id == 0:
@@ -413,7 +424,7 @@ class Connection:
         try:
             for frame in decode_message(data, max_frame_size=self.local_settings.max_frame_size):
                 self._handle(frame, events)
-                if self.state is ConnectionState.CLOSED:
+                if self.closed:
                     break
         except ProtocolError as exc:
             events.append(self._fail(exc))
@@ -475,7 +486,9 @@ class Connection:
             self._grant(self._flow.acknowledge_received(0, size))
             self._remember_closed(sid)
             self._take_cancel_token()
-            self._reply(Cancel(stream_id=sid, error_code=ErrorCode.REFUSED_STREAM, reason="refused"))
+            self._reply(
+                Cancel(stream_id=sid, error_code=ErrorCode.REFUSED_STREAM, reason="refused")
+            )
             return
         self._streams[sid] = _Stream(sid, local=False)
         self._remote_active.add(sid)
@@ -646,7 +659,9 @@ class Connection:
         if self.state is ConnectionState.OPEN:
             self.state = ConnectionState.GOING_AWAY
         events.append(GoAwayReceived(last_stream_id=frame.last_stream_id, reason=frame.reason))
-        for stream in [s for s in self._streams.values() if s.local and s.id > frame.last_stream_id]:
+        for stream in [
+            s for s in self._streams.values() if s.local and s.id > frame.last_stream_id
+        ]:
             self._reset(stream, ErrorCode.REFUSED_STREAM, "not processed", send=False)
             events.append(
                 StreamCancelled(
@@ -682,9 +697,7 @@ class Connection:
         if sid > highest:
             raise ProtocolError(f"frame for stream {sid}, which was never opened", stream_id=sid)
 
-    def _check_send(
-        self, sid: int, inputs: tuple[StreamInput, ...]
-    ) -> tuple[_Stream, StreamState]:
+    def _check_send(self, sid: int, inputs: tuple[StreamInput, ...]) -> tuple[_Stream, StreamState]:
         """The state a stream would be in after sending ``inputs``; raises if illegal."""
         stream = self._streams.get(sid)
         if stream is None:
@@ -693,7 +706,9 @@ class Connection:
         for event in inputs:
             outcome, state = transition(state, event)
             if outcome is not Outcome.OK:
-                raise StreamStateError(f"cannot {event.value} on stream {sid} ({stream.state.value})")
+                raise StreamStateError(
+                    f"cannot {event.value} on stream {sid} ({stream.state.value})"
+                )
         return stream, state
 
     def _enter(self, stream: _Stream, state: StreamState) -> None:
@@ -708,7 +723,9 @@ class Connection:
     def _reply(self, frame: Frame) -> None:
         self._queued_replies += 1
         if self._queued_replies > self.limits.max_queued_control:
-            raise EnhanceYourCalmError("too many control replies queued for a peer that does not read")
+            raise EnhanceYourCalmError(
+                "too many control replies queued for a peer that does not read"
+            )
         self._immediate.append(encode_frame(frame))
 
     def _useless(self, what: str) -> None:
@@ -769,7 +786,9 @@ class Connection:
         if not stream.local:
             self._take_cancel_token()
         self._reset(stream, code, reason)
-        events.append(StreamCancelled(stream_id=stream.id, error_code=code, reason=reason, remote=False))
+        events.append(
+            StreamCancelled(stream_id=stream.id, error_code=code, reason=reason, remote=False)
+        )
 
     def _fail(self, error: ProtocolError, *, close_code: int | None = None) -> ConnectionTerminated:
         events: list[Event] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from .constants import MAX_WINDOW, ErrorCode, Flag, FrameType
+from .constants import MAX_WINDOW, Flag, FrameType
 from .errors import FrameSizeError, ProtocolError
 
 __all__ = [
@@ -186,14 +186,18 @@ def _decode_frame(raw: object, max_frame_size: int) -> Frame:
     if ftype == FrameType.DATA:
         _fields(raw, 4, "DATA")
         return Data(
-            stream_id=sid, flags=_data_flags(flags, "DATA"), payload=_payload(raw, "DATA", max_frame_size)
+            stream_id=sid,
+            flags=_data_flags(flags, "DATA"),
+            payload=_payload(raw, "DATA", max_frame_size),
         )
     if ftype == FrameType.OPEN:
         _fields(raw, 4, "OPEN")
         if sid == 0:
             raise ProtocolError("OPEN on stream 0")
         return Open(
-            stream_id=sid, flags=_data_flags(flags, "OPEN"), payload=_payload(raw, "OPEN", max_frame_size)
+            stream_id=sid,
+            flags=_data_flags(flags, "OPEN"),
+            payload=_payload(raw, "OPEN", max_frame_size),
         )
     if ftype == FrameType.CREDIT:
         _fields(raw, 4, "CREDIT")

@@ -41,7 +41,9 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
             ext_hook=_reject_ext,
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise InvalidMessage(f"payload is not valid MessagePack: {exc or type(exc).__name__}") from None
+        raise InvalidMessage(
+            f"payload is not valid MessagePack: {exc or type(exc).__name__}"
+        ) from None
     if not is_jsonrpc(obj):
         raise InvalidMessage("payload is not a JSON-RPC 2.0 message")
     return obj  # type: ignore[no-any-return]
