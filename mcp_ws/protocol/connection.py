@@ -214,7 +214,7 @@ class Connection:
     def can_open_stream(self) -> bool:
         """Whether ``open_stream`` would succeed now (``max_streams`` and shutdown)."""
         return (
-            self.state is not ConnectionState.CLOSED
+            not self.closed
             and not self._goaway_received
             and len(self._local_active) < self.peer_settings.max_streams
         )
@@ -223,7 +223,7 @@ class Connection:
     def is_finished(self) -> bool:
         """True when the I/O layer should close the WebSocket: the connection failed, or
         a graceful GOAWAY went either way and every stream is done."""
-        if self.state is ConnectionState.CLOSED:
+        if self.closed:
             return True
         return self.state is ConnectionState.GOING_AWAY and self.open_stream_count == 0
 
@@ -296,7 +296,7 @@ class Connection:
         if stream_id == 0:
             raise StreamStateError("stream 0 cannot be cancelled")
         stream = self._streams.get(stream_id)
-        if stream is None or self.state is ConnectionState.CLOSED:
+        if stream is None or self.closed:
             return
         outcome, _ = transition(stream.state, StreamInput.SEND_CANCEL)
         if outcome is Outcome.OK:
@@ -311,7 +311,7 @@ class Connection:
         if size < 0:
             raise UsageError("size must not be negative")
         stream = self._streams.get(stream_id) or self._lingering.get(stream_id)
-        if stream is None or self.state is ConnectionState.CLOSED:
+        if stream is None or self.closed:
             return
         if size > stream.unacked:
             raise UsageError(
@@ -344,7 +344,7 @@ class Connection:
     def close(self, error_code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
         """Send GOAWAY. With NO_ERROR open streams finish (``is_finished`` tells when to
         close the WebSocket); with an error code the connection is closed at once."""
-        if self.state is ConnectionState.CLOSED:
+        if self.closed:
             return
         if error_code is ErrorCode.NO_ERROR:
             if not self._goaway_sent:
@@ -364,7 +364,7 @@ class Connection:
         frames = self._immediate
         self._immediate = []
         self._queued_replies = 0
-        if self.state is not ConnectionState.CLOSED and self._scheduler.has_pending():
+        if not self.closed and self._scheduler.has_pending():
             for sid, flags, payload in self._scheduler.pop_frames(
                 self._flow.available_credit,
                 self._flow.consume_send,
@@ -381,7 +381,7 @@ class Connection:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has work (clock time), or ``None``."""
-        if self.state is ConnectionState.CLOSED:
+        if self.closed:
             return None
         if not self.peer_hello_received:
             return self._created + self.limits.hello_timeout
@@ -394,7 +394,7 @@ class Connection:
 
     def tick(self, now: float | None = None) -> list[Event]:
         """Run the timers: HELLO timeout, keepalive PING, dead-peer detection."""
-        if self.state is ConnectionState.CLOSED:
+        if self.closed:
             return []
         now = self._clock() if now is None else now
         if not self.peer_hello_received:
@@ -416,7 +416,7 @@ class Connection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Process one WebSocket binary message from the peer."""
-        if self.state is ConnectionState.CLOSED:
+        if self.closed:
             return []
         self._last_received = self._clock()
         self._keepalive_ping_sent = False
@@ -432,7 +432,7 @@ class Connection:
 
     def receive_text(self) -> list[Event]:
         """A text message arrived, which mcp-ws.v1 forbids: the connection ends (1003)."""
-        if self.state is ConnectionState.CLOSED:
+        if self.closed:
             return []
         return [self._fail(ProtocolError("text message on mcp-ws.v1"), close_code=1003)]
 
@@ -684,7 +684,7 @@ class Connection:
         return payload
 
     def _check_open(self) -> None:
-        if self.state is ConnectionState.CLOSED:
+        if self.closed:
             raise ConnectionClosedError(
                 "connection closed", error_code=self.error_code or ErrorCode.NO_ERROR
             )
