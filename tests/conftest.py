@@ -16,3 +16,9 @@ def pair() -> Pair:
     p = Pair()
     p.flush()
     return p
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every I/O test runs on both backends."""
+    return str(request.param)

@@ -436,6 +436,20 @@ class Connection:
             return []
         return [self._fail(ProtocolError("text message on mcp-ws.v1"), close_code=1003)]
 
+    def connection_lost(self, reason: str = "the connection was lost") -> list[Event]:
+        """The WebSocket ended without an error GOAWAY: every stream fails at once.
+
+        Returns ``[ConnectionTerminated]`` (``remote=True``, close code 1006) unless the
+        connection had already ended.
+        """
+        if self.closed:
+            return []
+        events: list[Event] = []
+        self._terminate(
+            ErrorCode.INTERNAL_ERROR, reason, remote=True, events=events, close_code=1006
+        )
+        return events
+
     def _handle(self, frame: Frame, events: list[Event]) -> None:
         if not self.peer_hello_received:
             if type(frame) is not Hello:

@@ -1,0 +1,358 @@
+"""JSON-RPC <-> streams: the SDK's two message channels on top of one mux connection.
+
+Role-neutral (PROTOCOL.md section 7): a request we send opens a stream of ours, a request
+the peer sends arrived on a stream of theirs. Everything said *about* a peer request
+(notifications stamped with ``related_request_id``, then the response, with END) goes on
+that request's stream; the rest on stream 0. ``notifications/cancelled`` becomes CANCEL
+and back. A request that ends without a response because of the peer or the connection
+is answered locally, so no caller waits forever.
+
+Writes never wait for one stream's credit: the core queues per stream and the SDK's
+writer only waits while the whole connection holds more than ``send_budget`` bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import (
+    CONNECTION_CLOSED,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+    jsonrpc_message_adapter,
+)
+from pydantic import ValidationError
+
+from ..protocol.connection import ConnectionState, Role
+from ..protocol.constants import ErrorCode
+from ..protocol.errors import MessageTooLargeForPeer, UsageError
+from ..protocol.events import (
+    ConnectionTerminated,
+    Event,
+    GoAwayReceived,
+    InvalidMessageReceived,
+    MessageReceived,
+    StreamCancelled,
+    StreamEnded,
+)
+from ..transport.mux import MuxConnection
+
+__all__ = ["DEFAULT_SEND_BUDGET", "REQUEST_REFUSED", "SessionBridge"]
+
+logger = logging.getLogger("mcp_ws.sdk")
+
+DEFAULT_SEND_BUDGET = 32 * 1024 * 1024
+"""Bytes the connection may hold queued for the peer before the SDK's writer waits."""
+
+REQUEST_REFUSED = -32003
+"""JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
+
+_Item = tuple[SessionMessage | Exception, int, int]  # message, stream id, bytes to ack
+
+
+class SessionBridge:
+    """Routes the SDK's messages over a `MuxConnection` (client or server side)."""
+
+    def __init__(self, role: Role, *, send_budget: int = DEFAULT_SEND_BUDGET) -> None:
+        self.role = role
+        self.send_budget = send_budget
+        self.mux: MuxConnection | None = None
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](math.inf)
+        self._own: dict[RequestId, int] = {}  # requests we sent -> their stream
+        self._own_sid: dict[int, RequestId] = {}
+        self._peer: dict[RequestId, int] = {}  # requests the peer sent -> their stream
+        self._peer_sid: dict[int, RequestId] = {}
+        self._changed = anyio.Event()
+        self._closed = False
+        self.read_stream = BridgeReadStream(self)
+        self.write_stream = BridgeWriteStream(self)
+
+    def attach(self, mux: MuxConnection) -> None:
+        """Bind to the connection whose events `on_events` receives."""
+        self.mux = mux
+
+    @property
+    def _core_mux(self) -> MuxConnection:
+        assert self.mux is not None, "attach() the bridge to a MuxConnection first"
+        return self.mux
+
+    # ------------------------------------------------------------------ wire -> SDK
+
+    def on_events(self, events: list[Event]) -> None:
+        """Handle a batch of core events (called by the pump; never blocks)."""
+        for event in events:
+            if isinstance(event, MessageReceived):
+                self._received(event)
+            elif isinstance(event, StreamCancelled):
+                self._cancelled(event)
+            elif isinstance(event, StreamEnded):
+                self._ended(event.stream_id)
+            elif isinstance(event, ConnectionTerminated):
+                self._terminated()
+            elif isinstance(event, InvalidMessageReceived):
+                logger.warning("dropped a message on stream %d: %s", event.stream_id, event.reason)
+            elif isinstance(event, GoAwayReceived):
+                logger.debug("the peer is going away: %s", event.reason or "no reason given")
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _deliver(self, item: SessionMessage | Exception, sid: int = 0, size: int = 0) -> None:
+        try:
+            self._inbox_send.send_nowait((item, sid, size))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if size:
+                self._core_mux.core.acknowledge_received(sid, size)
+
+    def _received(self, event: MessageReceived) -> None:
+        sid, size = event.stream_id, event.flow_controlled_length
+        try:
+            message = jsonrpc_message_adapter.validate_python(event.message, by_name=False)
+        except ValidationError as exc:
+            self._deliver(ValueError(f"invalid JSON-RPC message on stream {sid}: {exc}"), sid, size)
+            return
+        if isinstance(message, JSONRPCRequest) and sid and sid not in self._own_sid:
+            if sid not in self._peer_sid:
+                if message.id in self._peer:
+                    self._core_mux.core.cancel_stream(
+                        sid, ErrorCode.PROTOCOL_ERROR, f"request id {message.id!r} is in flight"
+                    )
+                    self._core_mux.core.acknowledge_received(sid, size)
+                    self._core_mux.wake()
+                    return
+                self._peer[message.id] = sid
+                self._peer_sid[sid] = message.id
+        elif isinstance(message, JSONRPCResponse | JSONRPCError):
+            owner = self._own.get(message.id) if message.id is not None else None
+            if owner is not None and owner == sid and message.id is not None:
+                del self._own[message.id]
+                del self._own_sid[sid]
+        metadata = None
+        if self.role is Role.SERVER and isinstance(message, JSONRPCRequest) and sid:
+            metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
+        self._deliver(SessionMessage(message=message, metadata=metadata), sid, size)
+
+    def _unanswered_hook(self, sid: int) -> Callable[[], Awaitable[None]]:
+        async def unanswered() -> None:
+            rid = self._peer_sid.pop(sid, None)
+            if rid is not None:
+                self._peer.pop(rid, None)
+                self._core_mux.core.cancel_stream(sid, ErrorCode.CANCELLED, "request not answered")
+                self._core_mux.wake()
+
+        return unanswered
+
+    def _cancelled(self, event: StreamCancelled) -> None:
+        sid = event.stream_id
+        rid = self._own_sid.pop(sid, None)
+        if rid is not None:
+            del self._own[rid]
+            who = "the peer" if event.remote else "mcp-ws"
+            detail = f": {event.reason}" if event.reason else ""
+            self._answer_locally(
+                rid,
+                REQUEST_REFUSED,
+                f"request cancelled by {who} ({event.error_code.name}){detail}",
+            )
+            return
+        rid = self._peer_sid.pop(sid, None)
+        if rid is not None:
+            del self._peer[rid]
+            params: dict[str, Any] = {"requestId": rid}
+            if event.reason:
+                params["reason"] = event.reason
+            note = JSONRPCNotification(
+                jsonrpc="2.0", method="notifications/cancelled", params=params
+            )
+            self._deliver(SessionMessage(message=note))
+
+    def _ended(self, sid: int) -> None:
+        rid = self._own_sid.pop(sid, None)
+        if rid is not None:  # END without a response
+            del self._own[rid]
+            self._answer_locally(
+                rid, REQUEST_REFUSED, "the peer ended the request without answering"
+            )
+
+    def _terminated(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        error = self._core_mux.closed_error()
+        for rid in list(self._own):
+            self._answer_locally(rid, CONNECTION_CLOSED, str(error))
+        self._own.clear()
+        self._own_sid.clear()
+        self._peer.clear()
+        self._peer_sid.clear()
+        self._inbox_send.close()
+
+    def _answer_locally(self, rid: RequestId, code: int, message: str) -> None:
+        error = JSONRPCError(jsonrpc="2.0", id=rid, error=ErrorData(code=code, message=message))
+        self._deliver(SessionMessage(message=error))
+
+    # ------------------------------------------------------------------ SDK -> wire
+
+    async def send(self, item: SessionMessage) -> None:
+        """Route one message from the SDK; waits only on the connection-wide budget."""
+        mux = self._core_mux
+        if self._closed or mux.core.closed:
+            raise anyio.BrokenResourceError("the mcp-ws connection is closed")
+        message = item.message
+        if isinstance(message, JSONRPCRequest):
+            await self._send_request(message)
+        elif isinstance(message, JSONRPCNotification):
+            self._send_notification(message, item.metadata)
+        else:
+            self._send_response(message)
+        mux.wake()
+        await mux.wait_sent(self.send_budget)
+
+    async def _send_request(self, message: JSONRPCRequest) -> None:
+        core = self._core_mux.core
+        while not core.can_open_stream and core.state is ConnectionState.OPEN:
+            await self._changed.wait()  # the peer's max_streams is reached: wait for a slot
+        try:
+            sid = core.open_stream(_dump(message), end=True)
+        except MessageTooLargeForPeer as exc:
+            self._answer_locally(message.id, REQUEST_REFUSED, str(exc))
+            return
+        except UsageError as exc:
+            self._answer_locally(message.id, REQUEST_REFUSED, f"request not sent: {exc}")
+            return
+        self._own[message.id] = sid
+        self._own_sid[sid] = message.id
+
+    def _send_notification(self, message: JSONRPCNotification, metadata: object) -> None:
+        core = self._core_mux.core
+        if message.method == "notifications/cancelled" and message.params:
+            rid = message.params.get("requestId")
+            sid = self._own.pop(rid, None) if isinstance(rid, int | str) else None
+            if sid is not None:
+                del self._own_sid[sid]
+                reason = str(message.params.get("reason") or "")
+                core.cancel_stream(sid, ErrorCode.CANCELLED, reason[:256])
+                return
+        sid = 0
+        if isinstance(metadata, ServerMessageMetadata) and metadata.related_request_id is not None:
+            sid = self._peer.get(metadata.related_request_id, 0)
+        try:
+            core.send_message(sid, _dump(message))
+        except UsageError as exc:
+            logger.debug("dropped %s on stream %d: %s", message.method, sid, exc)
+
+    def _send_response(self, message: JSONRPCResponse | JSONRPCError) -> None:
+        sid = self._peer.pop(message.id, None) if message.id is not None else None
+        if sid is None:
+            logger.debug("dropped the response to %r: the request is gone", message.id)
+            return
+        del self._peer_sid[sid]
+        core = self._core_mux.core
+        try:
+            core.send_message(sid, _dump(message), end=True)
+        except MessageTooLargeForPeer as exc:
+            error = JSONRPCError(
+                jsonrpc="2.0",
+                id=message.id,
+                error=ErrorData(code=-32603, message=f"result not sent: {exc}"),
+            )
+            core.send_message(sid, _dump(error), end=True)
+        except UsageError as exc:
+            logger.debug("dropped the response to %r: %s", message.id, exc)
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every stream still open (we are leaving)."""
+        core = self._core_mux.core
+        for sid in [*self._own_sid, *self._peer_sid]:
+            core.cancel_stream(sid, ErrorCode.CANCELLED, reason)
+        self._own.clear()
+        self._own_sid.clear()
+        self._peer.clear()
+        self._peer_sid.clear()
+        self._core_mux.wake()
+
+    async def receive(self) -> SessionMessage | Exception:
+        """The next message for the SDK; acknowledging it returns its credit."""
+        item, sid, size = await self._inbox.receive()
+        if size and self.mux is not None:
+            self.mux.core.acknowledge_received(sid, size)
+            self.mux.wake()
+        return item
+
+
+def _dump(message: JSONRPCMessage) -> dict[str, Any]:
+    return message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+
+class BridgeReadStream:
+    """The SDK's read stream (`mcp.shared._stream_protocols.ReadStream`)."""
+
+    def __init__(self, bridge: SessionBridge) -> None:
+        self._bridge = bridge
+
+    async def receive(self) -> SessionMessage | Exception:
+        """The next message; raises ``anyio.EndOfStream`` once the connection is over."""
+        return await self._bridge.receive()
+
+    async def aclose(self) -> None:
+        """Stop reading (messages still queued are acknowledged and dropped)."""
+        self._bridge._inbox.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class BridgeWriteStream:
+    """The SDK's write stream (`mcp.shared._stream_protocols.WriteStream`)."""
+
+    def __init__(self, bridge: SessionBridge) -> None:
+        self._bridge = bridge
+        self.closed = False
+
+    async def send(self, item: SessionMessage, /) -> None:
+        """Route ``item``; raises ``anyio.ClosedResourceError`` after `aclose`."""
+        if self.closed:
+            raise anyio.ClosedResourceError
+        await self._bridge.send(item)
+
+    async def aclose(self) -> None:
+        """No more writes from the SDK."""
+        self.closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

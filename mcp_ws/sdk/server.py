@@ -1,0 +1,236 @@
+"""Serve an MCP server (low-level ``Server`` or ``MCPServer``) over mcp-ws.
+
+One MCP session per WebSocket connection, many connections at once, on asyncio or trio.
+Subprotocol ``mcp-ws.v1`` gets the mux; ``mcp`` gets JSON text frames (SDK 1.x clients).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl as _ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSListener
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+from websockets.http11 import Request
+
+from ..protocol.connection import Role
+from ..protocol.constants import ErrorCode
+from ..protocol.limits import Limits
+from ..protocol.settings import Settings
+from ..transport.mux import MuxConnection
+from ..transport.policy import (
+    Authenticator,
+    HandshakePolicy,
+    Refusal,
+    offered_subprotocols,
+)
+from ..transport.websocket import MessageChannel, accept_websocket
+from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
+from .compat import json_text_streams
+
+__all__ = ["DEFAULT_SETTINGS", "McpWsServer", "serve", "serving"]
+
+logger = logging.getLogger("mcp_ws.server")
+
+DEFAULT_SETTINGS = Settings(max_message_size=80 * 1024 * 1024)
+"""The binding's settings: the core's defaults, with messages up to 80 MiB (big results)."""
+
+SessionRunner = Callable[[Any, Any], Awaitable[None]]
+
+
+def session_runner(app: object) -> SessionRunner:
+    """How to run one MCP session of ``app`` over a ``(read, write)`` stream pair."""
+    server = app._lowlevel_server if isinstance(app, MCPServer) else app
+    if not isinstance(server, Server):
+        raise TypeError(
+            f"expected an mcp.server.lowlevel.Server or an MCPServer, got {type(app).__name__}"
+        )
+
+    async def run(read: Any, write: Any) -> None:
+        await server.run(read, write, server.create_initialization_options())
+
+    return run
+
+
+class McpWsServer:
+    """A running mcp-ws server; get one from `serving`.
+
+    ``port`` is the bound port (useful with ``port=0``); `shutdown` stops accepting,
+    sends GOAWAY on every connection and lets in-flight calls finish.
+    """
+
+    def __init__(
+        self,
+        run_session: SessionRunner,
+        *,
+        policy: HandshakePolicy,
+        settings: Settings,
+        limits: Limits | None,
+        handshake_timeout: float,
+        send_budget: int,
+    ) -> None:
+        self._run_session = run_session
+        self.policy = policy
+        self.settings = settings
+        self.limits = limits
+        self.handshake_timeout = handshake_timeout
+        self.send_budget = send_budget
+        self.host = ""
+        self.port = 0
+        self.scheme = "ws"
+        self._muxes: set[MuxConnection] = set()
+        self._active = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._accepting: anyio.CancelScope | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL clients connect to."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.policy.path or '/'}"
+
+    @property
+    def connection_count(self) -> int:
+        """Connections currently being served."""
+        return self._active
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting; GOAWAY every connection; wait up to ``grace`` for them to end."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for mux in list(self._muxes):
+            mux.close(ErrorCode.NO_ERROR, "server shutting down")
+        with anyio.move_on_after(grace):
+            await self._idle.wait()
+
+    async def _serve_stream(self, stream: anyio.abc.ByteStream) -> None:
+        self._active += 1
+        self._idle = anyio.Event() if self._active == 1 else self._idle
+        try:
+            ws = await accept_websocket(
+                stream,
+                check=self._check,
+                max_size=2 * (self.settings.max_frame_size + 1024),
+                handshake_timeout=self.handshake_timeout,
+            )
+            if ws is None:
+                return
+            if ws.subprotocol == "mcp":
+                ws.set_max_size(self.settings.max_message_size)
+                await self.serve_json_text(ws)
+            else:
+                await self.serve_mux(ws)
+        except Exception:
+            logger.exception("connection handler failed")
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _check(self, request: Request) -> Refusal | None:
+        headers = request.headers
+        return await self.policy.check(
+            request.path,
+            headers.get("Origin"),
+            headers.get("Authorization"),
+            offered_subprotocols(headers.get_all("Sec-WebSocket-Protocol")),
+        )
+
+    async def serve_json_text(self, channel: MessageChannel) -> None:
+        """Run one session in JSON text mode (subprotocol ``mcp``) until it ends."""
+        async with json_text_streams(channel) as (read, write):
+            await self._run_session(read, write)
+
+    async def serve_mux(self, channel: MessageChannel) -> None:
+        """Run one session over the mux (subprotocol ``mcp-ws.v1``) until it ends."""
+        bridge = SessionBridge(Role.SERVER, send_budget=self.send_budget)
+        mux = MuxConnection(
+            channel, Role.SERVER, bridge.on_events, settings=self.settings, limits=self.limits
+        )
+        bridge.attach(mux)
+        self._muxes.add(mux)
+        session_done = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def pump() -> None:
+                    await mux.run()
+                    # The session sees the end of its read stream; give it a moment.
+                    with anyio.move_on_after(5):
+                        await session_done.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(pump)
+                try:
+                    await self._run_session(bridge.read_stream, bridge.write_stream)
+                finally:
+                    session_done.set()
+                    mux.close()
+        finally:
+            self._muxes.discard(mux)
+
+
+@asynccontextmanager
+async def serving(
+    app: object,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    path: str = "/mcp",
+    allowed_origins: Sequence[str] | None = None,
+    auth: Authenticator | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    settings: Settings | None = None,
+    limits: Limits | None = None,
+    handshake_timeout: float = 10.0,
+    send_budget: int = DEFAULT_SEND_BUDGET,
+    shutdown_grace: float = 10.0,
+) -> AsyncIterator[McpWsServer]:
+    """Serve ``app`` while the block runs; leaving it shuts down gracefully.
+
+    ``app`` is an ``mcp.server.lowlevel.Server`` or an ``MCPServer``. ``port=0`` picks a
+    free port (see ``server.port``). ``auth`` checks bearer tokens (see `bearer_token`),
+    ``allowed_origins`` the ``Origin`` header (default: loopback pages only).
+    """
+    server = McpWsServer(
+        session_runner(app),
+        policy=HandshakePolicy(path=path, allowed_origins=allowed_origins, auth=auth),
+        settings=settings or DEFAULT_SETTINGS,
+        limits=limits,
+        handshake_timeout=handshake_timeout,
+        send_budget=send_budget,
+    )
+    listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
+        local_host=host, local_port=port
+    )
+    first = listener.listeners[0]  # type: ignore[attr-defined]
+    server.host = str(first.extra(anyio.abc.SocketAttribute.local_address)[0])
+    server.port = int(first.extra(anyio.abc.SocketAttribute.local_port))
+    if ssl is not None:
+        listener = TLSListener(listener, ssl, standard_compatible=False)
+        server.scheme = "wss"
+    async with listener, anyio.create_task_group() as connections:
+        async with anyio.create_task_group() as accept_group:
+            server._accepting = accept_group.cancel_scope
+            accept_group.start_soon(listener.serve, server._serve_stream, connections)
+            try:
+                yield server
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await server.shutdown(shutdown_grace)
+                accept_group.cancel_scope.cancel()
+        connections.cancel_scope.cancel()
+
+
+async def serve(app: object, **options: Any) -> None:
+    """Serve ``app`` over mcp-ws until cancelled (same options as `serving`)."""
+    async with serving(app, **options) as server:
+        logger.info("serving MCP over mcp-ws at %s", server.url)
+        await anyio.sleep_forever()

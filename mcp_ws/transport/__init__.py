@@ -1,0 +1,30 @@
+"""anyio I/O for mcp-ws: WebSocket handshakes over TCP/TLS and the connection pump.
+
+Runs unchanged on asyncio and trio. `WebSocket` adapts the ``websockets`` sans-I/O
+protocol to an anyio byte stream; `MuxConnection` drives the sans-I/O `Connection` over
+any `MessageChannel`; `HandshakePolicy` decides who may connect.
+"""
+
+from .mux import MuxConnection
+from .policy import (
+    BEARER_SUBPROTOCOL_PREFIX,
+    LOOPBACK_ORIGINS,
+    Authenticator,
+    HandshakePolicy,
+    bearer_token,
+)
+from .websocket import HandshakeError, MessageChannel, WebSocket, accept_websocket, open_websocket
+
+__all__ = [
+    "BEARER_SUBPROTOCOL_PREFIX",
+    "LOOPBACK_ORIGINS",
+    "Authenticator",
+    "HandshakeError",
+    "HandshakePolicy",
+    "MessageChannel",
+    "MuxConnection",
+    "WebSocket",
+    "accept_websocket",
+    "bearer_token",
+    "open_websocket",
+]

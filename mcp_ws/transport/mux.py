@@ -1,0 +1,206 @@
+"""The I/O pump: drives a sans-I/O `Connection` over a `MessageChannel` with anyio.
+
+Three tasks per connection, all in one task group:
+
+- the **reader** feeds every received WebSocket message to the core and hands the
+  resulting events to the application callback;
+- the **writer** sleeps until woken, then sends everything ``data_to_send`` returns in
+  one write (control frames first, data round-robin within credit, already coalesced);
+- the **timer** runs the core's timers (HELLO timeout, keepalive PING, dead peer).
+
+Core calls are synchronous and never block; whoever queues something calls `wake`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import anyio
+import anyio.abc
+
+from ..protocol.connection import Connection, Role
+from ..protocol.constants import ErrorCode
+from ..protocol.errors import ConnectionClosedError
+from ..protocol.events import ConnectionTerminated, Event
+from ..protocol.limits import Limits
+from ..protocol.settings import Settings
+from .websocket import MessageChannel
+
+__all__ = ["MuxConnection"]
+
+logger = logging.getLogger("mcp_ws.transport")
+
+EventHandler = Callable[[list[Event]], None]
+
+
+class MuxConnection:
+    """One mcp-ws v1 connection over an open WebSocket.
+
+    ``on_events`` is called (synchronously, from the reader or timer task) with every
+    batch of core events; it must not block. Run the pump with `run`; it returns when
+    the connection is over, after which `termination` says why.
+    """
+
+    def __init__(
+        self,
+        channel: MessageChannel,
+        role: Role,
+        on_events: EventHandler,
+        *,
+        settings: Settings | None = None,
+        limits: Limits | None = None,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self.core = Connection(role, settings, limits=limits)
+        self.termination: ConnectionTerminated | None = None
+        self._channel = channel
+        self._on_events = on_events
+        self._close_timeout = close_timeout
+        self._wake = anyio.Event()
+        self._progress = anyio.Event()
+        self._reader_done = anyio.Event()
+        self._finished = anyio.Event()
+
+    # ------------------------------------------------------------------ for the binding
+
+    def wake(self) -> None:
+        """Something was queued on the core: let the writer send it."""
+        self._wake.set()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the pump has stopped (the connection is over)."""
+        return self._finished.is_set()
+
+    def closed_error(self) -> ConnectionClosedError:
+        """The error that in-flight work fails with once the connection is over."""
+        t = self.termination
+        if t is None:
+            return ConnectionClosedError("the connection is closed", remote=False)
+        who = "the peer" if t.remote else "we"
+        detail = f": {t.reason}" if t.reason else ""
+        return ConnectionClosedError(
+            f"connection closed ({t.error_code.name} from {who}, WebSocket {t.close_code}){detail}",
+            error_code=t.error_code,
+            remote=t.remote,
+        )
+
+    async def wait_sent(self, budget: int) -> None:
+        """Wait until at most ``budget`` bytes are queued in the core (or the end)."""
+        while self.core.buffered() > budget and not self.finished:
+            event = self._progress
+            await event.wait()
+
+    async def wait_finished(self) -> None:
+        """Wait until the pump has stopped."""
+        await self._finished.wait()
+
+    def close(self, error_code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """GOAWAY: graceful (streams finish, then close 1000) or, with an error, at once."""
+        self.core.close(error_code, reason)
+        self.wake()
+
+    # ------------------------------------------------------------------ the pump
+
+    async def run(self) -> None:
+        """Pump until the connection ends; never raises for the peer's misbehaviour."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._reader, tg.cancel_scope)
+                tg.start_soon(self._writer, tg.cancel_scope)
+                tg.start_soon(self._timer)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self.termination is None:
+                    self._dispatch(self.core.connection_lost("the connection was closed"))
+                await self._channel.aclose()
+                self._finished.set()
+                self._signal_progress()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, ConnectionTerminated) and self.termination is None:
+                self.termination = event
+                level = logging.DEBUG if event.error_code is ErrorCode.NO_ERROR else logging.INFO
+                logger.log(level, "connection terminated: %s", event)
+        if events:
+            self._on_events(events)
+
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = anyio.Event()
+
+    async def _reader(self, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                message = await self._channel.receive()
+                if message is None:
+                    break
+                if isinstance(message, str):
+                    events = self.core.receive_text()
+                else:
+                    events = self.core.receive_data(message)
+                self._dispatch(events)
+                self.wake()
+        finally:
+            self._reader_done.set()
+        if self.termination is None:
+            code = getattr(self._channel, "close_code", None)
+            finished = self.core.is_finished
+            reason = (
+                "the peer closed the connection"
+                if finished
+                else f"the connection was lost (WebSocket {code or 1006})"
+            )
+            events = self.core.connection_lost(reason)
+            if finished and events:
+                events = [_graceful(events[0])]
+            self._dispatch(events)
+        scope.cancel()
+
+    async def _writer(self, scope: anyio.CancelScope) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            messages = self.core.data_to_send()
+            if messages:
+                try:
+                    await self._channel.send(messages)
+                except anyio.BrokenResourceError:
+                    break
+            self._signal_progress()
+            if self.core.is_finished:
+                code = self.core.close_code or 1000
+                reason = self.termination.reason if self.termination else ""
+                try:
+                    await self._channel.close(code, reason)
+                except anyio.BrokenResourceError:
+                    break
+                with anyio.move_on_after(self._close_timeout):
+                    await self._reader_done.wait()
+                break
+        scope.cancel()
+
+    async def _timer(self) -> None:
+        while True:
+            deadline = self.core.next_deadline()
+            if deadline is None:
+                await anyio.sleep_forever()
+                return
+            await anyio.sleep(max(deadline - time.monotonic(), 0.0))
+            self._dispatch(self.core.tick())
+            self.wake()
+
+
+def _graceful(event: Event) -> Event:
+    """Re-label the end of a connection that closed after a graceful GOAWAY."""
+    assert isinstance(event, ConnectionTerminated)
+    return ConnectionTerminated(
+        error_code=ErrorCode.NO_ERROR,
+        reason=event.reason,
+        last_stream_id=event.last_stream_id,
+        remote=True,
+        close_code=1000,
+    )

@@ -1,0 +1,354 @@
+"""WebSocket over an anyio byte stream, driven by the ``websockets`` sans-I/O protocol.
+
+``websockets`` has asyncio and trio layers but no anyio one; its ``ClientProtocol`` and
+``ServerProtocol`` do the parsing, so this module only moves bytes, which lets one code
+path serve both backends. It speaks *messages*: the mux above never sees WebSocket frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl as _ssl
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Protocol as _Protocol
+
+import anyio
+import anyio.abc
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidStatus, InvalidURI, NegotiationError
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from ..protocol.errors import McpWsError
+from .policy import select_subprotocol
+
+__all__ = ["HandshakeError", "MessageChannel", "WebSocket", "accept_websocket", "open_websocket"]
+
+_READ_SIZE = 65536
+_TRANSPORT_ERRORS = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
+
+
+class HandshakeError(McpWsError):
+    """The WebSocket opening handshake failed (``status`` is the HTTP status, if any)."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class MessageChannel(_Protocol):
+    """What the mux needs from a WebSocket: whole messages in, batches of messages out.
+
+    Implemented by `WebSocket` (our own handshake over TCP/TLS) and by the ASGI adapter.
+    """
+
+    subprotocol: str | None
+
+    async def receive(self) -> bytes | str | None:
+        """The next message (bytes for binary, str for text); ``None`` once closed."""
+        ...
+
+    async def send(self, messages: Sequence[bytes | str]) -> None:
+        """Send messages in order (binary for bytes, text for str)."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (idempotent)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the transport at once."""
+        ...
+
+
+class WebSocket:
+    """One open WebSocket (client or server side) on an anyio byte stream.
+
+    One task may call `receive` while another calls `send`; writes are serialised.
+    """
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        protocol: Protocol,
+        *,
+        subprotocol: str | None,
+        request: Request | None = None,
+        buffered: Sequence[bytes | str] = (),
+    ) -> None:
+        self.subprotocol = subprotocol
+        self.request = request  # the handshake request (server side)
+        self._stream = stream
+        self._protocol = protocol
+        self._send_lock = anyio.Lock()
+        self._messages: deque[bytes | str] = deque(buffered)
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._eof = False
+
+    def set_max_size(self, size: int) -> None:
+        """Largest message accepted from now on (the peer is failed with 1009 beyond it)."""
+        self._protocol.max_message_size = size
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received from the peer (1006 if the TCP connection just dropped)."""
+        return self._protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received from the peer."""
+        return self._protocol.close_reason
+
+    async def receive(self) -> bytes | str | None:
+        """The next whole message, or ``None`` once the connection is closed."""
+        while not self._messages:
+            if self._eof:
+                return None
+            try:
+                data = await self._stream.receive(_READ_SIZE)
+            except _TRANSPORT_ERRORS:
+                data = b""
+            if data:
+                self._protocol.receive_data(data)
+            else:
+                self._protocol.receive_eof()
+                self._eof = True
+            self._take_frames(self._protocol.events_received())
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await self._flush()  # pongs and the close reply; a dead socket ends below
+            if self._protocol.state is State.CLOSED:
+                self._eof = True
+        return self._messages.popleft()
+
+    def _take_frames(self, events: Sequence[object]) -> None:
+        for event in events:
+            if not isinstance(event, Frame):
+                continue
+            if event.opcode is Opcode.TEXT or event.opcode is Opcode.BINARY:
+                self._fragment_text = event.opcode is Opcode.TEXT
+                self._fragments = []
+            elif event.opcode is not Opcode.CONT:
+                continue  # control frames: websockets already answered them
+            self._fragments.append(bytes(event.data))
+            if event.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                if self._fragment_text:
+                    self._messages.append(data.decode("utf-8", "surrogateescape"))
+                else:
+                    self._messages.append(data)
+
+    async def send(self, messages: Sequence[bytes | str]) -> None:
+        """Send whole messages in one write (raises ``anyio.BrokenResourceError`` if closed)."""
+        if self._protocol.state is not State.OPEN:
+            raise anyio.BrokenResourceError("the WebSocket is closed")
+        for message in messages:
+            if isinstance(message, str):
+                self._protocol.send_text(message.encode())
+            else:
+                self._protocol.send_binary(message)
+        await self._flush()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame (once); `receive` returns ``None`` when the peer answers."""
+        if self._protocol.state is State.OPEN:
+            self._protocol.send_close(code, reason[:120])
+            await self._flush()
+
+    async def aclose(self) -> None:
+        """Close the TCP connection now."""
+        self._eof = True
+        with anyio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+    async def _flush(self) -> None:
+        writes = self._protocol.data_to_send()
+        if not writes:
+            return
+        async with self._send_lock:
+            try:
+                for chunk in _join(writes):
+                    if chunk:
+                        await self._stream.send(chunk)
+                    elif isinstance(self._stream, anyio.abc.SocketStream):
+                        await self._stream.send_eof()
+            except _TRANSPORT_ERRORS as exc:
+                self._eof = True
+                raise anyio.BrokenResourceError("the connection was lost") from exc
+
+
+def _join(writes: list[bytes]) -> list[bytes]:
+    """Merge consecutive non-empty writes into one (one syscall); keep EOF markers."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for chunk in writes:
+        if chunk:
+            run.append(chunk)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(b"")
+    if run:
+        out.append(run[0] if len(run) == 1 else b"".join(run))
+    return out
+
+
+async def _read_handshake(
+    stream: anyio.abc.ByteStream, protocol: Protocol, kind: type[Request] | type[Response]
+) -> tuple[Request | Response | None, list[Frame]]:
+    """Feed bytes until the handshake event arrives; return it and frames read after it."""
+    while True:
+        try:
+            data = await stream.receive(_READ_SIZE)
+        except _TRANSPORT_ERRORS:
+            data = b""
+        if data:
+            protocol.receive_data(data)
+        else:
+            protocol.receive_eof()
+        found: Request | Response | None = None
+        frames: list[Frame] = []
+        for event in protocol.events_received():
+            if isinstance(event, kind):
+                found = event
+            elif isinstance(event, Frame):
+                frames.append(event)
+        if found is not None or not data:
+            return found, frames
+
+
+async def open_websocket(
+    url: str,
+    *,
+    subprotocols: Sequence[str],
+    headers: Mapping[str, str] | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    max_size: int | None = None,
+    handshake_timeout: float = 10.0,
+) -> WebSocket:
+    """Connect to ``url`` (``ws://`` or ``wss://``) and complete the opening handshake.
+
+    Raises `HandshakeError` (with the HTTP status when the server answered one) or
+    ``OSError`` when the TCP connection fails.
+    """
+    try:
+        uri = parse_uri(url)
+    except InvalidURI as exc:
+        raise ValueError(f"not a WebSocket URL: {url!r}") from exc
+    if ssl is None and uri.secure:
+        ssl = _ssl.create_default_context()
+    protocol = ClientProtocol(
+        uri,
+        subprotocols=[Subprotocol(p) for p in subprotocols],
+        max_size=max_size,
+    )
+    with anyio.fail_after(handshake_timeout):
+        stream: anyio.abc.ByteStream
+        if uri.secure:
+            assert ssl is not None
+            stream = await anyio.connect_tcp(
+                uri.host, uri.port, ssl_context=ssl, tls_standard_compatible=False
+            )
+        else:
+            stream = await anyio.connect_tcp(uri.host, uri.port)
+        try:
+            request = protocol.connect()
+            for name, value in (headers or {}).items():
+                request.headers[name] = value
+            protocol.send_request(request)
+            await stream.send(b"".join(protocol.data_to_send()))
+            response, frames = await _read_handshake(stream, protocol, Response)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+    if response is None or protocol.handshake_exc is not None:
+        await stream.aclose()
+        failure = protocol.handshake_exc
+        if isinstance(failure, InvalidStatus):
+            status = failure.response.status_code
+            raw = failure.response.body
+            body = raw.decode("utf-8", "replace").strip() if raw else ""
+            raise HandshakeError(
+                f"the server refused the WebSocket handshake: HTTP {status} {body}".strip(),
+                status=status,
+                body=body,
+            ) from failure
+        raise HandshakeError(
+            f"WebSocket handshake failed: {failure or 'connection closed'}"
+        ) from failure
+    ws = WebSocket(stream, protocol, subprotocol=protocol.subprotocol)
+    ws._take_frames(frames)
+    return ws
+
+
+async def accept_websocket(
+    stream: anyio.abc.ByteStream,
+    *,
+    check: _Checker,
+    max_size: int | None,
+    handshake_timeout: float = 10.0,
+) -> WebSocket | None:
+    """Run the server side of the handshake on ``stream``.
+
+    ``check(request)`` returns ``None`` to accept or ``(status, text, headers)`` to refuse.
+    Returns the open WebSocket, or ``None`` (stream closed) when the handshake failed.
+    """
+    protocol = ServerProtocol(
+        subprotocols=[Subprotocol("mcp-ws.v1"), Subprotocol("mcp")],
+        select_subprotocol=_select_subprotocol,
+        max_size=max_size,
+    )
+    with anyio.move_on_after(handshake_timeout):
+        request, frames = await _read_handshake(stream, protocol, Request)
+        if request is None or not isinstance(request, Request):
+            await stream.aclose()
+            return None
+        refusal = await check(request)
+        if refusal is None:
+            response = protocol.accept(request)
+        else:
+            status, text, extra = refusal
+            response = protocol.reject(status, text)
+            for name, value in extra.items():
+                response.headers[name] = value
+        protocol.send_response(response)
+        try:
+            await stream.send(b"".join(w for w in protocol.data_to_send() if w))
+        except _TRANSPORT_ERRORS:
+            await stream.aclose()
+            return None
+        if response.status_code != 101:
+            await stream.aclose()
+            return None
+        ws = WebSocket(stream, protocol, subprotocol=protocol.subprotocol, request=request)
+        ws._take_frames(frames)
+        return ws
+    await stream.aclose()
+    return None
+
+
+def _select_subprotocol(
+    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    choice = select_subprotocol(offered)
+    if choice is None:
+        raise NegotiationError("offer subprotocol mcp-ws.v1 (or mcp for JSON text mode)")
+    return Subprotocol(choice)
+
+
+class _Checker(_Protocol):
+    async def __call__(self, request: Request) -> tuple[int, str, dict[str, str]] | None: ...

@@ -1,0 +1,116 @@
+"""Helpers for tests against a live server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.client.session import ClientSession
+
+import mcp_ws
+from mcp_ws.protocol import Connection, Role
+from mcp_ws.protocol.events import ConnectionTerminated, Event
+from mcp_ws.transport import WebSocket, open_websocket
+
+from .apps import Probe, build_app
+
+
+@asynccontextmanager
+async def live_server(**options: Any) -> AsyncIterator[tuple[mcp_ws.McpWsServer, Probe]]:
+    """The test app served on a free loopback port."""
+    probe = Probe()
+    async with mcp_ws.serving(build_app(probe), port=0, **options) as server:
+        yield server, probe
+
+
+@asynccontextmanager
+async def session_to(url: str, **callbacks: Any) -> AsyncIterator[ClientSession]:
+    """An initialized ``ClientSession`` over ``mcp_ws.connect``."""
+    async with mcp_ws.connect(url) as (read, write), ClientSession(read, write, **callbacks) as s:
+        await s.initialize()
+        yield s
+
+
+class RawPeer:
+    """A hand-driven mcp-ws client: our sans-I/O core on a real WebSocket."""
+
+    def __init__(self, ws: WebSocket, core: Connection) -> None:
+        self.ws = ws
+        self.core = core
+        self.events: list[Event] = []
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str, *, hello: bool = True) -> AsyncIterator[RawPeer]:
+        ws = await open_websocket(url, subprotocols=["mcp-ws.v1"], max_size=None)
+        peer = cls(ws, Connection(Role.CLIENT))
+        if not hello:
+            peer.core.data_to_send()  # drop our HELLO
+        try:
+            yield peer
+        finally:
+            await ws.aclose()
+
+    async def flush(self) -> None:
+        """Send what the core queued."""
+        data = self.core.data_to_send()
+        if data:
+            await self.ws.send(data)
+
+    async def send_raw(self, *messages: bytes | str) -> None:
+        """Send WebSocket messages as they are."""
+        await self.ws.send(list(messages))
+
+    async def pump(self, seconds: float = 5.0) -> int | None:
+        """Read until the server closes (or ``seconds``); returns the close code."""
+        with anyio.move_on_after(seconds):
+            while (message := await self.ws.receive()) is not None:
+                if isinstance(message, bytes):
+                    self.events.extend(self.core.receive_data(message))
+                await self.flush_quietly()
+            return self.ws.close_code
+        return None
+
+    async def until(self, predicate: Any, seconds: float = 5.0) -> list[Event]:
+        """Read until ``predicate(events)`` holds."""
+        with anyio.fail_after(seconds):
+            while not predicate(self.events):
+                message = await self.ws.receive()
+                if message is None:
+                    break
+                if isinstance(message, bytes):
+                    self.events.extend(self.core.receive_data(message))
+                await self.flush_quietly()
+        return self.events
+
+    async def flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except anyio.BrokenResourceError:
+            pass
+
+    def terminated(self) -> ConnectionTerminated | None:
+        for event in self.events:
+            if isinstance(event, ConnectionTerminated):
+                return event
+        return None
+
+
+def request(rid: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+INITIALIZE = request(
+    1,
+    "initialize",
+    {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+)
