@@ -761,3 +761,13 @@ def test_replies_that_are_drained_do_not_count():
     for i in range(3000):
         assert not calm(server.receive_data(raw(5, 0, 0, i)))
         server.data_to_send()
+
+
+def test_a_connection_failed_before_its_hello_went_out_still_sends_hello_first():
+    server = Connection(Role.SERVER)
+    client = Connection(Role.CLIENT)
+    server.receive_data(client.data_to_send()[0])
+    events = server.receive_data(b"\xc1")  # garbage before the server sent anything
+    assert isinstance(events[0], ConnectionTerminated)
+    frames = frames_of(server.data_to_send())
+    assert [type(f).__name__ for f in frames] == ["Hello", "GoAway"]

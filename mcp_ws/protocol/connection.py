@@ -183,6 +183,7 @@ class Connection:
         self._useless_bucket = TokenBucket(
             self.limits.useless_frame_rate, self.limits.useless_frame_burst, now
         )
+        self._hello_sent = False
         self._immediate.append(encode_frame(Hello(settings=self.local_settings.to_wire())))
 
     # ------------------------------------------------------------------ queries
@@ -363,6 +364,7 @@ class Connection:
         round-robin within credit, coalesced up to the peer's message size limit."""
         frames = self._immediate
         self._immediate = []
+        self._hello_sent = True
         self._queued_replies = 0
         if not self.closed and self._scheduler.has_pending():
             for sid, flags, payload in self._scheduler.pop_frames(
@@ -831,12 +833,14 @@ class Connection:
         if close_code is not None:
             self._immediate = []  # a close code of its own (1003) needs no GOAWAY
         elif not remote:
-            # Nothing else matters now: the GOAWAY is the last frame we send.
-            self._immediate = [
+            # Nothing else matters now: the GOAWAY is the last frame we send (after our
+            # HELLO, if that has not gone out yet: it must be the first frame).
+            self._immediate = self._immediate[:1] if not self._hello_sent else []
+            self._immediate.append(
                 encode_frame(
                     GoAway(last_stream_id=self._highest_remote, error_code=code, reason=reason)
                 )
-            ]
+            )
         else:
             self._immediate = []
         self.state = ConnectionState.CLOSED

@@ -74,6 +74,7 @@ class SessionBridge:
         self._peer: dict[RequestId, int] = {}  # requests the peer sent -> their stream
         self._peer_sid: dict[int, RequestId] = {}
         self._changed = anyio.Event()
+        self._budget_lock = anyio.Lock()
         self._closed = False
         self.read_stream = BridgeReadStream(self)
         self.write_stream = BridgeWriteStream(self)
@@ -208,6 +209,19 @@ class SessionBridge:
         mux = self._core_mux
         if self._closed or mux.core.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
+        if mux.core.buffered() > self.send_budget or self._budget_lock.locked():
+            # Over budget: writers queue up here, one at a time, so the connection
+            # holds at most the budget plus one message.
+            async with self._budget_lock:
+                await mux.wait_sent(self.send_budget)
+                await self._route(item)
+        else:
+            await self._route(item)
+        mux.wake()
+
+    async def _route(self, item: SessionMessage) -> None:
+        if self._closed or self._core_mux.core.closed:
+            raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         message = item.message
         if isinstance(message, JSONRPCRequest):
             await self._send_request(message)
@@ -215,8 +229,6 @@ class SessionBridge:
             self._send_notification(message, item.metadata)
         else:
             self._send_response(message)
-        mux.wake()
-        await mux.wait_sent(self.send_budget)
 
     async def _send_request(self, message: JSONRPCRequest) -> None:
         core = self._core_mux.core
@@ -280,6 +292,12 @@ class SessionBridge:
         self._peer.clear()
         self._peer_sid.clear()
         self._core_mux.wake()
+
+    def close(self) -> None:
+        """Release the inbox (the connection and the SDK are both done with it)."""
+        self._closed = True
+        self._inbox_send.close()
+        self._inbox.close()
 
     async def receive(self) -> SessionMessage | Exception:
         """The next message for the SDK; acknowledging it returns its credit."""

@@ -87,3 +87,4 @@ async def connect(
                 with anyio.move_on_after(close_timeout):
                     await mux.wait_finished()
             tg.cancel_scope.cancel()
+            bridge.close()

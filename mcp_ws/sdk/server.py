@@ -101,6 +101,11 @@ class McpWsServer:
         """Connections currently being served."""
         return self._active
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued for peers across all mux connections (not yet on the wire)."""
+        return sum(mux.core.buffered() for mux in self._muxes)
+
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop accepting; GOAWAY every connection; wait up to ``grace`` for them to end."""
         if self._accepting is not None:
@@ -175,6 +180,7 @@ class McpWsServer:
                     mux.close()
         finally:
             self._muxes.discard(mux)
+            bridge.close()
 
 
 @asynccontextmanager

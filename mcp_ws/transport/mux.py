@@ -175,6 +175,9 @@ class MuxConnection:
                 code = self.core.close_code or 1000
                 reason = self.termination.reason if self.termination else ""
                 try:
+                    last = self.core.data_to_send()  # what was queued during the send
+                    if last:
+                        await self._channel.send(last)
                     await self._channel.close(code, reason)
                 except anyio.BrokenResourceError:
                     break

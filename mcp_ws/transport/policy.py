@@ -5,9 +5,10 @@ A refusal is an HTTP answer (404, 403 or 401) before any MCP traffic.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import hmac
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ class HandshakePolicy:
             return True
         patterns = LOOPBACK_ORIGINS if self.allowed_origins is None else self.allowed_origins
         origin = origin.lower()
-        return any(fnmatch.fnmatchcase(origin, p.lower()) for p in patterns)
+        return any(_glob(p).fullmatch(origin) for p in patterns)
 
     async def check(
         self,
@@ -90,6 +91,12 @@ class HandshakePolicy:
             if not ok:
                 return 401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
         return None
+
+
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """``*`` matches anything; every other character (``[`` of ``[::1]`` too) is literal."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.lower().split("*")))
 
 
 def bearer_from(authorization: str | None, subprotocols: Sequence[str]) -> str | None:
