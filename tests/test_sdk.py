@@ -205,3 +205,22 @@ async def test_json_text_fallback_with_client_session() -> None:
             async with ClientSession(read, write) as s:
                 await s.initialize()
                 assert text_of(await s.call_tool("echo", {"text": "json"})) == "json"
+
+
+async def test_the_example_client_and_server_work_together() -> None:
+    root = Path(__file__).resolve().parent.parent
+    async with await anyio.open_process(
+        [sys.executable, str(root / "examples" / "server.py"), "--port", "0"]
+    ) as server:
+        assert server.stdout is not None
+        with anyio.fail_after(20):
+            url = (await server.stdout.receive()).decode().strip().splitlines()[0]
+        with anyio.fail_after(30):
+            client = await anyio.run_process(
+                [sys.executable, str(root / "examples" / "client.py"), url]
+            )
+        server.terminate()
+    out = client.stdout.decode()
+    assert "tools: add, countdown" in out
+    assert "add: 5" in out
+    assert out.index("progress 3/3 1...") < out.index("countdown: liftoff")
