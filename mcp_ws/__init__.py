@@ -20,6 +20,7 @@ from .protocol.errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    "asgi": "mcp_ws.sdk",
     "connect": "mcp_ws.sdk",
     "serve": "mcp_ws.sdk",
     "serving": "mcp_ws.sdk",
@@ -55,6 +56,7 @@ __all__ = [
     "StreamError",
     "UsageError",
     "__version__",
+    "asgi",
     "bearer_token",
     "connect",
     "serve",

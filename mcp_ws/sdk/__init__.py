@@ -1,7 +1,8 @@
 """Binding to the official ``mcp`` SDK: client transport, server runner, JSON-RPC routing."""
 
+from .asgi import asgi
 from .bridge import DEFAULT_SEND_BUDGET, REQUEST_REFUSED, SessionBridge
-from .client import connect
+from .client import client_streams, connect
 from .server import DEFAULT_SETTINGS, McpWsServer, serve, serving
 
 __all__ = [
@@ -10,6 +11,8 @@ __all__ = [
     "REQUEST_REFUSED",
     "McpWsServer",
     "SessionBridge",
+    "asgi",
+    "client_streams",
     "connect",
     "serve",
     "serving",

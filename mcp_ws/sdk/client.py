@@ -14,12 +14,12 @@ from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.limits import Limits
 from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
-from ..transport.websocket import HandshakeError, open_websocket
+from ..transport.websocket import HandshakeError, MessageChannel, open_websocket
 from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
 from .compat import json_text_streams
 from .server import DEFAULT_SETTINGS
 
-__all__ = ["connect"]
+__all__ = ["client_streams", "connect"]
 
 
 @asynccontextmanager
@@ -65,12 +65,32 @@ async def connect(
     if ws.subprotocol != SUBPROTOCOL:
         await ws.aclose()
         raise HandshakeError(f"the server chose subprotocol {ws.subprotocol!r}, not mcp-ws.v1")
+    async with client_streams(
+        ws,
+        settings=settings,
+        limits=limits,
+        close_timeout=close_timeout,
+        send_budget=send_budget,
+    ) as streams:
+        yield streams
+
+
+@asynccontextmanager
+async def client_streams(
+    channel: MessageChannel,
+    *,
+    settings: Settings | None = None,
+    limits: Limits | None = None,
+    close_timeout: float = 5.0,
+    send_budget: int = DEFAULT_SEND_BUDGET,
+) -> AsyncIterator[tuple[Any, Any]]:
+    """The client side of the mux over an already open ``mcp-ws.v1`` channel."""
     bridge = SessionBridge(Role.CLIENT, send_budget=send_budget)
     mux = MuxConnection(
-        ws,
+        channel,
         Role.CLIENT,
         bridge.on_events,
-        settings=settings,
+        settings=settings or DEFAULT_SETTINGS,
         limits=limits,
         close_timeout=close_timeout,
     )

@@ -1,0 +1,148 @@
+"""``mcp_ws.asgi(app)``: an ASGI WebSocket endpoint (Starlette, uvicorn, ...) on the same mux.
+
+The ASGI server does the WebSocket framing; the mux works on whole messages, so the
+session is exactly the one `serving` runs. Handshake checks are the same too; a refusal
+is an HTTP answer when the server supports the ``websocket.http.response`` extension,
+otherwise a close (1008) before accepting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+import anyio
+
+from ..protocol.limits import Limits
+from ..protocol.settings import Settings
+from ..transport.policy import Authenticator, HandshakePolicy, Refusal, select_subprotocol
+from .bridge import DEFAULT_SEND_BUDGET
+from .server import DEFAULT_SETTINGS, McpWsServer, session_runner
+
+__all__ = ["AsgiChannel", "asgi"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class AsgiChannel:
+    """A `MessageChannel` over an accepted ASGI WebSocket."""
+
+    def __init__(self, receive: Receive, send: Send, *, subprotocol: str | None) -> None:
+        self.subprotocol = subprotocol
+        self.close_code: int | None = None
+        self._receive = receive
+        self._send = send
+        self._disconnected = False
+        self._close_sent = False
+
+    async def receive(self) -> bytes | str | None:
+        """The next message; ``None`` after ``websocket.disconnect``."""
+        while not self._disconnected:
+            message = await self._receive()
+            if message["type"] == "websocket.receive":
+                data = message.get("bytes")
+                return data if data is not None else str(message.get("text") or "")
+            if message["type"] == "websocket.disconnect":
+                self._disconnected = True
+                self.close_code = int(message.get("code", 1005))
+        return None
+
+    async def send(self, messages: Sequence[bytes | str]) -> None:
+        """Send each message (``anyio.BrokenResourceError`` once the socket is gone)."""
+        if self._disconnected or self._close_sent:
+            raise anyio.BrokenResourceError("the WebSocket is closed")
+        try:
+            for message in messages:
+                key = "text" if isinstance(message, str) else "bytes"
+                await self._send({"type": "websocket.send", key: message})
+        except OSError as exc:
+            self._disconnected = True
+            raise anyio.BrokenResourceError("the WebSocket is closed") from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send ``websocket.close`` once."""
+        if self._close_sent or self._disconnected:
+            return
+        self._close_sent = True
+        with contextlib.suppress(OSError):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+    async def aclose(self) -> None:
+        """Close if not closed yet."""
+        await self.close(1000)
+
+
+def asgi(
+    app: object,
+    *,
+    path: str | None = None,
+    allowed_origins: Sequence[str] | None = None,
+    auth: Authenticator | None = None,
+    settings: Settings | None = None,
+    limits: Limits | None = None,
+    send_budget: int = DEFAULT_SEND_BUDGET,
+) -> ASGIApp:
+    """An ASGI app serving ``app`` (``Server`` or ``MCPServer``) over mcp-ws.
+
+    Mount it where clients connect (``path=None`` accepts any path, leaving routing to
+    the framework). Plain HTTP requests get 426 Upgrade Required.
+    """
+    server = McpWsServer(
+        session_runner(app),
+        policy=HandshakePolicy(path=path, allowed_origins=allowed_origins, auth=auth),
+        settings=settings or DEFAULT_SETTINGS,
+        limits=limits,
+        handshake_timeout=10.0,
+        send_budget=send_budget,
+    )
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await _http_answer(send, 426, "use a WebSocket (subprotocol mcp-ws.v1)", {})
+            return
+        if scope["type"] != "websocket":
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        offered = list(scope.get("subprotocols") or [])
+        refusal = await server.policy.check(
+            scope["path"], headers.get("origin"), headers.get("authorization"), offered
+        )
+        choice = select_subprotocol(offered)
+        if refusal is None and choice is None:
+            refusal = (400, "offer subprotocol mcp-ws.v1 (or mcp for JSON text mode)", {})
+        if refusal is not None:
+            await _refuse(scope, send, refusal)
+            return
+        await send({"type": "websocket.accept", "subprotocol": choice})
+        channel = AsgiChannel(receive, send, subprotocol=choice)
+        if choice == "mcp":
+            await server.serve_json_text(channel)
+        else:
+            await server.serve_mux(channel)
+
+    return endpoint
+
+
+async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    status, text, extra = refusal
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": text.encode()})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": text[:120]})
+
+
+async def _http_answer(send: Send, status: int, text: str, extra: dict[str, str]) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text.encode()})
