@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from ..protocol.constants import COMPAT_SUBPROTOCOL
 from ..protocol.limits import Limits
 from ..protocol.settings import Settings
 from ..transport.policy import Authenticator, HandshakePolicy, Refusal, select_subprotocol
@@ -122,7 +123,7 @@ def asgi(
             return
         await send({"type": "websocket.accept", "subprotocol": choice})
         channel = AsgiChannel(receive, send, subprotocol=choice)
-        if choice == "mcp":
+        if choice == COMPAT_SUBPROTOCOL:
             await server.serve_json_text(channel)
         else:
             await server.serve_mux(channel)

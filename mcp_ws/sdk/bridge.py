@@ -207,8 +207,6 @@ class SessionBridge:
     async def send(self, item: SessionMessage) -> None:
         """Route one message from the SDK; waits only on the connection-wide budget."""
         mux = self._core_mux
-        if self._closed or mux.core.closed:
-            raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         if mux.core.buffered() > self.send_budget or self._budget_lock.locked():
             # Over budget: writers queue up here, one at a time, so the connection
             # holds at most the budget plus one message.
@@ -312,7 +310,25 @@ def _dump(message: JSONRPCMessage) -> dict[str, Any]:
     return message.model_dump(by_alias=True, mode="json", exclude_unset=True)
 
 
-class BridgeReadStream:
+class _ClosedOnExit:
+    """``async with stream:`` closes it on the way out."""
+
+    async def aclose(self) -> None:
+        """Release the stream."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class BridgeReadStream(_ClosedOnExit):
     """The SDK's read stream (`mcp.shared._stream_protocols.ReadStream`)."""
 
     def __init__(self, bridge: SessionBridge) -> None:
@@ -335,19 +351,8 @@ class BridgeReadStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class BridgeWriteStream:
+class BridgeWriteStream(_ClosedOnExit):
     """The SDK's write stream (`mcp.shared._stream_protocols.WriteStream`)."""
 
     def __init__(self, bridge: SessionBridge) -> None:
@@ -363,14 +368,3 @@ class BridgeWriteStream:
     async def aclose(self) -> None:
         """No more writes from the SDK."""
         self.closed = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

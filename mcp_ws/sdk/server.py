@@ -20,7 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from websockets.http11 import Request
 
 from ..protocol.connection import Role
-from ..protocol.constants import ErrorCode
+from ..protocol.constants import COMPAT_SUBPROTOCOL, ErrorCode
 from ..protocol.limits import Limits
 from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
@@ -117,7 +117,8 @@ class McpWsServer:
 
     async def _serve_stream(self, stream: anyio.abc.ByteStream) -> None:
         self._active += 1
-        self._idle = anyio.Event() if self._active == 1 else self._idle
+        if self._active == 1:
+            self._idle = anyio.Event()
         try:
             ws = await accept_websocket(
                 stream,
@@ -127,7 +128,7 @@ class McpWsServer:
             )
             if ws is None:
                 return
-            if ws.subprotocol == "mcp":
+            if ws.subprotocol == COMPAT_SUBPROTOCOL:
                 ws.set_max_size(self.settings.max_message_size)
                 await self.serve_json_text(ws)
             else:

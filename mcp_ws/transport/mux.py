@@ -164,20 +164,18 @@ class MuxConnection:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            messages = self.core.data_to_send()
-            if messages:
-                try:
+            try:
+                # Drain: frames queued while a send was under way go out too (the last
+                # GOAWAY among them) before deciding whether the connection is done.
+                while messages := self.core.data_to_send():
                     await self._channel.send(messages)
-                except anyio.BrokenResourceError:
-                    break
+            except anyio.BrokenResourceError:
+                break
             self._signal_progress()
             if self.core.is_finished:
                 code = self.core.close_code or 1000
                 reason = self.termination.reason if self.termination else ""
                 try:
-                    last = self.core.data_to_send()  # what was queued during the send
-                    if last:
-                        await self._channel.send(last)
                     await self._channel.close(code, reason)
                 except anyio.BrokenResourceError:
                     break

@@ -12,6 +12,8 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
+
 __all__ = [
     "BEARER_SUBPROTOCOL_PREFIX",
     "LOOPBACK_ORIGINS",
@@ -118,7 +120,7 @@ def offered_subprotocols(header_values: Sequence[str]) -> list[str]:
 
 def select_subprotocol(offered: Sequence[str]) -> str | None:
     """``mcp-ws.v1`` if offered, else ``mcp``, else ``None`` (the bearer one never)."""
-    for choice in ("mcp-ws.v1", "mcp"):
+    for choice in (SUBPROTOCOL, COMPAT_SUBPROTOCOL):
         if choice in offered:
             return choice
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import ssl as _ssl
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol as _Protocol
 
 import anyio
@@ -24,8 +24,9 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
+from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.errors import McpWsError
-from .policy import select_subprotocol
+from .policy import Refusal, select_subprotocol
 
 __all__ = ["HandshakeError", "MessageChannel", "WebSocket", "accept_websocket", "open_websocket"]
 
@@ -85,17 +86,18 @@ class WebSocket:
         *,
         subprotocol: str | None,
         request: Request | None = None,
-        buffered: Sequence[bytes | str] = (),
+        frames: Sequence[Frame] = (),
     ) -> None:
         self.subprotocol = subprotocol
         self.request = request  # the handshake request (server side)
         self._stream = stream
         self._protocol = protocol
         self._send_lock = anyio.Lock()
-        self._messages: deque[bytes | str] = deque(buffered)
+        self._messages: deque[bytes | str] = deque()
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._eof = False
+        self._take_frames(frames)  # what arrived right behind the handshake
 
     def set_max_size(self, size: int) -> None:
         """Largest message accepted from now on (the peer is failed with 1009 beyond it)."""
@@ -290,15 +292,13 @@ async def open_websocket(
         raise HandshakeError(
             f"WebSocket handshake failed: {failure or 'connection closed'}"
         ) from failure
-    ws = WebSocket(stream, protocol, subprotocol=protocol.subprotocol)
-    ws._take_frames(frames)
-    return ws
+    return WebSocket(stream, protocol, subprotocol=protocol.subprotocol, frames=frames)
 
 
 async def accept_websocket(
     stream: anyio.abc.ByteStream,
     *,
-    check: _Checker,
+    check: Callable[[Request], Awaitable[Refusal | None]],
     max_size: int | None,
     handshake_timeout: float = 10.0,
 ) -> WebSocket | None:
@@ -308,7 +308,7 @@ async def accept_websocket(
     Returns the open WebSocket, or ``None`` (stream closed) when the handshake failed.
     """
     protocol = ServerProtocol(
-        subprotocols=[Subprotocol("mcp-ws.v1"), Subprotocol("mcp")],
+        subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(COMPAT_SUBPROTOCOL)],
         select_subprotocol=_select_subprotocol,
         max_size=max_size,
     )
@@ -334,9 +334,9 @@ async def accept_websocket(
         if response.status_code != 101:
             await stream.aclose()
             return None
-        ws = WebSocket(stream, protocol, subprotocol=protocol.subprotocol, request=request)
-        ws._take_frames(frames)
-        return ws
+        return WebSocket(
+            stream, protocol, subprotocol=protocol.subprotocol, request=request, frames=frames
+        )
     await stream.aclose()
     return None
 
@@ -348,7 +348,3 @@ def _select_subprotocol(
     if choice is None:
         raise NegotiationError("offer subprotocol mcp-ws.v1 (or mcp for JSON text mode)")
     return Subprotocol(choice)
-
-
-class _Checker(_Protocol):
-    async def __call__(self, request: Request) -> tuple[int, str, dict[str, str]] | None: ...
