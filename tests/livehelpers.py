@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
@@ -12,6 +12,7 @@ from mcp.client.session import ClientSession
 import mcp_ws
 from mcp_ws.protocol import Connection, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event
+from mcp_ws.protocol.frames import Frame, decode_message
 from mcp_ws.transport import WebSocket, open_websocket
 
 from .apps import Probe, build_app
@@ -40,6 +41,7 @@ class RawPeer:
         self.ws = ws
         self.core = core
         self.events: list[Event] = []
+        self.frames: list[Frame] = []
 
     @classmethod
     @asynccontextmanager
@@ -67,9 +69,7 @@ class RawPeer:
         """Read until the server closes (or ``seconds``); returns the close code."""
         with anyio.move_on_after(seconds):
             while (message := await self.ws.receive()) is not None:
-                if isinstance(message, bytes):
-                    self.events.extend(self.core.receive_data(message))
-                await self.flush_quietly()
+                await self._absorb(message)
             return self.ws.close_code
         return None
 
@@ -80,16 +80,19 @@ class RawPeer:
                 message = await self.ws.receive()
                 if message is None:
                     break
-                if isinstance(message, bytes):
-                    self.events.extend(self.core.receive_data(message))
-                await self.flush_quietly()
+                await self._absorb(message)
         return self.events
 
+    async def _absorb(self, message: bytes | str) -> None:
+        """Record one server message's frames, feed it to the core, send any answer."""
+        if isinstance(message, bytes):
+            self.frames.extend(decode_message(message, max_frame_size=1 << 24))
+            self.events.extend(self.core.receive_data(message))
+        await self.flush_quietly()
+
     async def flush_quietly(self) -> None:
-        try:
+        with suppress(anyio.BrokenResourceError):
             await self.flush()
-        except anyio.BrokenResourceError:
-            pass
 
     def terminated(self) -> ConnectionTerminated | None:
         for event in self.events:

@@ -14,6 +14,7 @@ Core calls are synchronous and never block; whoever queues something calls `wake
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -62,6 +63,8 @@ class MuxConnection:
         self._progress = anyio.Event()
         self._reader_done = anyio.Event()
         self._finished = anyio.Event()
+        self._rearm = anyio.Event()
+        self._armed: float | None = None
 
     # ------------------------------------------------------------------ for the binding
 
@@ -144,6 +147,7 @@ class MuxConnection:
                     events = self.core.receive_data(message)
                 self._dispatch(events)
                 self.wake()
+                self._rearm_if_sooner()
         finally:
             self._reader_done.set()
         if self.termination is None:
@@ -179,20 +183,30 @@ class MuxConnection:
                     await self._channel.close(code, reason)
                 except anyio.BrokenResourceError:
                     break
-                with anyio.move_on_after(self._close_timeout):
+                # Wait for the peer's close frame, unless it is the peer that went silent.
+                t = self.termination
+                dead_peer = t is not None and t.error_code is ErrorCode.TIMEOUT and not t.remote
+                with anyio.move_on_after(0 if dead_peer else self._close_timeout):
                     await self._reader_done.wait()
                 break
         scope.cancel()
 
+    def _rearm_if_sooner(self) -> None:
+        """Wake the timer when the core's next deadline moved earlier (e.g. after HELLO)."""
+        deadline = self.core.next_deadline()
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self._rearm.set()
+
     async def _timer(self) -> None:
         while True:
-            deadline = self.core.next_deadline()
-            if deadline is None:
-                await anyio.sleep_forever()
-                return
-            await anyio.sleep(max(deadline - time.monotonic(), 0.0))
-            self._dispatch(self.core.tick())
-            self.wake()
+            deadline = self._armed = self.core.next_deadline()
+            rearm = self._rearm = anyio.Event()
+            delay = math.inf if deadline is None else max(deadline - time.monotonic(), 0.0)
+            with anyio.move_on_after(delay) as sleeping:
+                await rearm.wait()
+            if sleeping.cancelled_caught:
+                self._dispatch(self.core.tick())
+                self.wake()
 
 
 def _graceful(event: Event) -> Event:

@@ -15,6 +15,7 @@ from typing import Protocol as _Protocol
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus, InvalidURI, NegotiationError
 from websockets.frames import Frame, Opcode
@@ -184,11 +185,26 @@ class WebSocket:
                 for chunk in _join(writes):
                     if chunk:
                         await self._stream.send(chunk)
-                    elif isinstance(self._stream, anyio.abc.SocketStream):
-                        await self._stream.send_eof()
+                    else:
+                        await self._half_close()
             except _TRANSPORT_ERRORS as exc:
                 self._eof = True
                 raise anyio.BrokenResourceError("the connection was lost") from exc
+
+
+    async def _half_close(self) -> None:
+        """The protocol says our side of TCP is done (server after the close handshake).
+
+        A TLS stream cannot half-close (``send_eof`` is unsupported), so the EOF goes to the
+        TCP stream under it: the session is ``tls_standard_compatible=False`` and the
+        WebSocket close handshake already ended the conversation. Without this a TLS
+        client would wait out its close timeout for our EOF.
+        """
+        stream: object = self._stream
+        if isinstance(stream, TLSStream):
+            stream = stream.transport_stream
+        if isinstance(stream, anyio.abc.SocketStream):
+            await stream.send_eof()
 
 
 def _join(writes: list[bytes]) -> list[bytes]:
