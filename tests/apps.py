@@ -7,8 +7,11 @@ import warnings
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import SamplingMessage, TextContent
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, SamplingMessage, TextContent
 from pydantic import BaseModel
+
+import mcp_ws
 
 
 class Probe:
@@ -18,6 +21,10 @@ class Probe:
         self.started = anyio.Event()
         self.cancelled = anyio.Event()
         self.finished = anyio.Event()
+        self.sent = 0  # partial results a streaming tool got through
+        self.send_error: BaseException | None = None
+        self.stream_started = anyio.Event()
+        self.stream_cancelled = anyio.Event()
 
 
 def build_app(probe: Probe | None = None) -> MCPServer:
@@ -88,6 +95,58 @@ def build_app(probe: Probe | None = None) -> MCPServer:
             result = await ctx.session.list_roots()
         return ",".join(str(root.uri) for root in result.roots)
 
+    @app.tool()
+    async def generate(count: int, ctx: Context, pause: float = 0.0) -> CallToolResult:
+        """Stream ``count`` tokens ("t0 t1 ..."), then return the aggregate."""
+        probe.sent = 0
+        try:
+            async with mcp_ws.partial_results(ctx) as out:
+                probe.stream_started.set()
+                for i in range(count):
+                    await out.send_text(f"t{i} ")
+                    probe.sent += 1
+                    if pause:
+                        await anyio.sleep(pause)
+        except anyio.get_cancelled_exc_class():
+            probe.stream_cancelled.set()
+            raise
+        except mcp_ws.CallClosedError as exc:
+            probe.send_error = exc
+            probe.stream_cancelled.set()
+            raise
+        return out.result()
+
+    @app.tool()
+    async def bulk(chunks: int, size: int, ctx: Context) -> str:
+        """Stream ``chunks`` text deltas of ``size`` characters; return a summary only."""
+        probe.sent = 0
+        async with mcp_ws.partial_results(ctx) as out:
+            probe.stream_started.set()
+            for _ in range(chunks):
+                await out.send_text("b" * size)
+                probe.sent += 1
+        return f"{probe.sent} chunks"
+
+    @app.tool()
+    async def mixed(ctx: Context) -> CallToolResult:
+        """Text into two blocks by index, binary, and structured deltas."""
+        async with mcp_ws.partial_results(ctx) as out:
+            await out.send_text("Hello")
+            await out.send_bytes(b"\x00\x01\xffPNG", "image/png")
+            await out.send_text(", world", index=0)
+            await out.send_text("second", index=2)
+            await out.send_structured({"rows": 1})
+            await out.send_structured({"done": True})
+        return out.result()
+
+    @app.tool()
+    async def stream_then_fail(ctx: Context) -> str:
+        """Stream two deltas, then raise."""
+        async with mcp_ws.partial_results(ctx) as out:
+            await out.send_text("partial ")
+            await out.send_text("output")
+            raise ToolError("the model fell over")
+
     @app.resource("test://greeting")
     def greeting() -> str:
         """A static resource."""
@@ -103,12 +162,15 @@ def build_app(probe: Probe | None = None) -> MCPServer:
 
 async def _main() -> None:
     """Serve the app on a free port and print its URL (for subprocess tests)."""
-    import mcp_ws
-
     async with mcp_ws.serving(build_app(), port=0) as server:
         print(server.url, flush=True)
         await anyio.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 60)
 
 
 if __name__ == "__main__":
-    anyio.run(_main, backend=sys.argv[2] if len(sys.argv) > 2 else "asyncio")
+    if sys.argv[1:2] == ["stdio"]:  # the same app over the SDK's stdio transport
+        stdio_app = build_app()
+        mcp_ws.advertise_streaming(stdio_app)
+        stdio_app.run("stdio")
+    else:
+        anyio.run(_main, backend=sys.argv[2] if len(sys.argv) > 2 else "asyncio")

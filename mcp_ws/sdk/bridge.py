@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
@@ -36,7 +37,7 @@ from pydantic import ValidationError
 
 from ..protocol.connection import ConnectionState, Role
 from ..protocol.constants import ErrorCode
-from ..protocol.errors import MessageTooLargeForPeer, UsageError
+from ..protocol.errors import McpWsError, MessageTooLargeForPeer, UsageError
 from ..protocol.events import (
     ConnectionTerminated,
     Event,
@@ -47,8 +48,15 @@ from ..protocol.events import (
     StreamEnded,
 )
 from ..transport.mux import MuxConnection
+from .streaming import PARTIAL_RESULT, Subscriber, subscriber_for, token_of_call
 
-__all__ = ["DEFAULT_SEND_BUDGET", "REQUEST_REFUSED", "SessionBridge"]
+__all__ = [
+    "DEFAULT_SEND_BUDGET",
+    "REQUEST_REFUSED",
+    "CallClosedError",
+    "SessionBridge",
+    "current_bridge",
+]
 
 logger = logging.getLogger("mcp_ws.sdk")
 
@@ -57,6 +65,14 @@ DEFAULT_SEND_BUDGET = 32 * 1024 * 1024
 
 REQUEST_REFUSED = -32003
 """JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
+
+current_bridge: ContextVar[SessionBridge | None] = ContextVar("mcp_ws_bridge", default=None)
+"""The server-side bridge of the session whose handlers run in this context (if mcp-ws)."""
+
+
+class CallClosedError(McpWsError):
+    """The call is over on the wire (cancelled, answered, or the connection is gone)."""
+
 
 _Item = tuple[SessionMessage | Exception, int, int]  # message, stream id, bytes to ack
 
@@ -73,6 +89,7 @@ class SessionBridge:
         self._own_sid: dict[int, RequestId] = {}
         self._peer: dict[RequestId, int] = {}  # requests the peer sent -> their stream
         self._peer_sid: dict[int, RequestId] = {}
+        self._direct: dict[int, Subscriber] = {}  # our streaming calls, by stream
         self._changed = anyio.Event()
         self._budget_lock = anyio.Lock()
         self._closed = False
@@ -117,6 +134,10 @@ class SessionBridge:
 
     def _received(self, event: MessageReceived) -> None:
         sid, size = event.stream_id, event.flow_controlled_length
+        direct = self._direct.get(sid)
+        if direct is not None and event.message.get("method") == PARTIAL_RESULT:
+            direct.deliver(event.message.get("params"), size)  # straight to stream_tool
+            return
         try:
             message = jsonrpc_message_adapter.validate_python(event.message, by_name=False)
         except ValidationError as exc:
@@ -138,6 +159,7 @@ class SessionBridge:
             if owner is not None and owner == sid and message.id is not None:
                 del self._own[message.id]
                 del self._own_sid[sid]
+                self._direct.pop(sid, None)
         metadata = None
         if self.role is Role.SERVER and isinstance(message, JSONRPCRequest) and sid:
             metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
@@ -155,6 +177,7 @@ class SessionBridge:
 
     def _cancelled(self, event: StreamCancelled) -> None:
         sid = event.stream_id
+        self._direct.pop(sid, None)
         rid = self._own_sid.pop(sid, None)
         if rid is not None:
             del self._own[rid]
@@ -178,6 +201,7 @@ class SessionBridge:
             self._deliver(SessionMessage(message=note))
 
     def _ended(self, sid: int) -> None:
+        self._direct.pop(sid, None)
         rid = self._own_sid.pop(sid, None)
         if rid is not None:  # END without a response
             del self._own[rid]
@@ -196,6 +220,7 @@ class SessionBridge:
         self._own_sid.clear()
         self._peer.clear()
         self._peer_sid.clear()
+        self._direct.clear()
         self._inbox_send.close()
 
     def _answer_locally(self, rid: RequestId, code: int, message: str) -> None:
@@ -242,6 +267,11 @@ class SessionBridge:
             return
         self._own[message.id] = sid
         self._own_sid[sid] = message.id
+        if message.method == "tools/call":
+            subscriber = subscriber_for(token_of_call(message.params))
+            if subscriber is not None:
+                self._direct[sid] = subscriber
+                subscriber.attach_direct(lambda size: self._acknowledge(sid, size))
 
     def _send_notification(self, message: JSONRPCNotification, metadata: object) -> None:
         core = self._core_mux.core
@@ -250,6 +280,7 @@ class SessionBridge:
             sid = self._own.pop(rid, None) if isinstance(rid, int | str) else None
             if sid is not None:
                 del self._own_sid[sid]
+                self._direct.pop(sid, None)
                 reason = str(message.params.get("reason") or "")
                 core.cancel_stream(sid, ErrorCode.CANCELLED, reason[:256])
                 return
@@ -280,6 +311,35 @@ class SessionBridge:
         except UsageError as exc:
             logger.debug("dropped the response to %r: %s", message.id, exc)
 
+    # ------------------------------------------------------------------ streaming, direct
+
+    async def send_partial(self, request_id: RequestId, message: dict[str, Any]) -> None:
+        """Queue ``message`` on the stream of the peer's request ``request_id``.
+
+        Waits for that stream's credit only (at most one message beyond the window is
+        ever queued), never for the connection's other streams. Raises
+        `CallClosedError` once the request is answered, cancelled or the connection
+        is gone.
+        """
+        core = self._core_mux.core
+        while True:
+            sid = self._peer.get(request_id)
+            if sid is None or self._closed or core.closed:
+                raise CallClosedError(f"request {request_id!r} is no longer open")
+            if core.available_credit(sid) > 0:
+                break
+            await self._changed.wait()
+        try:
+            core.send_message(sid, message)
+        except UsageError as exc:
+            raise CallClosedError(f"request {request_id!r}: {exc}") from None
+        self._core_mux.wake()
+
+    def _acknowledge(self, sid: int, size: int) -> None:
+        if size and self.mux is not None:
+            self.mux.core.acknowledge_received(sid, size)
+            self.mux.wake()
+
     def cancel_all(self, reason: str) -> None:
         """Cancel every stream still open (we are leaving)."""
         core = self._core_mux.core
@@ -289,6 +349,7 @@ class SessionBridge:
         self._own_sid.clear()
         self._peer.clear()
         self._peer_sid.clear()
+        self._direct.clear()
         self._core_mux.wake()
 
     def close(self) -> None:
@@ -300,9 +361,7 @@ class SessionBridge:
     async def receive(self) -> SessionMessage | Exception:
         """The next message for the SDK; acknowledging it returns its credit."""
         item, sid, size = await self._inbox.receive()
-        if size and self.mux is not None:
-            self.mux.core.acknowledge_received(sid, size)
-            self.mux.wake()
+        self._acknowledge(sid, size)
         return item
 
 

@@ -31,8 +31,9 @@ from ..transport.policy import (
     offered_subprotocols,
 )
 from ..transport.websocket import MessageChannel, accept_websocket
-from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
+from .bridge import DEFAULT_SEND_BUDGET, SessionBridge, current_bridge
 from .compat import json_text_streams
+from .partial import advertise_streaming
 
 __all__ = ["DEFAULT_SETTINGS", "McpWsServer", "serve", "serving"]
 
@@ -51,6 +52,8 @@ def session_runner(app: object) -> SessionRunner:
         raise TypeError(
             f"expected an mcp.server.lowlevel.Server or an MCPServer, got {type(app).__name__}"
         )
+
+    advertise_streaming(server)
 
     async def run(read: Any, write: Any) -> None:
         await server.run(read, write, server.create_initialization_options())
@@ -174,9 +177,11 @@ class McpWsServer:
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(pump)
+                token = current_bridge.set(bridge)  # the session's handlers inherit it
                 try:
                     await self._run_session(bridge.read_stream, bridge.write_stream)
                 finally:
+                    current_bridge.reset(token)
                     session_done.set()
                     mux.close()
         finally:

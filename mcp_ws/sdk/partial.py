@@ -1,0 +1,232 @@
+"""The server side of the streaming extension: ``mcp_ws.partial_results(ctx)``.
+
+Works in any ``MCPServer`` tool or low-level ``tools/call`` handler, on any transport:
+
+- the client opted in, over mcp-ws: each delta goes straight into the call's stream and
+  ``send`` waits for that stream's credit only, so a slow reader slows the producer;
+- the client opted in, over stdio or streamable HTTP: the same deltas go out as
+  ``notifications/tools/partial_result`` JSON notifications;
+- the client did not opt in: nothing is sent per delta; if it asked for progress, a
+  rate-limited progress notification carries the recent text.
+
+Either way, return ``out.result()`` (or ``out.text``): the final result holds the
+aggregate, so a client that ignored every delta loses nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self, cast
+
+import anyio
+import anyio.lowlevel
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+from mcp_types import CallToolResult
+from pydantic import BaseModel
+
+from .bridge import SessionBridge, current_bridge
+from .streaming import EXTENSION_ID, PARTIAL_RESULT, Aggregate, as_json_safe, binary_block
+
+__all__ = ["PartialResults", "advertise_streaming", "partial_results"]
+
+RECENT_TEXT_LIMIT = 200
+"""Characters of recent text a fallback progress message carries at most."""
+
+
+def advertise_streaming(app: object) -> None:
+    """Advertise the extension in ``app``'s capabilities, on every transport.
+
+    Adds ``io.github.mcp-ws/streaming`` to ``extensions`` and to ``experimental`` (the
+    SDK strips ``extensions`` from 2025-era handshakes). `mcp_ws.serve` does this for
+    you; call it yourself before ``app.run("stdio")`` or a streamable HTTP app.
+    Idempotent.
+    """
+    server = app._lowlevel_server if isinstance(app, MCPServer) else app
+    if not isinstance(server, Server):
+        raise TypeError(f"expected a Server or an MCPServer, got {type(app).__name__}")
+    server.extensions.setdefault(EXTENSION_ID, {})
+    original = server.create_initialization_options
+    if getattr(original, "_mcp_ws_streaming", False):
+        return
+
+    def with_streaming(
+        notification_options: Any = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> Any:
+        experimental = dict(experimental_capabilities or {})
+        experimental.setdefault(EXTENSION_ID, {})
+        return original(notification_options, experimental, extensions)
+
+    with_streaming._mcp_ws_streaming = True  # type: ignore[attr-defined]
+    server.create_initialization_options = with_streaming  # type: ignore[method-assign]
+
+
+class _Notification(BaseModel):
+    """Any notification, for ``ServerSession.send_notification`` (it only dumps it)."""
+
+    method: str
+    params: dict[str, Any]
+
+
+class PartialResults:
+    """Partial output of one tool call; use it as ``async with partial_results(ctx) as out``.
+
+    ``send_*`` calls are backpressured on mcp-ws and raise promptly once the call is
+    cancelled (`CallClosedError`, or the handler's cancellation). ``text``,
+    ``content`` and ``structured`` are the aggregate; `result` builds the final result.
+    """
+
+    def __init__(self, ctx: Any, *, progress_interval: float = 0.25) -> None:
+        request = getattr(ctx, "request_context", ctx)  # MCPServer Context or low-level
+        meta = cast(Mapping[str, Any], getattr(request, "meta", None) or {})
+        self.token: str | int | None = meta.get("partialResultToken")
+        self._progress_token = meta.get("progressToken")
+        self._session = request.session
+        self._request_id = request.request_id
+        self._bridge: SessionBridge | None = None
+        if self.token is not None:
+            self._bridge = current_bridge.get()
+        self._aggregate = Aggregate()
+        self._seq = 0
+        self._open = False
+        self._done = False
+        self._progress_interval = progress_interval
+        self._progress_sent_at = -math.inf
+        self._progress_count = 0
+        self._recent: list[str] = []
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the client opted in (partial results are sent as they come)."""
+        return self.token is not None
+
+    @property
+    def text(self) -> str:
+        """All text sent so far, concatenated."""
+        return self._aggregate.text
+
+    @property
+    def content(self) -> list[dict[str, Any]]:
+        """The aggregate content blocks (as JSON-ready dicts)."""
+        return self._aggregate.content
+
+    @property
+    def structured(self) -> Any:
+        """The aggregate of `send_structured` calls."""
+        return self._aggregate.structured
+
+    @property
+    def deltas_sent(self) -> int:
+        """Delta events sent to the client so far."""
+        return max(self._seq - 1, 0)
+
+    def result(self, *, is_error: bool = False) -> CallToolResult:
+        """The final ``CallToolResult``: the aggregate, marked with the last ``seq``."""
+        data: dict[str, Any] = {"content": self._aggregate.content, "isError": is_error}
+        if self._aggregate.structured is not None:
+            data["structuredContent"] = self._aggregate.structured
+        if self.streaming:
+            data["_meta"] = {EXTENSION_ID: {"lastSeq": self._seq - 1}}
+        return CallToolResult.model_validate(data, by_alias=True)
+
+    async def __aenter__(self) -> Self:
+        if self._open or self._done:
+            raise RuntimeError("partial results can be entered once")
+        self._open = True
+        if self.streaming:
+            await self._emit({"event": "start"})
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self._open = False
+        self._done = True
+        if exc_type is None and self._recent and self._progress_token is not None:
+            await self._report_progress()
+
+    async def send_text(self, text: str, *, index: int | None = None) -> None:
+        """Append ``text`` to the last text block (or to block ``index``)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        block: dict[str, Any] = {"type": "text", "text": text}
+        if index is not None:
+            block["index"] = index
+        await self._send_blocks([block], text)
+
+    async def send_content(self, block: Any) -> None:
+        """Append one MCP content block (an ``mcp_types`` model or a dict)."""
+        if isinstance(block, BaseModel):
+            block = block.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
+            raise TypeError("a content block is a mapping with a 'type'")
+        await self._send_blocks([dict(block)], str(block.get("text", "")))
+
+    async def send_bytes(self, data: bytes, mime_type: str, *, uri: str = "") -> None:
+        """Append binary content: raw MessagePack ``bin`` on mcp-ws, base64 elsewhere."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        raw = self._bridge is not None
+        await self._send_blocks([binary_block(bytes(data), mime_type, raw=raw, uri=uri)], "")
+
+    async def send_structured(self, value: Any) -> None:
+        """Merge ``value`` into the structured result (objects key by key)."""
+        self._check_open()
+        self._aggregate.add_structured(value)
+        if self.streaming:
+            await self._emit({"event": "delta", "structuredContent": value})
+
+    async def _send_blocks(self, blocks: list[dict[str, Any]], text: str) -> None:
+        self._check_open()
+        self._aggregate.add(blocks)  # raises for a bad index before anything is sent
+        if self.streaming:
+            await self._emit({"event": "delta", "content": blocks})
+        elif self._progress_token is not None:
+            if text:
+                self._recent.append(text)
+            if anyio.current_time() - self._progress_sent_at >= self._progress_interval:
+                await self._report_progress()
+        else:
+            await anyio.lowlevel.checkpoint()  # stays cancellable like the streaming path
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("use partial results inside 'async with partial_results(ctx)'")
+
+    async def _emit(self, fields: dict[str, Any]) -> None:
+        params = {"partialResultToken": self.token, "seq": self._seq, **fields}
+        self._seq += 1
+        if self._bridge is not None:
+            message = {"jsonrpc": "2.0", "method": PARTIAL_RESULT, "params": params}
+            await self._bridge.send_partial(self._request_id, message)
+            return
+        if "content" in params:
+            params["content"] = [as_json_safe(b) for b in params["content"]]
+        await self._session.send_notification(
+            _Notification(method=PARTIAL_RESULT, params=params),
+            related_request_id=self._request_id,
+        )
+
+    async def _report_progress(self) -> None:
+        self._progress_count += 1
+        recent = "".join(self._recent)[-RECENT_TEXT_LIMIT:]
+        self._recent.clear()
+        self._progress_sent_at = anyio.current_time()
+        await self._session.report_progress(self._progress_count, None, recent or None)
+
+
+def partial_results(ctx: Any, *, progress_interval: float = 0.25) -> PartialResults:
+    """Stream a tool's output as it is produced: ``async with partial_results(ctx) as out``.
+
+    ``ctx`` is the tool's ``Context`` (``MCPServer``) or the low-level handler's request
+    context. ``progress_interval`` is the minimum time between fallback progress
+    notifications for clients that did not opt in.
+    """
+    return PartialResults(ctx, progress_interval=progress_interval)

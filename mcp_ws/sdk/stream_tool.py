@@ -1,0 +1,384 @@
+"""The client side of the streaming extension: ``mcp_ws.stream_tool(session, name, args)``.
+
+::
+
+    async with mcp_ws.stream_tool(session, "generate", {"prompt": "hi"}) as stream:
+        async for event in stream:          # Started, Delta..., then Completed or Failed
+            if isinstance(event, mcp_ws.Delta):
+                print(event.text, end="")
+    result = stream.result                  # the authoritative CallToolResult
+
+Over mcp-ws the call's stream is read directly: deltas never pass through the SDK's
+notification queue, and credit goes back to the server only as the caller consumes
+them, so a slow consumer slows the producer. Over other transports the deltas come
+through the SDK's notification binding (`StreamingExtension`). Leaving the block before
+the end cancels the call on the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+from mcp.client.extension import ClientExtension, NotificationBinding
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, ContentBlock, TextContent
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from ..protocol.errors import McpWsError
+from .streaming import (
+    EXTENSION_ID,
+    PARTIAL_RESULT,
+    Aggregate,
+    as_json_safe,
+    block_bytes,
+    new_token,
+    subscribe,
+    subscriber_for,
+    unsubscribe,
+)
+
+__all__ = [
+    "Completed",
+    "Delta",
+    "Failed",
+    "Started",
+    "StreamEvent",
+    "StreamingExtension",
+    "ToolCallError",
+    "ToolStream",
+    "partial_result_binding",
+    "stream_tool",
+]
+
+LATE_DELTA_GRACE = 1.0
+"""Seconds to wait, on transports without ordering, for deltas the result says were sent."""
+
+_blocks_adapter: TypeAdapter[list[ContentBlock]] = TypeAdapter(list[ContentBlock])
+
+
+class ToolCallError(McpWsError):
+    """The tool answered with ``isError: true``; ``result`` holds its answer."""
+
+    def __init__(self, message: str, result: CallToolResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    """The server began streaming (``seq`` 0); ``meta`` is what it attached, if anything."""
+
+    meta: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delta:
+    """One piece of partial output, in ``seq`` order.
+
+    ``blocks`` are the content blocks as sent (on mcp-ws, binary payloads are raw
+    ``bytes``); ``structured`` is a ``structuredContent`` delta, if any.
+    """
+
+    seq: int
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    structured: Any = None
+
+    @property
+    def text(self) -> str:
+        """The text of this delta's text blocks."""
+        return "".join(str(b.get("text", "")) for b in self.blocks if b.get("type") == "text")
+
+    @property
+    def data(self) -> bytes | None:
+        """The binary payload of this delta's image, audio or blob blocks, if any."""
+        parts = [p for p in (block_bytes(b) for b in self.blocks) if p is not None]
+        return b"".join(parts) if parts else None
+
+    @cached_property
+    def content(self) -> list[ContentBlock]:
+        """The blocks as ``mcp_types`` content models (binary as base64, as MCP has it)."""
+        return _blocks_adapter.validate_python([as_json_safe(b) for b in self.blocks])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completed:
+    """The call succeeded; ``result`` is authoritative and holds the whole aggregate."""
+
+    result: CallToolResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    """The call failed: a JSON-RPC error (``MCPError``: cancelled, timeout, connection
+    lost, ...), or a tool error (`ToolCallError`, and ``result`` holds its answer)."""
+
+    error: Exception
+    result: CallToolResult | None = None
+
+
+StreamEvent = Started | Delta | Completed | Failed
+"""What iterating a `ToolStream` yields."""
+
+_End = tuple[Completed | Failed, int | None]
+
+
+class ToolStream:
+    """One streaming tool call; get it from `stream_tool` and use ``async with``."""
+
+    def __init__(
+        self,
+        session: Any,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        *,
+        read_timeout: float | None,
+        meta: Mapping[str, Any] | None,
+    ) -> None:
+        self.name = name
+        self.token = new_token()
+        self._session = session
+        self._arguments = dict(arguments) if arguments is not None else None
+        self._read_timeout = read_timeout
+        self._meta = {**(meta or {}), "partialResultToken": self.token}
+        self._aggregate = Aggregate()
+        self._ack: Any = None  # set when mcp-ws carries the call
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[
+            tuple[str, Any, int]
+        ](math.inf)
+        self._pending: dict[int, tuple[Mapping[str, Any], int]] = {}
+        self._next_seq = 0
+        self._end: _End | None = None
+        self._end_deadline = 0.0
+        self._outcome: Completed | Failed | None = None
+        self._group: anyio.abc.TaskGroup | None = None
+
+    # ------------------------------------------------------------------ for the caller
+
+    @property
+    def direct(self) -> bool:
+        """Whether mcp-ws carries this call's deltas (stream-level flow control)."""
+        return self._ack is not None
+
+    @property
+    def text(self) -> str:
+        """The text received so far (all text blocks, concatenated)."""
+        return self._aggregate.text
+
+    @property
+    def outcome(self) -> Completed | Failed | None:
+        """The terminal event, once the iteration reached it."""
+        return self._outcome
+
+    @property
+    def result(self) -> CallToolResult:
+        """The final result; raises the failure if the call produced none."""
+        outcome = self._outcome
+        if outcome is None:
+            raise RuntimeError("the call has not finished: iterate the stream to its end first")
+        if outcome.result is not None:
+            return outcome.result
+        assert isinstance(outcome, Failed)
+        raise outcome.error
+
+    async def __aenter__(self) -> Self:
+        if self._group is not None:
+            raise RuntimeError("a ToolStream can be entered once")
+        subscribe(self.token, self)
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._group.start_soon(self._call)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._group is not None
+        self._group.cancel_scope.cancel()  # a call still running is cancelled on the server
+        try:
+            return await self._group.__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            unsubscribe(self.token)
+            self._inbox_send.close()
+            self._release_unread()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while self._outcome is None:
+            ready = self._pending.pop(self._next_seq, None)
+            if ready is not None:
+                event = self._event(*ready)
+                if event is not None:
+                    return event
+                continue
+            if self._end is not None:
+                outcome, last_seq = self._end
+                late = last_seq is not None and self._next_seq <= last_seq
+                remaining = self._end_deadline - anyio.current_time()
+                if not late or remaining <= 0 or self.direct:
+                    self._outcome = outcome
+                    self._release_unread()
+                    return outcome
+                with anyio.move_on_after(remaining):
+                    self._absorb(await self._inbox.receive())
+                continue
+            self._absorb(await self._inbox.receive())
+        raise StopAsyncIteration
+
+    # ------------------------------------------------------------------ deliveries
+
+    def attach_direct(self, ack: Any) -> None:
+        """The mcp-ws bridge carries this call; ``ack(size)`` returns stream credit."""
+        self._ack = ack
+
+    def deliver(self, params: Any, size: int = 0) -> None:
+        """A partial result for this call (from the bridge or the SDK binding)."""
+        try:
+            self._inbox_send.send_nowait(("partial", params, size))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._acknowledge(size)
+
+    def _absorb(self, item: tuple[str, Any, int]) -> None:
+        kind, payload, size = item
+        if kind == "end":
+            self._end = payload
+            self._end_deadline = anyio.current_time() + LATE_DELTA_GRACE
+            return
+        seq = payload.get("seq") if isinstance(payload, Mapping) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < self._next_seq:
+            self._acknowledge(size)  # malformed or a duplicate
+            return
+        self._pending[seq] = (payload, size)
+
+    def _event(self, params: Mapping[str, Any], size: int) -> StreamEvent | None:
+        self._acknowledge(size)  # consumed: the server may send that much more
+        seq = self._next_seq
+        self._next_seq += 1
+        kind = params.get("event")
+        if kind == "start":
+            return Started(meta=params.get("meta"))
+        if kind != "delta":
+            return None  # an event this version does not know
+        raw = params.get("content")
+        blocks = [dict(b) for b in raw if isinstance(b, Mapping)] if isinstance(raw, list) else []
+        structured = params.get("structuredContent")
+        with contextlib.suppress(ValueError, TypeError):
+            # the final result is authoritative; the running text is best effort
+            self._aggregate.add(blocks)
+        if structured is not None:
+            self._aggregate.add_structured(structured)
+        return Delta(seq=seq, blocks=blocks, structured=structured)
+
+    def _acknowledge(self, size: int) -> None:
+        if size and self._ack is not None:
+            self._ack(size)
+
+    def _release_unread(self) -> None:
+        for _, size in self._pending.values():
+            self._acknowledge(size)
+        self._pending.clear()
+        while True:
+            try:
+                _, _, size = self._inbox.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            self._acknowledge(size)
+
+    async def _call(self) -> None:
+        outcome: Completed | Failed
+        last_seq: int | None = None
+        try:
+            result = await self._session.call_tool(
+                self.name,
+                self._arguments,
+                read_timeout_seconds=self._read_timeout,
+                meta=self._meta,
+            )
+        except (MCPError, McpWsError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            outcome = Failed(error=exc)
+        else:
+            last_seq = _last_seq(result)
+            if result.is_error:
+                message = "".join(b.text for b in result.content if isinstance(b, TextContent))
+                error = ToolCallError(message or f"tool {self.name!r} failed", result)
+                outcome = Failed(error=error, result=result)
+            else:
+                outcome = Completed(result=result)
+        end: _End = (outcome, last_seq)
+        self._inbox_send.send_nowait(("end", end, 0))
+
+
+def _last_seq(result: CallToolResult) -> int | None:
+    meta = result.meta or {}
+    ours = meta.get(EXTENSION_ID) if isinstance(meta, Mapping) else None
+    last = ours.get("lastSeq") if isinstance(ours, Mapping) else None
+    return last if isinstance(last, int) and not isinstance(last, bool) else None
+
+
+def stream_tool(
+    target: Any,
+    name: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    read_timeout: float | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> ToolStream:
+    """Call tool ``name`` and stream its partial output (see the module docs).
+
+    ``target`` is a ``ClientSession`` or an ``mcp.Client``. ``read_timeout`` bounds the
+    whole call (it then fails with a timeout, and the server is told to cancel).
+    Against a server without the extension the stream is a single `Completed`.
+    """
+    session = getattr(target, "session", target)
+    if not callable(getattr(session, "call_tool", None)):
+        raise TypeError(f"expected a ClientSession or an mcp.Client, got {type(target).__name__}")
+    return ToolStream(session, name, arguments, read_timeout=read_timeout, meta=meta)
+
+
+class _PartialResultParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    partialResultToken: str | int
+    seq: int
+    event: str
+
+
+async def _route_partial(params: _PartialResultParams) -> None:
+    subscriber = subscriber_for(params.partialResultToken)
+    if subscriber is not None:
+        subscriber.deliver(params.model_dump())
+
+
+def partial_result_binding() -> NotificationBinding[Any]:
+    """The SDK notification binding that routes partial results to `stream_tool` calls.
+
+    Needed on transports other than mcp-ws: ``ClientSession(...,
+    notification_bindings=[partial_result_binding()])``, or use `StreamingExtension`
+    with ``mcp.Client``.
+    """
+    return NotificationBinding(
+        method=PARTIAL_RESULT, params_type=_PartialResultParams, handler=_route_partial
+    )
+
+
+class StreamingExtension(ClientExtension):
+    """``mcp.Client(transport, extensions=[StreamingExtension()])``: advertise the
+    extension and receive partial results on any transport."""
+
+    identifier = EXTENSION_ID
+
+    def notifications(self) -> list[NotificationBinding[Any]]:
+        """The partial-result binding."""
+        return [partial_result_binding()]
