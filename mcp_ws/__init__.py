@@ -26,6 +26,8 @@ _LAZY = {
     "serving": "mcp_ws.sdk",
     "McpWsServer": "mcp_ws.sdk",
     "CallClosedError": "mcp_ws.sdk",
+    "EXTENSION_ID": "mcp_ws.sdk",
+    "PARTIAL_RESULT": "mcp_ws.sdk",
     "Completed": "mcp_ws.sdk",
     "Delta": "mcp_ws.sdk",
     "Failed": "mcp_ws.sdk",
@@ -58,6 +60,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "EXTENSION_ID",
+    "PARTIAL_RESULT",
     "CallClosedError",
     "Completed",
     "ConnectionClosedError",

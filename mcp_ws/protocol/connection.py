@@ -212,6 +212,13 @@ class Connection:
         return self._scheduler.buffered(stream_id)
 
     @property
+    def stream_slots(self) -> int:
+        """How many more streams ``open_stream`` would accept now (0 when closing)."""
+        if self.closed or self._goaway_received:
+            return 0
+        return max(self.peer_settings.max_streams - len(self._local_active), 0)
+
+    @property
     def can_open_stream(self) -> bool:
         """Whether ``open_stream`` would succeed now (``max_streams`` and shutdown)."""
         return (

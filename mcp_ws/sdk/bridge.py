@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
@@ -91,6 +92,7 @@ class SessionBridge:
         self._peer_sid: dict[int, RequestId] = {}
         self._direct: dict[int, Subscriber] = {}  # our streaming calls, by stream
         self._changed = anyio.Event()
+        self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
         self._budget_lock = anyio.Lock()
         self._closed = False
         self.read_stream = BridgeReadStream(self)
@@ -124,6 +126,19 @@ class SessionBridge:
                 logger.debug("the peer is going away: %s", event.reason or "no reason given")
         self._changed.set()
         self._changed = anyio.Event()
+        self._wake_slot_waiters()
+
+    def _wake_slot_waiters(self) -> None:
+        """Let as many waiting requests go as there are free stream slots (all at the end)."""
+        if not self._slot_waiters:
+            return
+        core = self.mux.core if self.mux is not None else None
+        if core is None or self._closed or core.state is not ConnectionState.OPEN:
+            free = len(self._slot_waiters)  # the end: everyone gets their answer
+        else:
+            free = core.stream_slots
+        for _ in range(min(free, len(self._slot_waiters))):
+            self._slot_waiters.popleft().set()
 
     def _deliver(self, item: SessionMessage | Exception, sid: int = 0, size: int = 0) -> None:
         try:
@@ -256,7 +271,18 @@ class SessionBridge:
     async def _send_request(self, message: JSONRPCRequest) -> None:
         core = self._core_mux.core
         while not core.can_open_stream and core.state is ConnectionState.OPEN:
-            await self._changed.wait()  # the peer's max_streams is reached: wait for a slot
+            # The peer's max_streams is reached: wait in line for a slot (FIFO, and one
+            # wake-up per freed slot rather than every waiter on every event).
+            turn = anyio.Event()
+            self._slot_waiters.append(turn)
+            try:
+                await turn.wait()
+            except BaseException:
+                if turn.is_set():
+                    self._wake_slot_waiters()  # pass the freed slot on
+                else:
+                    self._slot_waiters.remove(turn)
+                raise
         try:
             sid = core.open_stream(_dump(message), end=True)
         except MessageTooLargeForPeer as exc:

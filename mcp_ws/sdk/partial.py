@@ -82,9 +82,13 @@ class PartialResults:
 
     def __init__(self, ctx: Any, *, progress_interval: float = 0.25) -> None:
         request = getattr(ctx, "request_context", ctx)  # MCPServer Context or low-level
-        meta = cast(Mapping[str, Any], getattr(request, "meta", None) or {})
-        self.token: str | int | None = meta.get("partialResultToken")
-        self._progress_token = meta.get("progressToken")
+        params = getattr(request, "params", None)
+        raw = params.get("_meta") if isinstance(params, Mapping) else None
+        meta = cast(Mapping[str, Any], raw if isinstance(raw, Mapping) else request.meta or {})
+        token = meta.get("partialResultToken")
+        valid = isinstance(token, str | int) and not isinstance(token, bool)
+        self.token: str | int | None = token if valid else None
+        self._progress_token = meta.get("progressToken", meta.get("progress_token"))
         self._session = request.session
         self._request_id = request.request_id
         self._bridge: SessionBridge | None = None

@@ -211,6 +211,7 @@ class ToolStream:
             unsubscribe(self.token)
             self._inbox_send.close()
             self._release_unread()
+            self._inbox.close()
 
     def __aiter__(self) -> Self:
         return self

@@ -1,0 +1,253 @@
+"""The streaming extension's guarantees over mcp-ws, on asyncio and trio."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, ImageContent, TextContent
+
+import mcp_ws
+
+from .livehelpers import live_server, session_to
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def collect(stream: mcp_ws.ToolStream) -> list[mcp_ws.StreamEvent]:
+    return [event async for event in stream]
+
+
+def check_shape(events: list[mcp_ws.StreamEvent]) -> list[mcp_ws.Delta]:
+    """Started first, deltas with seq 1, 2, ... and no gap, exactly one terminal, last."""
+    assert isinstance(events[0], mcp_ws.Started)
+    terminals = [e for e in events if isinstance(e, mcp_ws.Completed | mcp_ws.Failed)]
+    assert len(terminals) == 1 and events[-1] is terminals[0]
+    deltas = [e for e in events if isinstance(e, mcp_ws.Delta)]
+    assert [d.seq for d in deltas] == list(range(1, len(deltas) + 1))
+    assert len(deltas) == len(events) - 2
+    return deltas
+
+
+def text_of(result: Any) -> str:
+    return "".join(b.text for b in result.content if isinstance(b, TextContent))
+
+
+async def test_deltas_in_order_then_one_completed_with_the_same_text() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, _), session_to(server.url) as session:
+            async with mcp_ws.stream_tool(session, "generate", {"count": 300}) as stream:
+                events = await collect(stream)
+                assert stream.direct  # mcp-ws carried the deltas on the call's stream
+                # nothing after the terminal event
+                with pytest.raises(StopAsyncIteration):
+                    await stream.__anext__()
+            deltas = check_shape(events)
+            assert len(deltas) == 300
+            final = events[-1]
+            assert isinstance(final, mcp_ws.Completed)
+            expected = "".join(f"t{i} " for i in range(300))
+            assert "".join(d.text for d in deltas) == expected == text_of(final.result)
+            assert stream.result is final.result and stream.text == expected
+            meta = final.result.meta or {}
+            assert meta[mcp_ws.EXTENSION_ID] == {"lastSeq": 300}
+
+
+async def test_blocks_by_index_raw_binary_and_structured_deltas() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, _), session_to(server.url) as session:
+            async with mcp_ws.stream_tool(session, "mixed") as stream:
+                events = await collect(stream)
+            deltas = check_shape(events)
+            image = deltas[1]
+            # on mcp-ws binary travels as MessagePack bin: bytes, not base64 text
+            assert image.blocks[0]["data"] == b"\x00\x01\xffPNG"
+            assert image.data == b"\x00\x01\xffPNG"
+            assert isinstance(image.content[0], ImageContent)
+            assert [d.structured for d in deltas[-2:]] == [{"rows": 1}, {"done": True}]
+            result = stream.result
+            assert [type(b).__name__ for b in result.content] == [
+                "TextContent",
+                "ImageContent",
+                "TextContent",
+            ]
+            first, picture, second = result.content
+            assert isinstance(first, TextContent) and first.text == "Hello, world"
+            assert isinstance(picture, ImageContent) and picture.data == "AAH/UE5H"
+            assert isinstance(second, TextContent) and second.text == "second"
+            assert result.structured_content == {"rows": 1, "done": True}
+            assert stream.text == "Hello, worldsecond"
+
+
+async def test_a_tool_error_after_deltas_is_one_failed_event() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, _), session_to(server.url) as session:
+            async with mcp_ws.stream_tool(session, "stream_then_fail") as stream:
+                events = await collect(stream)
+            deltas = check_shape(events)
+            assert [d.text for d in deltas] == ["partial ", "output"]
+            failed = events[-1]
+            assert isinstance(failed, mcp_ws.Failed)
+            assert isinstance(failed.error, mcp_ws.ToolCallError)
+            assert "the model fell over" in str(failed.error)
+            assert failed.result is not None and failed.result.is_error
+            assert stream.result is failed.result
+
+
+async def test_leaving_early_cancels_the_producer_within_one_send() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, probe), session_to(server.url) as session:
+            seen = 0
+            async with mcp_ws.stream_tool(
+                session, "generate", {"count": 100_000, "pause": 0.01}
+            ) as stream:
+                async for event in stream:
+                    if isinstance(event, mcp_ws.Delta):
+                        seen += 1
+                        if seen == 5:
+                            break
+            assert stream.outcome is None  # no terminal event was consumed
+            with anyio.fail_after(5):
+                await probe.stream_cancelled.wait()
+            stopped_at = probe.sent
+            await anyio.sleep(0.2)
+            assert probe.sent == stopped_at  # the producer really stopped
+            assert stopped_at < seen + 10  # within a send or so of what the client saw
+            # the session is still usable
+            assert text_of(await session.call_tool("echo", {"text": "after"})) == "after"
+
+
+async def test_a_timeout_is_one_failed_event_and_cancels_the_server() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, probe), session_to(server.url) as session:
+            async with mcp_ws.stream_tool(
+                session, "generate", {"count": 100_000, "pause": 0.01}, read_timeout=0.5
+            ) as stream:
+                events = await collect(stream)
+            check_shape(events)
+            failed = events[-1]
+            assert isinstance(failed, mcp_ws.Failed) and isinstance(failed.error, MCPError)
+            assert failed.error.error.code == REQUEST_TIMEOUT
+            with pytest.raises(MCPError):
+                _ = stream.result
+            with anyio.fail_after(5):
+                await probe.stream_cancelled.wait()
+
+
+async def test_connection_loss_mid_stream_is_one_failed_event(anyio_backend: str) -> None:
+    with anyio.fail_after(30):
+        process = await anyio.open_process(
+            [sys.executable, "-m", "tests.apps", "30", anyio_backend], cwd=ROOT
+        )
+        try:
+            assert process.stdout is not None
+            url = (await process.stdout.receive()).decode().strip()
+            async with session_to(url) as session:
+                events: list[mcp_ws.StreamEvent] = []
+                async with mcp_ws.stream_tool(
+                    session, "generate", {"count": 100_000, "pause": 0.005}
+                ) as stream:
+                    async for event in stream:
+                        events.append(event)
+                        if len(events) == 10:
+                            process.kill()
+            check_shape(events)
+            failed = events[-1]
+            assert isinstance(failed, mcp_ws.Failed) and isinstance(failed.error, MCPError)
+            assert failed.error.error.code == CONNECTION_CLOSED
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+
+
+async def test_a_slow_reader_blocks_the_producer_and_small_calls_still_flow() -> None:
+    chunk = 16 * 1024
+    window = mcp_ws.Settings().initial_window  # the client's receive window per stream
+    with anyio.fail_after(30):
+        async with live_server() as (server, probe), session_to(server.url) as session:
+            async with mcp_ws.stream_tool(
+                session, "bulk", {"chunks": 2000, "size": chunk}
+            ) as stream:  # 32 MiB on offer
+                first = await stream.__anext__()
+                assert isinstance(first, mcp_ws.Started)
+                await probe.stream_started.wait()
+                await anyio.sleep(0.5)  # not reading: the producer must stall
+                stalled_at = probe.sent
+                assert 0 < stalled_at * chunk <= window + 2 * chunk
+                assert server.queued_bytes <= 2 * chunk  # not buffered on the server either
+                # no head-of-line blocking: small calls on the same connection go through
+                for i in range(20):
+                    result = await session.call_tool("echo", {"text": f"small {i}"})
+                    assert text_of(result) == f"small {i}"
+                assert probe.sent == stalled_at
+                rest = await collect(stream)
+            assert probe.sent == 2000
+            assert isinstance(rest[-1], mcp_ws.Completed)
+            received = sum(len(e.text) for e in rest if isinstance(e, mcp_ws.Delta))
+            assert received == 2000 * chunk
+
+
+async def test_1000_concurrent_streaming_calls_on_one_connection() -> None:
+    with anyio.fail_after(60):
+        async with live_server() as (server, _), session_to(server.url) as session:
+            texts: dict[int, str] = {}
+
+            async def one(i: int) -> None:
+                async with mcp_ws.stream_tool(session, "generate", {"count": 3}) as stream:
+                    events = await collect(stream)
+                deltas = check_shape(events)
+                assert isinstance(events[-1], mcp_ws.Completed)
+                texts[i] = "".join(d.text for d in deltas)
+                assert texts[i] == text_of(stream.result)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(1000):
+                    tg.start_soon(one, i)
+            assert len(texts) == 1000
+            assert set(texts.values()) == {"t0 t1 t2 "}
+
+
+async def test_a_plain_call_gets_the_whole_result_and_progress_carries_text() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, _), session_to(server.url) as session:
+            result = await session.call_tool("generate", {"count": 50})
+            assert text_of(result) == "".join(f"t{i} " for i in range(50))
+            assert not (result.meta or {}).get(mcp_ws.EXTENSION_ID)  # no opt-in, no marker
+            messages: list[str] = []
+
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                messages.append(message or "")
+
+            result = await session.call_tool(
+                "generate", {"count": 30, "pause": 0.02}, progress_callback=on_progress
+            )
+            assert text_of(result) == "".join(f"t{i} " for i in range(30))
+            assert 2 <= len(messages) < 30  # rate-limited, but alive
+            assert "".join(messages) == text_of(result)  # the recent text, all of it
+
+
+async def test_a_tool_without_the_extension_is_a_single_completed() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, _), session_to(server.url) as session:
+            async with mcp_ws.stream_tool(session, "echo", {"text": "plain"}) as stream:
+                events = await collect(stream)
+            assert len(events) == 1 and isinstance(events[0], mcp_ws.Completed)
+            assert text_of(stream.result) == "plain"
+
+
+async def test_the_server_advertises_the_extension() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, _):
+            async with mcp_ws.connect(server.url) as (read, write), ClientSession(
+                read, write
+            ) as session:
+                init = await session.initialize()
+            assert mcp_ws.EXTENSION_ID in (init.capabilities.experimental or {})
