@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 import anyio
+import uvicorn
 from mcp.client.session import ClientSession
 
 import mcp_ws
@@ -117,3 +121,26 @@ INITIALIZE = request(
         "clientInfo": {"name": "raw", "version": "0"},
     },
 )
+
+
+@contextmanager
+def uvicorn_thread(app: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn (asyncio) in a thread; yield ``http://127.0.0.1:PORT``."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    config = uvicorn.Config(app, ws="websockets-sansio", lifespan="auto", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listening.close()
+        assert not thread.is_alive(), "uvicorn did not stop"

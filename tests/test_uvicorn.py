@@ -6,20 +6,17 @@ both backends.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import anyio
 import pytest
-import uvicorn
 from mcp.client.session import ClientSession
 from mcp_types import TextContent
 
 import mcp_ws
 
 from .apps import Probe, build_app
+from .livehelpers import uvicorn_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -27,29 +24,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def uvicorn_url() -> Iterator[str]:
     """The test app at ``/mcp`` of a uvicorn server in a background thread."""
-    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listening.bind(("127.0.0.1", 0))
-    port = listening.getsockname()[1]
-    config = uvicorn.Config(
-        mcp_ws.asgi(build_app(Probe()), path="/mcp"),
-        ws="websockets-sansio",
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"ws://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listening.close()
-        assert not thread.is_alive(), "uvicorn did not stop"
+    with uvicorn_thread(mcp_ws.asgi(build_app(Probe()), path="/mcp")) as base:
+        yield base.replace("http://", "ws://") + "/mcp"
 
 
 async def test_a_session_through_uvicorn(uvicorn_url: str) -> None:

@@ -1,0 +1,107 @@
+"""Backward compatibility of the streaming extension over the SDK's own transports.
+
+A client that does not opt in gets the whole result over mcp-ws, stdio and streamable
+HTTP; `stream_tool` works over stdio and streamable HTTP through the SDK's notification
+binding (no stream-level flow control there, but the same events and guarantees).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp_types import TextContent
+
+import mcp_ws
+
+from .apps import build_app
+from .livehelpers import live_server, uvicorn_thread
+from .test_streaming import check_shape, collect
+
+pytestmark = [
+    pytest.mark.anyio,
+    # The SDK's streamable HTTP client leaves its SSE async generators to the garbage
+    # collector on trio (httpx2's EventSource and byte streams); only those are ignored.
+    pytest.mark.filterwarnings(
+        r"ignore:Exception ignored in. <async_generator object "
+        r"(EventSource|PoolByteStream|Response)\.:pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = "".join(f"t{i} " for i in range(40))
+
+
+def text_of(result: Any) -> str:
+    return "".join(b.text for b in result.content if isinstance(b, TextContent))
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    """The test app over the SDK's streamable HTTP transport, under uvicorn."""
+    app = build_app()
+    mcp_ws.advertise_streaming(app)
+    with uvicorn_thread(app.streamable_http_app()) as base:
+        yield base + "/mcp"
+
+
+def stdio_server() -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=["-m", "tests.apps", "stdio"], cwd=ROOT)
+
+
+@pytest.fixture(params=["stdio", "streamable-http"])
+def stock_target(request: pytest.FixtureRequest, http_url: str) -> Any:
+    return stdio_server() if request.param == "stdio" else http_url
+
+
+async def test_a_plain_call_gets_the_whole_result_on_stock_transports(stock_target: Any) -> None:
+    with anyio.fail_after(30):
+        async with Client(stock_target) as client:
+            result = await client.call_tool("generate", {"count": 40})
+            assert text_of(result) == EXPECTED
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert "generate" in tools
+
+
+async def test_a_plain_call_gets_the_whole_result_over_mcp_ws() -> None:
+    with anyio.fail_after(30):
+        async with live_server() as (server, _):
+            async with Client(mcp_ws.connect(server.url)) as client:
+                assert text_of(await client.call_tool("generate", {"count": 40})) == EXPECTED
+
+
+async def test_stream_tool_over_stock_transports(stock_target: Any) -> None:
+    with anyio.fail_after(30):
+        async with Client(stock_target, extensions=[mcp_ws.StreamingExtension()]) as client:
+            async with mcp_ws.stream_tool(client, "generate", {"count": 40}) as stream:
+                events = await collect(stream)
+            assert not stream.direct
+            deltas = check_shape(events)
+            assert len(deltas) == 40
+            assert "".join(d.text for d in deltas) == EXPECTED == text_of(stream.result)
+            # binary deltas arrive as base64 there, and decode to the same bytes
+            async with mcp_ws.stream_tool(client, "mixed") as stream:
+                mixed = check_shape(await collect(stream))
+            assert mixed[1].data == b"\x00\x01\xffPNG"
+            assert isinstance(mixed[1].blocks[0]["data"], str)
+
+
+async def test_stream_tool_without_the_binding_is_a_single_completed() -> None:
+    with anyio.fail_after(30):
+        async with Client(stdio_server()) as client:  # no StreamingExtension: deltas dropped
+            async with mcp_ws.stream_tool(client, "generate", {"count": 5}) as stream:
+                events = await collect(stream)
+            assert len(events) == 1 and isinstance(events[0], mcp_ws.Completed)
+            assert text_of(stream.result) == "".join(f"t{i} " for i in range(5))
+
+
+async def test_the_stock_server_advertises_the_extension(http_url: str) -> None:
+    with anyio.fail_after(30):
+        async with Client(http_url, mode="legacy") as client:
+            caps = client.server_capabilities
+            assert caps is not None and mcp_ws.EXTENSION_ID in (caps.experimental or {})
