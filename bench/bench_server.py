@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+
+import mcp_ws
 
 app = MCPServer("bench")
+mcp_ws.advertise_streaming(app)
 
 
 @app.tool()
@@ -16,9 +19,24 @@ async def echo(text: str) -> str:
     return text
 
 
-async def _serve_ws() -> None:
-    import mcp_ws
+@app.tool()
+async def stream(count: int, ctx: Context) -> str:
+    """``count`` text deltas through the streaming extension."""
+    async with mcp_ws.partial_results(ctx) as out:
+        for i in range(count):
+            await out.send_text(f"tok{i} ")
+    return f"{count} deltas"
 
+
+@app.tool()
+async def progress(count: int, ctx: Context) -> str:
+    """``count`` progress notifications carrying a token each (the stock emulation)."""
+    for i in range(count):
+        await ctx.report_progress(i + 1, count, f"tok{i} ")
+    return f"{count} progress notifications"
+
+
+async def _serve_ws() -> None:
     async with mcp_ws.serving(app, port=0) as server:
         print(server.url, flush=True)
         await anyio.sleep_forever()

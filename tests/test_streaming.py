@@ -251,3 +251,31 @@ async def test_the_server_advertises_the_extension() -> None:
             ) as session:
                 init = await session.initialize()
             assert mcp_ws.EXTENSION_ID in (init.capabilities.experimental or {})
+
+
+async def run_example(name: str, *args: str) -> str:
+    with anyio.fail_after(40):
+        done = await anyio.run_process([sys.executable, str(ROOT / "examples" / name), *args])
+    return done.stdout.decode()
+
+
+async def test_the_chat_example_streams_the_answer() -> None:
+    out = await run_example("chat_stream.py", "0.001")
+    assert "bot: mcp-ws carries each tool call" in out
+    assert "[24 tokens, complete: True]" in out
+
+
+async def test_the_long_job_example_shows_logs_and_intermediate_results() -> None:
+    out = await run_example("long_job.py", "3", "0.001")
+    lines = out.splitlines()
+    assert lines.index("log: batch 1/3 done") < lines.index(
+        "    intermediate: {'batches': 1, 'total': 1}"
+    ) < lines.index("log: batch 3/3 done")
+    assert lines[-1] == "final: {'batches': 3, 'total': 14}"
+
+
+async def test_the_early_stop_example_cancels_the_search() -> None:
+    out = await run_example("early_stop.py", "20", "0.001")
+    assert "agent: found 20, acting on it and cancelling the rest" in out
+    stopped = int(out.split("server: stopped after ")[1].split()[0])
+    assert 21 <= stopped < 100

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.lowlevel
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import (
     CONNECTION_CLOSED,
@@ -64,6 +65,9 @@ logger = logging.getLogger("mcp_ws.sdk")
 DEFAULT_SEND_BUDGET = 32 * 1024 * 1024
 """Bytes the connection may hold queued for the peer before the SDK's writer waits."""
 
+PARTIAL_YIELD_INTERVAL = 0.001
+"""Seconds a producer of partial results may run before it lets the writer send."""
+
 REQUEST_REFUSED = -32003
 """JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
 
@@ -94,6 +98,7 @@ class SessionBridge:
         self._changed = anyio.Event()
         self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
         self._budget_lock = anyio.Lock()
+        self._partial_yield_at = -math.inf
         self._closed = False
         self.read_stream = BridgeReadStream(self)
         self.write_stream = BridgeWriteStream(self)
@@ -360,6 +365,15 @@ class SessionBridge:
         except UsageError as exc:
             raise CallClosedError(f"request {request_id!r}: {exc}") from None
         self._core_mux.wake()
+        # A cancelled producer always stops here. It also yields to the writer at least
+        # every PARTIAL_YIELD_INTERVAL: the first delta goes out at once, and a fast
+        # producer's deltas are coalesced into few WebSocket messages in between.
+        now = anyio.current_time()
+        if now - self._partial_yield_at >= PARTIAL_YIELD_INTERVAL:
+            self._partial_yield_at = now
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     def _acknowledge(self, sid: int, size: int) -> None:
         if size and self.mux is not None:
