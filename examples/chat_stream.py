@@ -43,9 +43,8 @@ async def main(delay: float) -> None:
                 async for event in stream:
                     if isinstance(event, mcp_ws.Delta):
                         print(event.text, end="", flush=True)
-            print(
-                f"\n[{len(stream.text.split())} tokens, complete: {isinstance(stream.outcome, mcp_ws.Completed)}]"
-            )
+            complete = isinstance(stream.outcome, mcp_ws.Completed)
+            print(f"\n[{len(stream.text.split())} tokens, complete: {complete}]")
 
 
 if __name__ == "__main__":
