@@ -365,15 +365,17 @@ def test_slots_are_held_until_release_when_auto_release_is_off():
 def test_the_opener_counts_streams_until_the_peer_ends_them():
     p = Pair(server_settings=Settings(max_streams=2))
     p.flush()
+    assert p.client.stream_slots == 2
     p.client.open_stream(request(1), end=True)
+    assert p.client.stream_slots == 1
     p.client.open_stream(request(2), end=True)
-    assert not p.client.can_open_stream
+    assert not p.client.can_open_stream and p.client.stream_slots == 0
     with pytest.raises(StreamLimitError):
         p.client.open_stream(request(3))
     p.flush()
     p.server.send_message(1, result(1), end=True)
     p.flush()
-    assert p.client.can_open_stream
+    assert p.client.can_open_stream and p.client.stream_slots == 1
     assert p.client.open_stream(request(3)) == 5
 
 

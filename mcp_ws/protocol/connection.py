@@ -221,11 +221,7 @@ class Connection:
     @property
     def can_open_stream(self) -> bool:
         """Whether ``open_stream`` would succeed now (``max_streams`` and shutdown)."""
-        return (
-            not self.closed
-            and not self._goaway_received
-            and len(self._local_active) < self.peer_settings.max_streams
-        )
+        return self.stream_slots > 0
 
     @property
     def is_finished(self) -> bool:

@@ -123,11 +123,6 @@ class PartialResults:
         """The aggregate of `send_structured` calls."""
         return self._aggregate.structured
 
-    @property
-    def deltas_sent(self) -> int:
-        """Delta events sent to the client so far."""
-        return max(self._seq - 1, 0)
-
     def result(self, *, is_error: bool = False) -> CallToolResult:
         """The final ``CallToolResult``: the aggregate, marked with the last ``seq``."""
         data: dict[str, Any] = {"content": self._aggregate.content, "isError": is_error}

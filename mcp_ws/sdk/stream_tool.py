@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import TracebackType
@@ -149,7 +149,7 @@ class ToolStream:
         self._read_timeout = read_timeout
         self._meta = {**(meta or {}), "partialResultToken": self.token}
         self._aggregate = Aggregate()
-        self._ack: Any = None  # set when mcp-ws carries the call
+        self._ack: Callable[[int], None] | None = None  # set when mcp-ws carries the call
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[
             tuple[str, Any, int]
         ](math.inf)
@@ -240,7 +240,7 @@ class ToolStream:
 
     # ------------------------------------------------------------------ deliveries
 
-    def attach_direct(self, ack: Any) -> None:
+    def attach_direct(self, ack: Callable[[int], None]) -> None:
         """The mcp-ws bridge carries this call; ``ack(size)`` returns stream credit."""
         self._ack = ack
 

@@ -62,9 +62,8 @@ def binary_block(data: bytes, mime_type: str, *, raw: bool, uri: str = "") -> di
 def as_json_safe(block: Mapping[str, Any]) -> dict[str, Any]:
     """``block`` with raw ``bytes`` payloads turned into base64 text."""
     out = dict(block)
-    for key in ("data",):
-        if isinstance(out.get(key), bytes | bytearray | memoryview):
-            out[key] = base64.b64encode(bytes(out[key])).decode("ascii")
+    if isinstance(out.get("data"), bytes | bytearray | memoryview):
+        out["data"] = base64.b64encode(bytes(out["data"])).decode("ascii")
     resource = out.get("resource")
     if isinstance(resource, Mapping) and isinstance(
         resource.get("blob"), bytes | bytearray | memoryview
@@ -152,11 +151,6 @@ class Aggregate:
     def text(self) -> str:
         """All text blocks of the aggregate, concatenated."""
         return "".join("".join(self._chunks[i]) for i in sorted(self._chunks))
-
-    @property
-    def next_text_index(self) -> int:
-        """The index a new block would get."""
-        return len(self._blocks)
 
 
 class Subscriber(Protocol):

@@ -191,7 +191,6 @@ class WebSocket:
                 self._eof = True
                 raise anyio.BrokenResourceError("the connection was lost") from exc
 
-
     async def _half_close(self) -> None:
         """The protocol says our side of TCP is done (server after the close handshake).
 
