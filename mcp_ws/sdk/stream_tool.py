@@ -27,6 +27,7 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.client.extension import ClientExtension, NotificationBinding
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, ContentBlock, TextContent
@@ -128,6 +129,7 @@ StreamEvent = Started | Delta | Completed | Failed
 """What iterating a `ToolStream` yields."""
 
 _End = tuple[Completed | Failed, int | None]
+_Delivery = tuple[str, Any, int]  # ("partial", params, stream bytes) or ("end", _End, 0)
 
 
 class ToolStream:
@@ -150,9 +152,9 @@ class ToolStream:
         self._meta = {**(meta or {}), "partialResultToken": self.token}
         self._aggregate = Aggregate()
         self._ack: Callable[[int], None] | None = None  # set when mcp-ws carries the call
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[
-            tuple[str, Any, int]
-        ](math.inf)
+        # Created on entry, so a stream that is never entered holds nothing to close.
+        self._inbox_send: MemoryObjectSendStream[_Delivery]
+        self._inbox: MemoryObjectReceiveStream[_Delivery]
         self._pending: dict[int, tuple[Mapping[str, Any], int]] = {}
         self._next_seq = 0
         self._end: _End | None = None
@@ -191,6 +193,7 @@ class ToolStream:
     async def __aenter__(self) -> Self:
         if self._group is not None:
             raise RuntimeError("a ToolStream can be entered once")
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Delivery](math.inf)
         subscribe(self.token, self)
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
@@ -251,7 +254,7 @@ class ToolStream:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             self._acknowledge(size)
 
-    def _absorb(self, item: tuple[str, Any, int]) -> None:
+    def _absorb(self, item: _Delivery) -> None:
         kind, payload, size = item
         if kind == "end":
             self._end = payload
