@@ -35,6 +35,7 @@ _LAZY = {
     "Started": "mcp_ws.sdk",
     "StreamEvent": "mcp_ws.sdk",
     "StreamingExtension": "mcp_ws.sdk",
+    "CallCancelledError": "mcp_ws.sdk",
     "ToolCallError": "mcp_ws.sdk",
     "ToolStream": "mcp_ws.sdk",
     "advertise_streaming": "mcp_ws.sdk",
@@ -62,6 +63,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "EXTENSION_ID",
     "PARTIAL_RESULT",
+    "CallCancelledError",
     "CallClosedError",
     "Completed",
     "ConnectionClosedError",

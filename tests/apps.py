@@ -129,8 +129,8 @@ def build_app(probe: Probe | None = None) -> MCPServer:
 
     @app.tool()
     async def mixed(ctx: Context) -> CallToolResult:
-        """Text into two blocks by index, binary, and structured deltas."""
-        async with mcp_ws.partial_results(ctx) as out:
+        """Text into two blocks by index, binary, and structured deltas; start meta."""
+        async with mcp_ws.partial_results(ctx, meta={"model": "test-1"}) as out:
             await out.send_text("Hello")
             await out.send_bytes(b"\x00\x01\xffPNG", "image/png")
             await out.send_text(", world", index=0)

@@ -66,6 +66,7 @@ async def test_blocks_by_index_raw_binary_and_structured_deltas() -> None:
             async with mcp_ws.stream_tool(session, "mixed") as stream:
                 events = await collect(stream)
             deltas = check_shape(events)
+            assert events[0] == mcp_ws.Started(meta={"model": "test-1"})
             image = deltas[1]
             # on mcp-ws binary travels as MessagePack bin: bytes, not base64 text
             assert image.blocks[0]["data"] == b"\x00\x01\xffPNG"
@@ -121,6 +122,31 @@ async def test_leaving_early_cancels_the_producer_within_one_send() -> None:
             assert probe.sent == stopped_at  # the producer really stopped
             assert stopped_at < seen + 10  # within a send or so of what the client saw
             # the session is still usable
+            assert text_of(await session.call_tool("echo", {"text": "after"})) == "after"
+
+
+async def test_cancel_inside_the_block_ends_the_stream_with_one_failed_event() -> None:
+    with anyio.fail_after(20):
+        async with live_server() as (server, probe), session_to(server.url) as session:
+            async with mcp_ws.stream_tool(
+                session, "generate", {"count": 100_000, "pause": 0.01}
+            ) as stream:
+                events: list[mcp_ws.StreamEvent] = []
+                async for event in stream:
+                    events.append(event)
+                    if isinstance(event, mcp_ws.Delta) and event.seq == 3:
+                        stream.cancel()
+                        stream.cancel()  # idempotent
+                with anyio.fail_after(5):
+                    await probe.stream_cancelled.wait()
+            deltas = check_shape(events)
+            assert len(deltas) >= 3  # deltas already on their way may still arrive
+            failed = events[-1]
+            assert isinstance(failed, mcp_ws.Failed)
+            assert isinstance(failed.error, mcp_ws.CallCancelledError)
+            assert stream.outcome is failed
+            with pytest.raises(mcp_ws.CallCancelledError):
+                _ = stream.result
             assert text_of(await session.call_tool("echo", {"text": "after"})) == "after"
 
 
@@ -195,6 +221,50 @@ async def test_a_slow_reader_blocks_the_producer_and_small_calls_still_flow() ->
             assert received == 2000 * chunk
 
 
+def memory_kib(pid: int, field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+async def test_a_producer_offering_1_gib_to_a_stalled_reader_keeps_memory_bounded(
+    anyio_backend: str,
+) -> None:
+    chunk = 64 * 1024
+    settings = mcp_ws.Settings()
+    windows_kib = (settings.initial_window + settings.connection_window) // 1024
+    with anyio.fail_after(40):
+        process = await anyio.open_process(
+            [sys.executable, "-m", "tests.apps", "40", anyio_backend], cwd=ROOT
+        )
+        try:
+            assert process.stdout is not None
+            url = (await process.stdout.receive()).decode().strip()
+            async with session_to(url) as session:
+                # warm up: the same tool, read to the end, so pools and caches are filled
+                async with mcp_ws.stream_tool(session, "bulk", {"chunks": 64, "size": chunk}) as s:
+                    await collect(s)
+                before = memory_kib(process.pid, "VmHWM")
+                offer = {"chunks": (1 << 30) // chunk, "size": chunk}  # 1 GiB
+                async with mcp_ws.stream_tool(session, "bulk", offer) as stream:
+                    first = await stream.__anext__()
+                    assert isinstance(first, mcp_ws.Started)
+                    await anyio.sleep(2)  # the reader stalls; an unbounded producer would
+                    # have queued hundreds of MiB by now
+                    growth = memory_kib(process.pid, "VmHWM") - before
+                    assert growth < windows_kib + 16 * 1024, f"server RSS grew {growth} KiB"
+                    # the connection still answers small calls while the bulk stream waits
+                    echoed = await session.call_tool("echo", {"text": "still here"})
+                    assert text_of(echoed) == "still here"
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+
+
 async def test_1000_concurrent_streaming_calls_on_one_connection() -> None:
     with anyio.fail_after(60):
         async with live_server() as (server, _), session_to(server.url) as session:
@@ -223,7 +293,9 @@ async def test_a_plain_call_gets_the_whole_result_and_progress_carries_text() ->
             assert not (result.meta or {}).get(mcp_ws.EXTENSION_ID)  # no opt-in, no marker
             messages: list[str] = []
 
-            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
                 messages.append(message or "")
 
             result = await session.call_tool(
@@ -246,9 +318,10 @@ async def test_a_tool_without_the_extension_is_a_single_completed() -> None:
 async def test_the_server_advertises_the_extension() -> None:
     with anyio.fail_after(20):
         async with live_server() as (server, _):
-            async with mcp_ws.connect(server.url) as (read, write), ClientSession(
-                read, write
-            ) as session:
+            async with (
+                mcp_ws.connect(server.url) as (read, write),
+                ClientSession(read, write) as session,
+            ):
                 init = await session.initialize()
             assert mcp_ws.EXTENSION_ID in (init.capabilities.experimental or {})
 
@@ -268,9 +341,11 @@ async def test_the_chat_example_streams_the_answer() -> None:
 async def test_the_long_job_example_shows_logs_and_intermediate_results() -> None:
     out = await run_example("long_job.py", "3", "0.001")
     lines = out.splitlines()
-    assert lines.index("log: batch 1/3 done") < lines.index(
-        "    intermediate: {'batches': 1, 'total': 1}"
-    ) < lines.index("log: batch 3/3 done")
+    assert (
+        lines.index("log: batch 1/3 done")
+        < lines.index("    intermediate: {'batches': 1, 'total': 1}")
+        < lines.index("log: batch 3/3 done")
+    )
     assert lines[-1] == "final: {'batches': 3, 'total': 14}"
 
 

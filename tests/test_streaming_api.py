@@ -108,3 +108,10 @@ def test_a_tool_stream_has_no_result_before_its_end() -> None:
     stream = mcp_ws.stream_tool(SimpleNamespace(call_tool=lambda *a, **k: None), "tool")
     with pytest.raises(RuntimeError, match="not finished"):
         _ = stream.result
+    with pytest.raises(RuntimeError, match="'async with' block"):
+        stream.cancel()
+
+
+def test_start_meta_must_be_a_mapping() -> None:
+    with pytest.raises(TypeError, match="meta must be a mapping"):
+        mcp_ws.partial_results(fake_context({}), meta=["not", "a", "mapping"])  # type: ignore[arg-type]

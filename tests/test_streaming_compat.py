@@ -51,7 +51,9 @@ def http_url() -> Iterator[str]:
 
 
 def stdio_server() -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "tests.apps", "stdio"], cwd=ROOT)
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "tests.apps", "stdio"], cwd=ROOT
+    )
 
 
 @pytest.fixture(params=["stdio", "streamable-http"])
@@ -86,7 +88,9 @@ async def test_stream_tool_over_stock_transports(stock_target: Any) -> None:
             assert "".join(d.text for d in deltas) == EXPECTED == text_of(stream.result)
             # binary deltas arrive as base64 there, and decode to the same bytes
             async with mcp_ws.stream_tool(client, "mixed") as stream:
-                mixed = check_shape(await collect(stream))
+                events = await collect(stream)
+            mixed = check_shape(events)
+            assert events[0] == mcp_ws.Started(meta={"model": "test-1"})
             assert mixed[1].data == b"\x00\x01\xffPNG"
             assert isinstance(mixed[1].blocks[0]["data"], str)
 

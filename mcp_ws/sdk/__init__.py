@@ -7,6 +7,7 @@ from .client import client_streams, connect
 from .partial import PartialResults, advertise_streaming, partial_results
 from .server import DEFAULT_SETTINGS, McpWsServer, serve, serving
 from .stream_tool import (
+    CallCancelledError,
     Completed,
     Delta,
     Failed,
@@ -26,6 +27,7 @@ __all__ = [
     "EXTENSION_ID",
     "PARTIAL_RESULT",
     "REQUEST_REFUSED",
+    "CallCancelledError",
     "CallClosedError",
     "Completed",
     "Delta",

@@ -80,7 +80,12 @@ class PartialResults:
     ``content`` and ``structured`` are the aggregate; `result` builds the final result.
     """
 
-    def __init__(self, ctx: Any, *, progress_interval: float = 0.25) -> None:
+    def __init__(
+        self, ctx: Any, *, progress_interval: float = 0.25, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        if meta is not None and not isinstance(meta, Mapping):
+            raise TypeError(f"meta must be a mapping, got {type(meta).__name__}")
+        self._start_meta = dict(meta) if meta is not None else None
         request = getattr(ctx, "request_context", ctx)  # MCPServer Context or low-level
         params = getattr(request, "params", None)
         raw = params.get("_meta") if isinstance(params, Mapping) else None
@@ -137,7 +142,10 @@ class PartialResults:
             raise RuntimeError("partial results can be entered once")
         self._open = True
         if self.streaming:
-            await self._emit({"event": "start"})
+            start: dict[str, Any] = {"event": "start"}
+            if self._start_meta is not None:
+                start["meta"] = self._start_meta
+            await self._emit(start)
         return self
 
     async def __aexit__(
@@ -221,11 +229,14 @@ class PartialResults:
         await self._session.report_progress(self._progress_count, None, recent or None)
 
 
-def partial_results(ctx: Any, *, progress_interval: float = 0.25) -> PartialResults:
+def partial_results(
+    ctx: Any, *, progress_interval: float = 0.25, meta: Mapping[str, Any] | None = None
+) -> PartialResults:
     """Stream a tool's output as it is produced: ``async with partial_results(ctx) as out``.
 
     ``ctx`` is the tool's ``Context`` (``MCPServer``) or the low-level handler's request
     context. ``progress_interval`` is the minimum time between fallback progress
-    notifications for clients that did not opt in.
+    notifications for clients that did not opt in. ``meta`` is attached to the start
+    event (the client sees it as ``Started.meta``), e.g. a model name or a content type.
     """
-    return PartialResults(ctx, progress_interval=progress_interval)
+    return PartialResults(ctx, progress_interval=progress_interval, meta=meta)

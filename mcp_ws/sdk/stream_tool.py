@@ -47,6 +47,7 @@ from .streaming import (
 )
 
 __all__ = [
+    "CallCancelledError",
     "Completed",
     "Delta",
     "Failed",
@@ -63,6 +64,10 @@ LATE_DELTA_GRACE = 1.0
 """Seconds to wait, on transports without ordering, for deltas the result says were sent."""
 
 _blocks_adapter: TypeAdapter[list[ContentBlock]] = TypeAdapter(list[ContentBlock])
+
+
+class CallCancelledError(McpWsError):
+    """The caller cancelled the call with `ToolStream.cancel`."""
 
 
 class ToolCallError(McpWsError):
@@ -161,6 +166,7 @@ class ToolStream:
         self._end_deadline = 0.0
         self._outcome: Completed | Failed | None = None
         self._group: anyio.abc.TaskGroup | None = None
+        self._call_scope: anyio.CancelScope  # created on entry, in the event loop
 
     # ------------------------------------------------------------------ for the caller
 
@@ -190,10 +196,22 @@ class ToolStream:
         assert isinstance(outcome, Failed)
         raise outcome.error
 
+    def cancel(self) -> None:
+        """Cancel the call on the server now, and keep the block open.
+
+        The iteration then ends with ``Failed(error=CallCancelledError(...))`` (or the
+        terminal event that was already on its way). A ``break`` out of ``async for``
+        alone does not cancel: the call is cancelled when the block is left, or here.
+        """
+        if self._group is None:
+            raise RuntimeError("cancel() is for a stream inside its 'async with' block")
+        self._call_scope.cancel()
+
     async def __aenter__(self) -> Self:
         if self._group is not None:
             raise RuntimeError("a ToolStream can be entered once")
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Delivery](math.inf)
+        self._call_scope = anyio.CancelScope()
         subscribe(self.token, self)
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
@@ -301,18 +319,25 @@ class ToolStream:
             self._acknowledge(size)
 
     async def _call(self) -> None:
-        outcome: Completed | Failed
+        outcome: Completed | Failed = Failed(error=CallCancelledError("cancelled by the caller"))
         last_seq: int | None = None
-        try:
-            result = await self._session.call_tool(
-                self.name,
-                self._arguments,
-                read_timeout_seconds=self._read_timeout,
-                meta=self._meta,
-            )
-        except (MCPError, McpWsError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            outcome = Failed(error=exc)
-        else:
+        result: CallToolResult | None = None
+        with self._call_scope:
+            try:
+                result = await self._session.call_tool(
+                    self.name,
+                    self._arguments,
+                    read_timeout_seconds=self._read_timeout,
+                    meta=self._meta,
+                )
+            except (
+                MCPError,
+                McpWsError,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+            ) as exc:
+                outcome = Failed(error=exc)
+        if result is not None:
             last_seq = _last_seq(result)
             if result.is_error:
                 message = "".join(b.text for b in result.content if isinstance(b, TextContent))
