@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -146,6 +147,23 @@ def build_app(probe: Probe | None = None) -> MCPServer:
             await out.send_text("partial ")
             await out.send_text("output")
             raise ToolError("the model fell over")
+
+    @app.tool()
+    def whoami() -> str:
+        """This server's process id (sessions behind `mcp-ws bridge` each have their own)."""
+        return str(os.getpid())
+
+    @app.tool()
+    def probe_state() -> str:
+        """Which of the probe's events fired: started, cancelled, finished."""
+        fired = [("started", probe.started), ("cancelled", probe.cancelled), ("finished", probe.finished)]
+        return ",".join(name for name, event in fired if event.is_set())
+
+    @app.tool()
+    def crash(code: int) -> str:
+        """Say so on stderr, then exit the process at once with ``code``."""
+        print(f"crashing with code {code}", file=sys.stderr, flush=True)
+        os._exit(code)
 
     @app.resource("test://greeting")
     def greeting() -> str:

@@ -29,16 +29,27 @@ def test_public_names_are_documented():
     assert undocumented == []
 
 
-@pytest.mark.timeout(120)
-def test_demo_command_runs_and_shows_streaming_backpressure_and_cancel():
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_demo_command_streams_cancels_and_compares_with_stdio(backend):
+    from mcp_ws.cli.demo_app import ANSWER
+
     out = subprocess.run(
-        [sys.executable, "-m", "mcp_ws", "demo"], capture_output=True, text=True, timeout=100, check=False
+        [sys.executable, "-m", "mcp_ws", "--backend", backend, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "Hello from mcp-ws" in text.replace("\n", "")
-    assert "cancelled" in text
-    assert "credit" in text
+    assert "[start, meta {'model': 'canned'}]" in text
+    assert ANSWER in text.replace("\n   ", "")
+    assert "the final result matches them" in text
+    assert "1 2 3 4 5 -> cancelled by the client; the server's handler stopped after" in text
+    rows = [line for line in text.splitlines() if "round trip p50" in line or "deltas per second" in line]
+    assert len(rows) == 2 and all("failed" not in row for row in rows)
+    assert out.stderr == ""
 
 
 def test_version_flag():

@@ -35,7 +35,14 @@ from .bridge import DEFAULT_SEND_BUDGET, SessionBridge, current_bridge
 from .compat import json_text_streams
 from .partial import advertise_streaming
 
-__all__ = ["DEFAULT_SETTINGS", "McpWsServer", "serve", "serving"]
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "McpWsServer",
+    "SessionRunner",
+    "serve",
+    "serving",
+    "serving_sessions",
+]
 
 logger = logging.getLogger("mcp_ws.server")
 
@@ -210,9 +217,47 @@ async def serving(
     ``app`` is an ``mcp.server.lowlevel.Server`` or an ``MCPServer``. ``port=0`` picks a
     free port (see ``server.port``). ``auth`` checks bearer tokens (see `bearer_token`),
     ``allowed_origins`` the ``Origin`` header (default: loopback pages only).
+    Raises ``OSError`` if it cannot listen (the port is in use, say).
+    """
+    async with serving_sessions(
+        session_runner(app),
+        host=host,
+        port=port,
+        path=path,
+        allowed_origins=allowed_origins,
+        auth=auth,
+        ssl=ssl,
+        settings=settings,
+        limits=limits,
+        handshake_timeout=handshake_timeout,
+        send_budget=send_budget,
+        shutdown_grace=shutdown_grace,
+    ) as server:
+        yield server
+
+
+@asynccontextmanager
+async def serving_sessions(
+    run_session: SessionRunner,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    path: str = "/mcp",
+    allowed_origins: Sequence[str] | None = None,
+    auth: Authenticator | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    settings: Settings | None = None,
+    limits: Limits | None = None,
+    handshake_timeout: float = 10.0,
+    send_budget: int = DEFAULT_SEND_BUDGET,
+    shutdown_grace: float = 10.0,
+) -> AsyncIterator[McpWsServer]:
+    """Like `serving`, with ``run_session(read, write)`` running each connection's session.
+
+    For relays such as `mcp_ws.sdk.proxy.stdio_bridge`; options as in `serving`.
     """
     server = McpWsServer(
-        session_runner(app),
+        run_session,
         policy=HandshakePolicy(path=path, allowed_origins=allowed_origins, auth=auth),
         settings=settings or DEFAULT_SETTINGS,
         limits=limits,

@@ -1,0 +1,109 @@
+"""The demo's MCP server: the same app over mcp-ws (in process) and stdio (`serve_stdio`)."""
+
+from __future__ import annotations
+
+import sys
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult
+
+from ..sdk.partial import advertise_streaming, partial_results
+from ..sdk.server import serving
+
+__all__ = [
+    "ANSWER",
+    "STDIO_COMMAND",
+    "WS_COMMAND",
+    "DemoProbe",
+    "build_demo_app",
+    "serve_stdio",
+    "serve_ws",
+]
+
+ANSWER = (
+    "Streaming over mcp-ws: each token of this answer is a partial result on the call's "
+    "own stream, sent the moment it is produced, with flow control, while other calls "
+    "share the same connection."
+)
+
+
+class DemoProbe:
+    """What the demo's server saw: how far a cancelled count got."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.cancelled = anyio.Event()
+
+
+def build_demo_app(probe: DemoProbe | None = None) -> MCPServer:
+    """The demo server: ``answer``, ``count``, ``stream`` and ``echo``."""
+    probe = probe or DemoProbe()
+    app = MCPServer("mcp-ws demo", log_level="WARNING")
+
+    @app.tool()
+    async def answer(ctx: Context, pace: float = 0.02) -> CallToolResult:
+        """Stream a canned answer token by token (``pace`` seconds apart)."""
+        async with partial_results(ctx, meta={"model": "canned"}) as out:
+            for word in ANSWER.split(" "):
+                await out.send_text(word + " ")
+                await anyio.sleep(pace)
+        return out.result()
+
+    @app.tool()
+    async def count(to: int, ctx: Context, pause: float = 0.05) -> CallToolResult:
+        """Stream the numbers 1..to, ``pause`` seconds apart."""
+        probe.sent = 0
+        try:
+            async with partial_results(ctx) as out:
+                for i in range(1, to + 1):
+                    await out.send_text(f"{i} ")
+                    probe.sent += 1
+                    await anyio.sleep(pause)
+        except BaseException:
+            probe.cancelled.set()
+            raise
+        return out.result()
+
+    @app.tool()
+    async def stream(deltas: int, ctx: Context) -> CallToolResult:
+        """Stream ``deltas`` short text deltas as fast as the reader takes them."""
+        async with partial_results(ctx) as out:
+            for i in range(deltas):
+                await out.send_text(f"{i % 10}")
+        return out.result()
+
+    @app.tool()
+    def echo(text: str) -> str:
+        """Return ``text``."""
+        return text
+
+    return app
+
+
+STDIO_COMMAND = ("-c", "from mcp_ws.cli.demo_app import serve_stdio; serve_stdio()")
+"""Arguments for ``sys.executable`` that serve the demo app over stdio."""
+
+
+WS_COMMAND = ("-c", "from mcp_ws.cli.demo_app import serve_ws; serve_ws()")
+"""Arguments for ``sys.executable`` that serve the demo app over mcp-ws on a free port,
+print the URL, and stop when stdin closes."""
+
+
+def serve_ws() -> None:
+    """Serve the demo app over mcp-ws in this process until stdin closes."""
+
+    async def main() -> None:
+        async with serving(build_demo_app(), port=0) as server:
+            print(server.url, flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.read)
+
+    anyio.run(main)
+
+
+def serve_stdio() -> None:
+    """Serve the demo app over the SDK's stdio transport (for the side-by-side timing)."""
+    stdio_app = build_demo_app()
+    advertise_streaming(stdio_app)
+    stdio_app.run("stdio")

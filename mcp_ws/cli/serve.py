@@ -1,0 +1,158 @@
+"""``mcp-ws serve MODULE:APP`` and ``mcp-ws bridge --stdio "COMMAND"``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import shlex
+import shutil
+import sys
+from typing import Any
+
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+
+from ..sdk.proxy import stdio_bridge
+from ..sdk.server import SessionRunner, serving_sessions, session_runner
+from ..transport.policy import bearer_token
+from .common import (
+    configure_logging,
+    describe_os_error,
+    fail,
+    read_token,
+    server_ssl,
+    wait_for_stop_signal,
+)
+
+__all__ = ["add_listen_options", "load_app", "serve_command"]
+
+logger = logging.getLogger("mcp_ws.cli")
+
+APP_NAMES = ("app", "mcp", "server")
+"""Attributes tried, in this order, when MODULE is given without ``:APP``."""
+
+
+def add_listen_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that listens for mcp-ws connections."""
+    listen = parser.add_argument_group("listening")
+    listen.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    listen.add_argument(
+        "--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)"
+    )
+    listen.add_argument("--path", default="/mcp", help="endpoint path (default: %(default)s)")
+    listen.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="PATTERN",
+        help="allowed browser Origin, glob patterns, repeatable (default: loopback pages only)",
+    )
+    listen.add_argument(
+        "--token", help="require this bearer token (visible in `ps`: prefer --token-file)"
+    )
+    listen.add_argument(
+        "--token-file", metavar="PATH", help="require the bearer token in this file"
+    )
+    listen.add_argument(
+        "--tls-cert", metavar="PEM", help="serve wss:// with this certificate chain"
+    )
+    listen.add_argument(
+        "--tls-key", metavar="PEM", help="the certificate's private key, if not in --tls-cert"
+    )
+    listen.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds in-flight calls get to finish on SIGINT/SIGTERM (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(default: %(default)s)",
+    )
+
+
+def load_app(target: str) -> Server | MCPServer:
+    """Import ``MODULE:APP`` (or ``MODULE``, trying ``app``, ``mcp``, ``server``).
+
+    ``APP`` may also be a factory: a callable taking no arguments that returns the app.
+    """
+    module_name, _, attribute = target.partition(":")
+    if not module_name or (":" in target and not attribute):
+        fail(f"expected MODULE:APP (e.g. my_server:app), got {target!r}", exit_code=2)
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: modules in the working directory
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        fail(f"cannot import {module_name!r}: {exc}")
+    names = [attribute] if attribute else [n for n in APP_NAMES if hasattr(module, n)]
+    if not names:
+        fail(
+            f"module {module_name!r} has none of {', '.join(APP_NAMES)}; "
+            f"say which: {module_name}:NAME"
+        )
+    app: Any = module
+    for part in names[0].split("."):
+        if not hasattr(app, part):
+            fail(f"module {module_name!r} has no attribute {names[0]!r}")
+        app = getattr(app, part)
+    if callable(app) and not isinstance(app, Server | MCPServer):
+        try:
+            app = app()  # a factory, called with no arguments
+        except TypeError as exc:
+            fail(f"{module_name}:{names[0]} is a callable that cannot be called bare: {exc}")
+    if not isinstance(app, Server | MCPServer):
+        fail(
+            f"{module_name}:{names[0]} is a {type(app).__name__}, "
+            "not an MCPServer or a low-level mcp Server"
+        )
+    return app
+
+
+def _session_runner(args: argparse.Namespace) -> tuple[SessionRunner, str]:
+    if args.command == "serve":
+        app = load_app(args.target)
+        return session_runner(app), args.target
+    try:
+        argv = shlex.split(args.stdio)
+    except ValueError as exc:
+        fail(f"cannot parse the --stdio command: {exc}", exit_code=2)
+    if not argv:
+        fail("the --stdio command is empty", exit_code=2)
+    if shutil.which(argv[0]) is None:
+        fail(f"command not found: {argv[0]}")
+    return stdio_bridge(argv), argv[0]
+
+
+async def serve_command(args: argparse.Namespace) -> int:
+    """Run ``serve`` or ``bridge`` until SIGINT or SIGTERM, then shut down gracefully."""
+    configure_logging(args.log_level)
+    run_session, what = _session_runner(args)
+    token = read_token(args.token, args.token_file)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "path": args.path,
+        "allowed_origins": args.allow_origin,
+        "auth": bearer_token(token) if token else None,
+        "ssl": server_ssl(args.tls_cert, args.tls_key),
+        "shutdown_grace": args.grace,
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            server = await stack.enter_async_context(serving_sessions(run_session, **options))
+        except OSError as exc:
+            fail(f"cannot listen on {args.host}:{args.port}: {describe_os_error(exc)}")
+        print(f"mcp-ws: serving {what} at {server.url}", flush=True)
+        received = await wait_for_stop_signal()
+        print(
+            f"mcp-ws: {received.name}: shutting down (in-flight calls get {args.grace:g} s)",
+            flush=True,
+        )
+    print("mcp-ws: stopped", flush=True)
+    return 0
