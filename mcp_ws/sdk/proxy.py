@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -47,6 +46,9 @@ logger = logging.getLogger("mcp_ws.proxy")
 
 MAX_LINE = 96 * 1024 * 1024
 """Longest JSON line accepted from a child (a message of the binding's 80 MiB, encoded)."""
+
+CHILD_READ_AHEAD = 16
+"""Messages read from a child's stdout ahead of the client (backpressure beyond that)."""
 
 STOP_GRACE = 2.0
 """Seconds a child gets to exit after its stdin closes, then again after SIGTERM."""
@@ -282,7 +284,11 @@ class StdioChild:
             env=self._env,
             cwd=self._cwd,
         )
-        send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](math.inf)
+        # A small buffer: when the client reads slowly, the child's stdout pipe fills and
+        # the child blocks, instead of its output piling up here.
+        send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](
+            CHILD_READ_AHEAD
+        )
         self.read_stream = _ChildReadStream(receive)
         self.write_stream = _ChildWriteStream(self)
         self._group = anyio.create_task_group()
