@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+import trustme
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -106,7 +107,9 @@ async def test_serve_then_call_tools_and_a_graceful_shutdown(anyio_backend: str)
             url = await server.url()
             code, out, err = await run_command(anyio_backend, "call", url, "generate", "count=20")
             assert (code, out) == (0, "".join(f"t{i} " for i in range(20)) + "\n"), err
-            code, out, _ = await run_command(anyio_backend, "call", url, "add", "a=2", "--args", '{"b": 40}')
+            code, out, _ = await run_command(
+                anyio_backend, "call", url, "add", "a=2", "--args", '{"b": 40}'
+            )
             assert (code, out) == (0, "42\n")
             code, out, _ = await run_command(anyio_backend, "tools", url)
             assert code == 0
@@ -168,7 +171,10 @@ async def test_bridge_gives_each_connection_its_own_isolated_child(anyio_backend
 
                 # the same request ids on both sessions, concurrently, never crossed
                 async def echo_many(session: ClientSession, tag: str) -> list[str]:
-                    return [text_of(await session.call_tool("echo", {"text": f"{tag}{i}"})) for i in range(20)]
+                    return [
+                        text_of(await session.call_tool("echo", {"text": f"{tag}{i}"}))
+                        for i in range(20)
+                    ]
 
                 answers: dict[str, list[str]] = {}
                 async with anyio.create_task_group() as tg:
@@ -261,7 +267,9 @@ async def test_stdio_reverse_bridge_serves_a_stdio_client(anyio_backend: str) ->
         ("tests.apps:", "expected MODULE:APP"),
     ],
 )
-async def test_serve_refuses_a_bad_module_app(anyio_backend: str, target: str, message: str) -> None:
+async def test_serve_refuses_a_bad_module_app(
+    anyio_backend: str, target: str, message: str
+) -> None:
     code, out, err = await run_command(anyio_backend, "serve", target, "--port", "0")
     assert code in (1, 2) and out == ""
     assert err.startswith("mcp-ws: ") and message in err
@@ -272,7 +280,9 @@ async def test_serve_on_a_port_in_use_says_so(anyio_backend: str) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        code, _, err = await run_command(anyio_backend, "serve", "tests.apps:build_app", "--port", port)
+        code, _, err = await run_command(
+            anyio_backend, "serve", "tests.apps:build_app", "--port", port
+        )
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in err
 
@@ -289,14 +299,22 @@ async def test_a_refused_token_and_an_accepted_one(anyio_backend: str, tmp_path:
     token_file.write_text("s3cret\n")
     with anyio.fail_after(60):
         async with running(
-            anyio_backend, "serve", "tests.apps:build_app", "--port", "0", "--token-file", str(token_file)
+            anyio_backend,
+            "serve",
+            "tests.apps:build_app",
+            "--port",
+            "0",
+            "--token-file",
+            str(token_file),
         ) as server:
             url = await server.url()
             code, _, err = await run_command(anyio_backend, "tools", url)
             assert code == 1 and "the server refused the connection: 401" in err
             code, _, err = await run_command(anyio_backend, "tools", url, "--token", "wrong")
             assert code == 1 and "401" in err
-            code, out, _ = await run_command(anyio_backend, "call", url, "echo", "text=ok", "--token-file", str(token_file))
+            code, out, _ = await run_command(
+                anyio_backend, "call", url, "echo", "text=ok", "--token-file", str(token_file)
+            )
             assert (code, out) == (0, "ok\n")
             env_code = await anyio.run_process(
                 mcp_ws_command(anyio_backend, "call", url, "echo", "text=env"),
@@ -308,9 +326,49 @@ async def test_a_refused_token_and_an_accepted_one(anyio_backend: str, tmp_path:
 
 
 async def test_bad_arguments_are_usage_errors(anyio_backend: str) -> None:
-    code, _, err = await run_command(anyio_backend, "call", "ws://127.0.0.1:1/mcp", "echo", "novalue")
+    code, _, err = await run_command(
+        anyio_backend, "call", "ws://127.0.0.1:1/mcp", "echo", "novalue"
+    )
     assert code == 2 and "expected key=value, got 'novalue'" in err
     code, _, err = await run_command(anyio_backend, "call", "http://127.0.0.1:1/mcp", "echo")
     assert code == 2 and "expected a ws:// or wss:// URL" in err
-    code, _, err = await run_command(anyio_backend, "bridge", "--stdio", "no-such-command-xyz", "--port", "0")
+    code, _, err = await run_command(
+        anyio_backend, "bridge", "--stdio", "no-such-command-xyz", "--port", "0"
+    )
     assert code == 1 and "command not found: no-such-command-xyz" in err
+
+
+async def test_serve_over_tls_and_call_with_a_private_ca(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    authority = trustme.CA()
+    leaf = authority.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    for blob in leaf.cert_chain_pems:
+        blob.write_to_path(str(cert), append=True)
+    authority.cert_pem.write_to_path(str(ca))
+    with anyio.fail_after(60):
+        args = (
+            "serve",
+            "tests.apps:build_app",
+            "--port",
+            "0",
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        )
+        async with running(anyio_backend, *args) as server:
+            url = await server.url()
+            assert url.startswith("wss://127.0.0.1:")
+            code, out, err = await run_command(
+                anyio_backend, "call", url, "echo", "text=secure", "--cafile", str(ca)
+            )
+            assert (code, out) == (0, "secure\n"), err
+            code, _, err = await run_command(anyio_backend, "call", url, "echo", "text=x")
+            assert code == 1 and "cannot connect" in err and "certificate" in err.lower()
+    code, _, err = await run_command(
+        anyio_backend, "serve", "tests.apps:build_app", "--tls-key", str(key)
+    )
+    assert code == 2 and "--tls-key needs --tls-cert" in err
