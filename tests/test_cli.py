@@ -372,3 +372,23 @@ async def test_serve_over_tls_and_call_with_a_private_ca(
         anyio_backend, "serve", "tests.apps:build_app", "--tls-key", str(key)
     )
     assert code == 2 and "--tls-key needs --tls-cert" in err
+
+
+async def test_a_child_that_cannot_start_answers_the_first_request_with_the_reason() -> None:
+    from mcp.shared.message import SessionMessage
+    from mcp_types import JSONRPCError, JSONRPCRequest
+
+    from mcp_ws.sdk.proxy import stdio_bridge
+
+    to_bridge, read = anyio.create_memory_object_stream[Any](4)
+    write, from_bridge = anyio.create_memory_object_stream[Any](4)
+    request = JSONRPCRequest(jsonrpc="2.0", id=7, method="initialize", params={})
+    with anyio.fail_after(10):
+        async with to_bridge, read, write, from_bridge:
+            await to_bridge.send(SessionMessage(message=request))
+            await stdio_bridge([str(ROOT / "no-such-server")])(read, write)
+            answer = (await from_bridge.receive()).message
+    assert isinstance(answer, JSONRPCError) and answer.id == 7
+    assert answer.error.code == CONNECTION_CLOSED
+    assert answer.error.message.startswith("cannot start the MCP server: ")
+    assert "no-such-server" in answer.error.message

@@ -25,6 +25,7 @@ from typing import Any, Self
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import (
     CONNECTION_CLOSED,
@@ -118,11 +119,8 @@ async def forward_session(
         return await server_gone() if server_gone else "the MCP server closed the session"
 
     async def answer_error(request_id: RequestId, message: str) -> None:
-        error = JSONRPCError(
-            jsonrpc="2.0", id=request_id, error=ErrorData(code=CONNECTION_CLOSED, message=message)
-        )
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await client_write.send(SessionMessage(message=error))
+            await client_write.send(_closed_error(request_id, message))
 
     async def client_to_server(done: anyio.CancelScope) -> None:
         async for item in client_read:
@@ -171,32 +169,6 @@ async def forward_session(
     async with anyio.create_task_group() as tg:
         tg.start_soon(client_to_server, tg.cancel_scope)
         tg.start_soon(server_to_client, tg.cancel_scope)
-
-
-class _ChildReadStream:
-    """The SDK-style read stream of a child's stdout (``SessionMessage`` or ``Exception``)."""
-
-    def __init__(self, receive: Any) -> None:
-        self._receive = receive
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            item: SessionMessage | Exception = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
-        return item
-
-    async def receive(self) -> SessionMessage | Exception:
-        """The next message; raises ``anyio.EndOfStream`` once the child's stdout ends."""
-        item: SessionMessage | Exception = await self._receive.receive()
-        return item
-
-    async def aclose(self) -> None:
-        """Stop reading."""
-        await self._receive.aclose()
 
 
 class _ChildWriteStream:
@@ -289,7 +261,7 @@ class StdioChild:
         send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](
             CHILD_READ_AHEAD
         )
-        self.read_stream = _ChildReadStream(receive)
+        self.read_stream: MemoryObjectReceiveStream[SessionMessage | Exception] = receive
         self.write_stream = _ChildWriteStream(self)
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
@@ -399,10 +371,11 @@ def stdio_bridge(
 async def _refuse_first_request(read: Any, write: Any, reason: str) -> None:
     async for item in read:
         if isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCRequest):
-            error = JSONRPCError(
-                jsonrpc="2.0",
-                id=item.message.id,
-                error=ErrorData(code=CONNECTION_CLOSED, message=reason),
-            )
-            await write.send(SessionMessage(message=error))
+            await write.send(_closed_error(item.message.id, reason))
             return
+
+
+def _closed_error(request_id: RequestId, message: str) -> SessionMessage:
+    """The ``CONNECTION_CLOSED`` answer to a request the server side cannot answer."""
+    error = ErrorData(code=CONNECTION_CLOSED, message=message)
+    return SessionMessage(message=JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
