@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import uvicorn
 from mcp.client.session import ClientSession
 
@@ -28,6 +31,30 @@ async def live_server(**options: Any) -> AsyncIterator[tuple[mcp_ws.McpWsServer,
     probe = Probe()
     async with mcp_ws.serving(build_app(probe), port=0, **options) as server:
         yield server, probe
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@asynccontextmanager
+async def app_process(
+    backend: str, seconds: float = 30
+) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
+    """The test app served over mcp-ws by ``python -m tests.apps`` in its own process,
+    for ``seconds`` at most; yields the process and its URL, and kills it on the way out."""
+    process = await anyio.open_process(
+        [sys.executable, "-m", "tests.apps", str(seconds), backend], cwd=ROOT
+    )
+    try:
+        assert process.stdout is not None
+        with anyio.fail_after(20):
+            url = (await process.stdout.receive()).decode().strip().splitlines()[0]
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
 
 
 @asynccontextmanager

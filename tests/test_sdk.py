@@ -22,7 +22,7 @@ from mcp_types import (
 
 import mcp_ws
 
-from .livehelpers import live_server, session_to
+from .livehelpers import app_process, live_server, session_to
 
 pytestmark = pytest.mark.anyio
 
@@ -157,13 +157,7 @@ async def test_32_mib_result_while_other_calls_flow() -> None:
 
 
 async def test_server_killed_mid_call_fails_the_call_promptly(anyio_backend: str) -> None:
-    root = Path(__file__).resolve().parent.parent
-    async with await anyio.open_process(
-        [sys.executable, "-m", "tests.apps", "30", anyio_backend], cwd=root
-    ) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(20):
-            url = (await process.stdout.receive()).decode().strip().splitlines()[0]
+    async with app_process(anyio_backend, 30) as (process, url):
         async with session_to(url) as s:
             async with anyio.create_task_group() as tg:
 

@@ -14,7 +14,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, ImageContent, TextCont
 
 import mcp_ws
 
-from .livehelpers import live_server, session_to
+from .livehelpers import app_process, live_server, session_to
 
 pytestmark = pytest.mark.anyio
 
@@ -169,12 +169,7 @@ async def test_a_timeout_is_one_failed_event_and_cancels_the_server() -> None:
 
 async def test_connection_loss_mid_stream_is_one_failed_event(anyio_backend: str) -> None:
     with anyio.fail_after(30):
-        process = await anyio.open_process(
-            [sys.executable, "-m", "tests.apps", "30", anyio_backend], cwd=ROOT
-        )
-        try:
-            assert process.stdout is not None
-            url = (await process.stdout.receive()).decode().strip()
+        async with app_process(anyio_backend, 30) as (process, url):
             async with session_to(url) as session:
                 events: list[mcp_ws.StreamEvent] = []
                 async with mcp_ws.stream_tool(
@@ -188,10 +183,6 @@ async def test_connection_loss_mid_stream_is_one_failed_event(anyio_backend: str
             failed = events[-1]
             assert isinstance(failed, mcp_ws.Failed) and isinstance(failed.error, MCPError)
             assert failed.error.error.code == CONNECTION_CLOSED
-        finally:
-            if process.returncode is None:
-                process.kill()
-            await process.aclose()
 
 
 async def test_a_slow_reader_blocks_the_producer_and_small_calls_still_flow() -> None:
@@ -237,32 +228,22 @@ async def test_a_producer_offering_1_gib_to_a_stalled_reader_keeps_memory_bounde
     settings = mcp_ws.Settings()
     windows_kib = (settings.initial_window + settings.connection_window) // 1024
     with anyio.fail_after(40):
-        process = await anyio.open_process(
-            [sys.executable, "-m", "tests.apps", "40", anyio_backend], cwd=ROOT
-        )
-        try:
-            assert process.stdout is not None
-            url = (await process.stdout.receive()).decode().strip()
-            async with session_to(url) as session:
-                # warm up: the same tool, read to the end, so pools and caches are filled
-                async with mcp_ws.stream_tool(session, "bulk", {"chunks": 64, "size": chunk}) as s:
-                    await collect(s)
-                before = memory_kib(process.pid, "VmHWM")
-                offer = {"chunks": (1 << 30) // chunk, "size": chunk}  # 1 GiB
-                async with mcp_ws.stream_tool(session, "bulk", offer) as stream:
-                    first = await stream.__anext__()
-                    assert isinstance(first, mcp_ws.Started)
-                    await anyio.sleep(2)  # the reader stalls; an unbounded producer would
-                    # have queued hundreds of MiB by now
-                    growth = memory_kib(process.pid, "VmHWM") - before
-                    assert growth < windows_kib + 16 * 1024, f"server RSS grew {growth} KiB"
-                    # the connection still answers small calls while the bulk stream waits
-                    echoed = await session.call_tool("echo", {"text": "still here"})
-                    assert text_of(echoed) == "still here"
-        finally:
-            if process.returncode is None:
-                process.kill()
-            await process.aclose()
+        async with app_process(anyio_backend, 40) as (process, url), session_to(url) as session:
+            # warm up: the same tool, read to the end, so pools and caches are filled
+            async with mcp_ws.stream_tool(session, "bulk", {"chunks": 64, "size": chunk}) as s:
+                await collect(s)
+            before = memory_kib(process.pid, "VmHWM")
+            offer = {"chunks": (1 << 30) // chunk, "size": chunk}  # 1 GiB
+            async with mcp_ws.stream_tool(session, "bulk", offer) as stream:
+                first = await stream.__anext__()
+                assert isinstance(first, mcp_ws.Started)
+                await anyio.sleep(2)  # the reader stalls; an unbounded producer would
+                # have queued hundreds of MiB by now
+                growth = memory_kib(process.pid, "VmHWM") - before
+                assert growth < windows_kib + 16 * 1024, f"server RSS grew {growth} KiB"
+                # the connection still answers small calls while the bulk stream waits
+                echoed = await session.call_tool("echo", {"text": "still here"})
+                assert text_of(echoed) == "still here"
 
 
 async def test_1000_concurrent_streaming_calls_on_one_connection() -> None:
