@@ -125,6 +125,22 @@ async def test_leaving_early_cancels_the_producer_within_one_send() -> None:
             assert text_of(await session.call_tool("echo", {"text": "after"})) == "after"
 
 
+async def test_a_fast_producer_cancelled_by_the_client_ends_cancelled_not_failed() -> None:
+    # The peer's CANCEL closes the stream at once; the SDK learns of it a moment later.
+    # A producer sending in between waits for that cancellation instead of failing with
+    # CallClosedError (which the SDK would log as a tool error).
+    for _ in range(3):
+        with anyio.fail_after(20):
+            async with live_server() as (server, probe), session_to(server.url) as session:
+                async with mcp_ws.stream_tool(session, "generate", {"count": 10**7}) as stream:
+                    async for event in stream:
+                        if isinstance(event, mcp_ws.Delta) and event.seq == 50:
+                            break
+                with anyio.fail_after(5):
+                    await probe.stream_cancelled.wait()
+                assert probe.send_error is None
+
+
 async def test_cancel_inside_the_block_ends_the_stream_with_one_failed_event() -> None:
     with anyio.fail_after(20):
         async with live_server() as (server, probe), session_to(server.url) as session:

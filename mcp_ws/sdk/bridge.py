@@ -65,6 +65,13 @@ logger = logging.getLogger("mcp_ws.sdk")
 DEFAULT_SEND_BUDGET = 32 * 1024 * 1024
 """Bytes the connection may hold queued for the peer before the SDK's writer waits."""
 
+CANCEL_ARRIVAL_GRACE = 5.0
+"""Seconds a producer of a call the peer cancelled waits for the SDK to cancel it, so
+it ends as cancelled rather than with an error logged as a tool failure."""
+
+RECENT_CANCELS = 1024
+"""How many peer-cancelled request ids are remembered for that wait."""
+
 PARTIAL_YIELD_INTERVAL = 0.001
 """Seconds a producer of partial results may run before it lets the writer send."""
 
@@ -94,6 +101,7 @@ class SessionBridge:
         self._own_sid: dict[int, RequestId] = {}
         self._peer: dict[RequestId, int] = {}  # requests the peer sent -> their stream
         self._peer_sid: dict[int, RequestId] = {}
+        self._peer_cancelled: deque[RequestId] = deque(maxlen=RECENT_CANCELS)
         self._direct: dict[int, Subscriber] = {}  # our streaming calls, by stream
         self._changed = anyio.Event()
         self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
@@ -212,6 +220,7 @@ class SessionBridge:
         rid = self._peer_sid.pop(sid, None)
         if rid is not None:
             del self._peer[rid]
+            self._peer_cancelled.append(rid)
             params: dict[str, Any] = {"requestId": rid}
             if event.reason:
                 params["reason"] = event.reason
@@ -356,6 +365,12 @@ class SessionBridge:
         while True:
             sid = self._peer.get(request_id)
             if sid is None or self._closed or core.closed:
+                if request_id in self._peer_cancelled and not self._closed:
+                    # The peer's cancel is on its way to the SDK as notifications/cancelled:
+                    # let it cancel this handler, instead of failing it with an error.
+                    self._peer_cancelled.remove(request_id)
+                    with anyio.move_on_after(CANCEL_ARRIVAL_GRACE):
+                        await anyio.sleep_forever()
                 raise CallClosedError(f"request {request_id!r} is no longer open")
             if core.available_credit(sid) > 0:
                 break
