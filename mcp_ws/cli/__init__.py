@@ -7,6 +7,7 @@
 ``mcp-ws call URL TOOL k=v ...``   call a tool, output shown live; Ctrl-C cancels
 ``mcp-ws tools URL``               list a server's tools
 ``mcp-ws stdio URL``               a local stdio endpoint forwarding to URL
+``mcp-ws bench [--quick]``         mcp-ws against the SDK's own transports, side by side
 =================================  ===================================================
 """
 
@@ -16,6 +17,7 @@ import argparse
 from collections.abc import Awaitable, Callable, Sequence
 
 from .. import __version__
+from .bench import add_bench_options, bench_command
 from .client import add_client_options, call_command, stdio_command, tools_command
 from .common import run
 from .demo import demo_command
@@ -78,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     stdio = commands.add_parser("stdio", help="a stdio MCP endpoint that forwards to URL")
     add_client_options(stdio)
+
+    bench = commands.add_parser(
+        "bench", help="measure mcp-ws against the SDK's stdio and HTTP transports"
+    )
+    add_bench_options(bench)
     return parser
 
 
@@ -92,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "call": call_command,
         "tools": tools_command,
         "stdio": stdio_command,
+        "bench": bench_command,
     }
     handler = handlers.get(args.command)
     if handler is None:

@@ -1,0 +1,319 @@
+"""Run every scenario against every target, repeat, and summarise.
+
+The result is a `Report`: raw figures per repeat, failures as text, and `headlines`, the
+ratio of mcp-ws to the best stock transport for each scenario, checked against the
+project's targets.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+
+from .scale import connections, streams
+from .scenarios import Figures, Scenario, Sizes, scenarios
+from .targets import TARGETS, Running, Target, running
+
+__all__ = ["Headline", "Report", "run_bench"]
+
+STEP = Callable[[str], AbstractContextManager[object]]
+
+
+@dataclass
+class Report:
+    """Everything one bench run measured."""
+
+    sizes: Sizes
+    repeats: int
+    backend: str
+    machine: dict[str, Any] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)
+    #: scenario -> target label -> figures of each repeat that succeeded
+    samples: dict[str, dict[str, list[Figures]]] = field(default_factory=dict)
+    #: scenario -> target label -> the last failure
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, scenario: str, label: str, figures: Figures) -> None:
+        self.samples.setdefault(scenario, {}).setdefault(label, []).append(figures)
+
+    def fail(self, scenario: str, label: str, error: str) -> None:
+        self.errors.setdefault(scenario, {})[label] = error
+
+    def median(self, scenario: str, label: str, metric: str) -> float | None:
+        """The median of ``metric`` over repeats (None if it never succeeded)."""
+        runs = self.samples.get(scenario, {}).get(label, [])
+        values = [run[metric] for run in runs if metric in run]
+        return statistics.median(values) if values else None
+
+    def spread(self, scenario: str, label: str, metric: str) -> tuple[float, float, float] | None:
+        """(median, min, max) of ``metric`` over repeats."""
+        runs = self.samples.get(scenario, {}).get(label, [])
+        values = [run[metric] for run in runs if metric in run]
+        if not values:
+            return None
+        return statistics.median(values), min(values), max(values)
+
+    def failed(self, scenario: str, label: str) -> str | None:
+        """Why ``label`` failed ``scenario`` if it never succeeded."""
+        if self.samples.get(scenario, {}).get(label):
+            return None
+        return self.errors.get(scenario, {}).get(label)
+
+    def headlines(self) -> list[Headline]:
+        return [h for h in (spec.judge(self) for spec in HEADLINES) if h is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: settings, machine, per-scenario figures, headlines."""
+        results: dict[str, Any] = {}
+        for scenario in self.titles:
+            rows: dict[str, Any] = {}
+            labels = set(self.samples.get(scenario, {})) | set(self.errors.get(scenario, {}))
+            for label in sorted(labels, key=_order):
+                runs = self.samples.get(scenario, {}).get(label, [])
+                row: dict[str, Any] = {}
+                for metric in runs[0] if runs else {}:
+                    med, lo, hi = self.spread(scenario, label, metric) or (0.0, 0.0, 0.0)
+                    row[metric] = {
+                        "median": med,
+                        "min": lo,
+                        "max": hi,
+                        "samples": [run[metric] for run in runs],
+                    }
+                if label in self.errors.get(scenario, {}):
+                    row["error"] = self.errors[scenario][label]
+                rows[label] = row
+            results[scenario] = {"title": self.titles[scenario], "targets": rows}
+        return {
+            "repeats": self.repeats,
+            "backend": self.backend,
+            "seconds": round(self.seconds, 1),
+            "sizes": asdict(self.sizes),
+            "machine": self.machine,
+            "results": results,
+            "headlines": [asdict(h) for h in self.headlines()],
+        }
+
+
+def _order(label: str) -> int:
+    labels = [t.label for t in TARGETS]
+    return labels.index(label) if label in labels else len(labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """One figure of mcp-ws set against the best stock transport, and its target."""
+
+    scenario: str
+    metric: str
+    what: str
+    ours: float | None
+    ours_label: str
+    stock: float | None
+    stock_label: str
+    ratio: float | None
+    target: str
+    met: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    scenario: str
+    metric: str
+    what: str
+    higher_better: bool
+    target: str
+    check: Callable[[float | None, float | None], bool | None]
+    compare: bool = True  # False: an absolute figure of mcp-ws, no stock ratio
+
+    def judge(self, report: Report) -> Headline | None:
+        if self.scenario not in report.titles:
+            return None
+        # Against stock: our best era. An absolute bound: our worst era must meet it.
+        ours = self._best(report, [t for t in TARGETS if t.ours], worst=not self.compare)
+        stock = self._best(report, [t for t in TARGETS if t.stock]) if self.compare else ("", None)
+        ratio = None
+        if ours[1] is not None and stock[1] is not None and stock[1] > 0:
+            ratio = ours[1] / stock[1]
+        return Headline(
+            scenario=self.scenario,
+            metric=self.metric,
+            what=self.what,
+            ours=ours[1],
+            ours_label=ours[0],
+            stock=stock[1],
+            stock_label=stock[0],
+            ratio=ratio,
+            target=self.target,
+            met=self.check(ours[1], ratio),
+        )
+
+    def _best(
+        self, report: Report, targets: list[Target], *, worst: bool = False
+    ) -> tuple[str, float | None]:
+        found = [
+            (t.label, v)
+            for t in targets
+            if (v := report.median(self.scenario, t.label, self.metric)) is not None
+        ]
+        if not found:
+            return "", None
+        pick = max if self.higher_better != worst else min
+        return pick(found, key=lambda item: item[1])
+
+
+def _at_most(bound: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda ours, ratio: None if ratio is None else ratio <= bound
+
+
+def _at_least(bound: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda ours, ratio: None if ratio is None else ratio >= bound
+
+
+def _below(bound: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda ours, ratio: ours is not None and ours < bound
+
+
+def _works(ours: float | None, ratio: float | None) -> bool:
+    return ours is not None
+
+
+MEMORY_BOUND_MIB = 16.0
+"""Memory growth counted as bounded: the windows (4 MiB connection, 256 KiB per stream)
+plus room for the allocator and the frames in hand."""
+
+HEADLINES = (
+    _Spec("rtt", "p50_ms", "round trip p50", False, "<= 0.6x", _at_most(0.6)),
+    _Spec("rtt", "p99_ms", "round trip p99", False, "", lambda o, r: None),
+    _Spec("rtt", "cpu_ms", "CPU per call", False, "", lambda o, r: None),
+    _Spec("throughput", "calls_per_s", "calls/s, 64 in flight", True, ">= 1.5x", _at_least(1.5)),
+    _Spec("streaming", "deltas_per_s", "deltas/s", True, ">= 10x", _at_least(10)),
+    _Spec("streaming", "first_ms", "first delta", False, "< 1 ms", _below(1.0)),
+    _Spec("hol", "ratio", "HOL p99, loaded/idle", False, "<= 3", _below(3.0000001), False),
+    _Spec("memory", "server_mib", "server RSS growth, MiB", False, "bounded", _below(16), False),
+    _Spec("memory", "client_mib", "client RSS growth, MiB", False, "bounded", _below(16), False),
+    _Spec("large_64mib", "ms", "64 MiB result, ms", False, "works", _works),
+    _Spec("connections", "answered", "connections served", True, "all", lambda o, r: None, False),
+    _Spec("streams", "in_flight", "streams in flight", True, "all", lambda o, r: None, False),
+)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "mcp": version("mcp"),
+        "mcp_ws": version("mcp-ws"),
+    }
+
+
+async def _run_target(
+    report: Report, target: Target, server: Running, todo: list[Scenario], step: STEP
+) -> None:
+    """Run ``todo`` on one client, opening a fresh one after a failure."""
+    pending = list(todo)
+    while pending:
+        ran = False
+        try:
+            with anyio.fail_after(60 + sum(s.limit for s in pending)):
+                async with server.client(target) as client:
+                    while pending:
+                        scenario = pending[0]
+                        with step(f"{target.label}: {scenario.title}"):
+                            ran = True
+                            pending.pop(0)
+                            try:
+                                with anyio.fail_after(scenario.limit):
+                                    figures = await scenario.run(client, target, report.sizes)
+                            except Exception as exc:
+                                report.fail(scenario.key, target.label, _describe(exc))
+                                break
+                            report.add(scenario.key, target.label, figures)
+        except Exception as exc:
+            if not ran:
+                for scenario in pending:
+                    with step(f"{target.label}: {scenario.title}"):
+                        report.fail(scenario.key, target.label, f"cannot connect: {_describe(exc)}")
+                return
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+async def run_bench(
+    *,
+    sizes: Sizes,
+    repeats: int,
+    targets: tuple[Target, ...] = TARGETS,
+    scale: bool = True,
+    only: set[str] | None = None,
+    step: STEP = lambda name: nullcontext(),
+    backend: str = "asyncio",
+) -> Report:
+    """Measure every target ``repeats`` times; ``step(name)`` wraps each step (progress).
+
+    ``only`` limits the per-target scenarios to those keys; ``scale`` adds the mcp-ws
+    scale runs (many connections, many streams).
+    """
+    report = Report(sizes=sizes, repeats=repeats, backend=backend, machine=_machine())
+    todo = _selected(sizes, only)
+    report.titles = {s.key: s.title for s in todo}
+    if scale:
+        report.titles["connections"] = f"{sizes.connections:,} connections to one server"
+        report.titles["streams"] = f"{sizes.streams:,} calls in flight on one connection"
+    started = time.perf_counter()
+    kinds = [k for k in ("ws", "stdio", "http", "inproc") if any(t.kind == k for t in targets)]
+    for _ in range(repeats):
+        for kind in kinds:
+            async with running(kind) as server:
+                for target in (t for t in targets if t.kind == kind):
+                    await _run_target(report, target, server, todo, step)
+                if kind == "ws" and scale and any(t.ours for t in targets):
+                    await _scale(report, server, step)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _scale(report: Report, server: Running, step: STEP) -> None:
+    label = "mcp-ws"
+    runs: list[tuple[str, Callable[[Running, Sizes], Awaitable[Figures]]]] = [
+        ("connections", connections),
+        ("streams", streams),
+    ]
+    for key, run in runs:
+        with step(f"{label}: {report.titles[key]}"):
+            try:
+                with anyio.fail_after(120):
+                    report.add(key, label, await run(server, report.sizes))
+            except Exception as exc:
+                report.fail(key, label, _describe(exc))
+
+
+def _selected(sizes: Sizes, only: set[str] | None) -> list[Scenario]:
+    return [s for s in scenarios(sizes) if only is None or s.key in only]
+
+
+def steps_per_repeat(
+    sizes: Sizes,
+    targets: tuple[Target, ...] = TARGETS,
+    scale: bool = True,
+    only: set[str] | None = None,
+) -> int:
+    """How many steps one repeat takes (for a progress bar)."""
+    return len(targets) * len(_selected(sizes, only)) + (2 if scale else 0)

@@ -1,0 +1,140 @@
+"""``mcp-ws bench``: it runs every scenario against every transport and reports honestly.
+
+Only shapes and bookkeeping are asserted here, never speed: the figures themselves belong
+in ``bench/RESULTS.md``. The command runs as a subprocess on asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from mcp_ws.bench.runner import Report
+from mcp_ws.bench.scenarios import Sizes
+
+from .test_cli import run_command
+
+pytestmark = pytest.mark.anyio
+
+TINY = ("--quick", "--round-trips", "12", "--deltas", "40", "--connections", "4", "--streams", "9")
+
+
+def figures(row: dict[str, Any]) -> dict[str, float]:
+    return {k: v["median"] for k, v in row.items() if k != "error"}
+
+
+@pytest.mark.timeout(150)
+async def test_every_transport_in_one_run_with_ratios_against_the_best_stock_one(
+    anyio_backend: str,
+) -> None:
+    code, out, err = await run_command(
+        anyio_backend,
+        "bench",
+        *TINY,
+        "--json",
+        "--scenarios",
+        "rtt,throughput,streaming,large",
+        "--large",
+        "1",
+        timeout=140,
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["repeats"] == 1 and report["sizes"]["deltas"] == 40
+    labels = [
+        "mcp-ws",
+        "mcp-ws (legacy)",
+        "stdio",
+        "stdio (legacy)",
+        "streamable HTTP",
+        "streamable HTTP (legacy)",
+        "in-process",
+    ]
+    results = report["results"]
+    assert list(results) == ["rtt", "throughput", "streaming", "large_1mib"]
+    for label in labels:
+        rtt = figures(results["rtt"]["targets"][label])
+        assert 0 < rtt["p50_ms"] <= rtt["p99_ms"] and rtt["cpu_ms"] > 0
+        stream = figures(results["streaming"]["targets"][label])
+        assert stream["deltas_per_s"] > 0 and stream["first_ms"] > 0
+    # a failing stock transport is reported as such, with its error, not dropped
+    legacy_http = results["large_1mib"]["targets"]["streamable HTTP (legacy)"]
+    assert "1048576 byte limit" in legacy_http["error"] and len(legacy_http) == 1
+    assert figures(results["large_1mib"]["targets"]["mcp-ws"])["ms"] > 0
+    # the headline compares mcp-ws with the best stock transport, by the figure's direction
+    by_metric = {h["metric"]: h for h in report["headlines"]}
+    rtt = by_metric["p50_ms"]
+    stock = {lab: figures(results["rtt"]["targets"][lab])["p50_ms"] for lab in labels[2:6]}
+    assert rtt["stock_label"] == min(stock, key=lambda lab: stock[lab])
+    assert math.isclose(rtt["ratio"], rtt["ours"] / rtt["stock"])
+    rate = by_metric["calls_per_s"]
+    assert rate["stock"] == max(
+        figures(results["throughput"]["targets"][lab])["calls_per_s"] for lab in labels[2:6]
+    )
+    assert rate["met"] == (rate["ratio"] >= 1.5)
+
+
+@pytest.mark.timeout(120)
+async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(anyio_backend: str) -> None:
+    code, out, err = await run_command(
+        anyio_backend,
+        "bench",
+        *TINY,
+        "--transports",
+        "ws",
+        "--scenarios",
+        "hol,memory,scale",
+        timeout=110,
+    )
+    assert code == 0, err
+    for title in (
+        "small calls beside a bulk stream to a slow reader",
+        "a producer outrunning its reader",
+        "4 connections to one server",
+        "9 calls in flight on one connection",
+        "mcp-ws against the best stock transport",
+    ):
+        assert title in out
+    assert "FAILED" not in out
+
+
+@pytest.mark.timeout(60)
+async def test_bad_options_are_clear_errors(anyio_backend: str) -> None:
+    code, _, err = await run_command(anyio_backend, "bench", "--transports", "ws,pigeon")
+    assert code == 2 and "--transports takes some of ws, stdio, http, inproc" in err
+    code, _, err = await run_command(anyio_backend, "bench", "--large", "1.5")
+    assert code == 2 and "--large takes whole MiB" in err
+    code, _, err = await run_command(anyio_backend, "bench", "--repeats", "0")
+    assert code == 2 and "--repeats must be at least 1" in err
+
+
+def test_absolute_bounds_hold_for_every_era_of_mcp_ws() -> None:
+    report = Report(sizes=Sizes.quick(), repeats=1, backend="asyncio")
+    report.titles = {"hol": "hol", "memory": "memory"}
+    report.add("hol", "mcp-ws", {"ratio": 1.2})
+    report.add("hol", "mcp-ws (legacy)", {"ratio": 3.5})
+    report.add("memory", "mcp-ws", {"server_mib": 1.0, "client_mib": 2.0})
+    report.add("memory", "stdio", {"server_mib": 0.0, "client_mib": 150.0})
+    found = {h.metric: h for h in report.headlines()}
+    assert found["ratio"].ours == 3.5 and found["ratio"].met is False  # the worse era counts
+    assert found["server_mib"].met is True and found["server_mib"].stock is None
+    assert found["client_mib"].ours == 2.0
+
+
+def test_a_target_that_never_succeeded_has_no_median_and_its_error_is_kept() -> None:
+    report = Report(sizes=Sizes.quick(), repeats=2, backend="trio")
+    report.titles = {"large_64mib": "a 64 MiB result"}
+    report.fail("large_64mib", "stdio", "timed out")
+    report.add("large_64mib", "mcp-ws", {"ms": 900.0})
+    report.add("large_64mib", "mcp-ws", {"ms": 700.0})
+    assert report.median("large_64mib", "stdio", "ms") is None
+    assert report.failed("large_64mib", "stdio") == "timed out"
+    assert report.spread("large_64mib", "mcp-ws", "ms") == (800.0, 700.0, 900.0)
+    (headline,) = report.headlines()
+    assert headline.met is True and headline.ratio is None
+    data = report.to_json()["results"]["large_64mib"]["targets"]
+    assert data["stdio"] == {"error": "timed out"}
+    assert data["mcp-ws"]["ms"]["samples"] == [900.0, 700.0]
