@@ -23,8 +23,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import msgpack
-
 from .constants import ErrorCode, Flag, FrameType, close_code_for
 from .errors import (
     ConnectionClosedError,
@@ -63,7 +61,7 @@ from .frames import (
     encode_frame,
 )
 from .limits import Limits, TokenBucket
-from .message import InvalidMessage, decode_payload, encode_payload
+from .message import InvalidMessage, decode_payload, encode_payload, pack
 from .scheduler import Scheduler
 from .settings import MIN_FRAME_SIZE, MIN_WINDOW, Settings
 from .state import Outcome, StreamInput, StreamState, transition
@@ -73,6 +71,8 @@ __all__ = ["Connection", "ConnectionState", "Role"]
 
 #: Extra seconds of silence, beyond twice the ping interval, before the peer is dead.
 DEAD_PEER_GRACE = 5.0
+
+_DATA = int(FrameType.DATA)
 
 
 class Role(enum.Enum):
@@ -375,8 +375,8 @@ class Connection:
                 self._flow.consume_send,
                 self.peer_settings.max_frame_size,
             ):
-                frames.append(msgpack.packb((FrameType.DATA, sid, flags, payload)))
-                if flags & Flag.END:
+                frames.append(pack((_DATA, sid, int(flags), payload)))
+                if flags is Flag.END:
                     stream = self._streams.get(sid)
                     if stream is not None and stream.state is StreamState.CLOSED:
                         self._finish(stream)  # its END is on the wire at last
@@ -527,10 +527,11 @@ class Connection:
             if sid not in self._recent_set:
                 self._useless(f"DATA for forgotten stream {sid}")
             return
-        end = bool(flags & Flag.END)
+        bits = int(flags)  # IntFlag arithmetic is slow per frame
+        end = bool(bits & 1)
         if sid == 0 and end:
             raise ProtocolError("END on stream 0")
-        more = bool(flags & Flag.MORE)
+        more = bool(bits & 2)
         if size == 0 and not end and not more and stream.partial is None:
             self._useless("empty DATA frame")
             return

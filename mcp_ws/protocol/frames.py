@@ -14,6 +14,7 @@ import msgpack
 
 from .constants import MAX_WINDOW, Flag, FrameType
 from .errors import FrameSizeError, ProtocolError
+from .message import pack
 
 __all__ = [
     "MAX_STREAM_ID",
@@ -137,7 +138,7 @@ def encode_frame(frame: Frame) -> bytes:
             fields = [FrameType.HELLO, 0, 0, settings]
         case UnknownFrame(frame_type=ftype, stream_id=sid, flags=flags):
             fields = [ftype, sid, flags]
-    return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+    return pack(fields)
 
 
 def _int(value: object, what: str, lo: int, hi: int) -> int:
@@ -162,11 +163,15 @@ def _payload(raw: list[Any], name: str, max_frame_size: int) -> bytes:
     return payload
 
 
+_DATA_FLAGS = (Flag.NONE, Flag.END, Flag.MORE)  # by the value of the END and MORE bits
+_DATA, _OPEN = int(FrameType.DATA), int(FrameType.OPEN)
+
+
 def _data_flags(flags: int, name: str) -> Flag:
-    known = Flag(flags & (Flag.END | Flag.MORE))
-    if known == Flag.END | Flag.MORE:
+    known = flags & 3  # END | MORE, as plain ints: IntFlag arithmetic is slow per frame
+    if known == 3:
         raise ProtocolError(f"{name} frame sets both END and MORE")
-    return known
+    return _DATA_FLAGS[known]
 
 
 def _reason_field(value: object) -> str:
@@ -183,14 +188,14 @@ def _decode_frame(raw: object, max_frame_size: int) -> Frame:
         raise ProtocolError(f"frame type must be an integer, got {ftype!r}")
     sid = _int(raw[1], "stream_id", 0, MAX_STREAM_ID)
     flags = _int(raw[2], "flags", 0, 0xFF)
-    if ftype == FrameType.DATA:
+    if ftype == _DATA:
         _fields(raw, 4, "DATA")
         return Data(
             stream_id=sid,
             flags=_data_flags(flags, "DATA"),
             payload=_payload(raw, "DATA", max_frame_size),
         )
-    if ftype == FrameType.OPEN:
+    if ftype == _OPEN:
         _fields(raw, 4, "OPEN")
         if sid == 0:
             raise ProtocolError("OPEN on stream 0")

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 
-__all__ = ["InvalidMessage", "decode_payload", "encode_payload", "is_jsonrpc"]
+__all__ = ["InvalidMessage", "decode_payload", "encode_payload", "is_jsonrpc", "pack"]
+
+_local = threading.local()
+
+
+def pack(obj: object) -> bytes:
+    """MessagePack bytes of ``obj`` (``bytes`` as ``bin``), with a packer reused per thread
+    (``msgpack.packb`` builds a new one for every call)."""
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)  # type: ignore[no-any-return]
 
 
 class InvalidMessage(ValueError):
@@ -17,7 +30,7 @@ class InvalidMessage(ValueError):
 def encode_payload(message: Mapping[str, Any]) -> bytes:
     """MessagePack bytes of one JSON-RPC message (``bytes`` values become ``bin``)."""
     try:
-        return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+        return pack(message)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"message cannot be encoded as MessagePack: {exc}") from None
 

@@ -353,8 +353,12 @@ class SessionBridge:
 
     # ------------------------------------------------------------------ streaming, direct
 
-    async def send_partial(self, request_id: RequestId, message: dict[str, Any]) -> None:
+    async def send_partial(
+        self, request_id: RequestId, message: dict[str, Any], *, urgent: bool = False
+    ) -> None:
         """Queue ``message`` on the stream of the peer's request ``request_id``.
+
+        ``urgent`` lets the writer send it before the producer goes on (no coalescing).
 
         Waits for that stream's credit only (at most one message beyond the window is
         ever queued), never for the connection's other streams. Raises
@@ -384,7 +388,7 @@ class SessionBridge:
         # every PARTIAL_YIELD_INTERVAL: the first delta goes out at once, and a fast
         # producer's deltas are coalesced into few WebSocket messages in between.
         now = anyio.current_time()
-        if now - self._partial_yield_at >= PARTIAL_YIELD_INTERVAL:
+        if urgent or now - self._partial_yield_at >= PARTIAL_YIELD_INTERVAL:
             self._partial_yield_at = now
             await anyio.lowlevel.checkpoint()
         else:

@@ -212,7 +212,9 @@ class PartialResults:
         self._seq += 1
         if self._bridge is not None:
             message = {"jsonrpc": "2.0", "method": PARTIAL_RESULT, "params": params}
-            await self._bridge.send_partial(self._request_id, message)
+            # the start and the first delta go out at once; later ones may coalesce
+            urgent = params["seq"] <= 1
+            await self._bridge.send_partial(self._request_id, message, urgent=urgent)
             return
         if "content" in params:
             params["content"] = [as_json_safe(b) for b in params["content"]]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -59,6 +60,9 @@ __all__ = [
     "partial_result_binding",
     "stream_tool",
 ]
+
+YIELD_INTERVAL = 0.001
+"""Seconds the iteration may hand out waiting deltas before it lets other tasks run."""
 
 LATE_DELTA_GRACE = 1.0
 """Seconds to wait, on transports without ordering, for deltas the result says were sent."""
@@ -164,6 +168,7 @@ class ToolStream:
         self._next_seq = 0
         self._end: _End | None = None
         self._end_deadline = 0.0
+        self._yielded_at = -math.inf
         self._outcome: Completed | Failed | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._call_scope: anyio.CancelScope  # created on entry, in the event loop
@@ -256,8 +261,20 @@ class ToolStream:
                 with anyio.move_on_after(remaining):
                     self._absorb(await self._inbox.receive())
                 continue
-            self._absorb(await self._inbox.receive())
+            self._absorb(await self._next_delivery())
         raise StopAsyncIteration
+
+    async def _next_delivery(self) -> _Delivery:
+        """The next delivery: without a trip through the event loop when one is waiting
+        (yielding at least every `YIELD_INTERVAL`), else wait for it."""
+        if time.monotonic() - self._yielded_at < YIELD_INTERVAL:
+            try:
+                return self._inbox.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+        item = await self._inbox.receive()
+        self._yielded_at = time.monotonic()
+        return item
 
     # ------------------------------------------------------------------ deliveries
 

@@ -93,7 +93,8 @@ class WebSocket:
         self.request = request  # the handshake request (server side)
         self._stream = stream
         self._protocol = protocol
-        self._send_lock = anyio.Lock()
+        # fast_acquire: an uncontended write does not yield before it reaches the socket
+        self._send_lock = anyio.Lock(fast_acquire=True)
         self._messages: deque[bytes | str] = deque()
         self._fragments: list[bytes] = []
         self._fragment_text = False
