@@ -306,17 +306,18 @@ class Connection:
         if outcome is Outcome.OK:
             self._reset(stream, error_code, reason)
 
-    def acknowledge_received(self, stream_id: int, size: int) -> None:
+    def acknowledge_received(self, stream_id: int, size: int) -> bool:
         """The application consumed ``size`` bytes of messages from ``stream_id``.
 
         This returns credit to the peer (batched); pass each ``MessageReceived``'s
         ``flow_controlled_length``. Acknowledging a reset or forgotten stream does nothing.
+        Returns whether a CREDIT frame was queued (so the writer has something to send).
         """
         if size < 0:
             raise UsageError("size must not be negative")
         stream = self._streams.get(stream_id) or self._lingering.get(stream_id)
         if stream is None or self.closed:
-            return
+            return False
         if size > stream.unacked:
             raise UsageError(
                 f"acknowledging {size} bytes on stream {stream_id}, only {stream.unacked} delivered"
@@ -325,9 +326,11 @@ class Connection:
         early = min(size, stream.early)
         stream.early -= early
         self._early_total -= early
-        self._grant(self._flow.acknowledge_received(stream_id, size - early))
+        grants = self._flow.acknowledge_received(stream_id, size - early)
+        self._grant(grants)
         if stream.id in self._lingering and stream.unacked == 0:
             del self._lingering[stream.id]
+        return bool(grants)
 
     def release_stream(self, stream_id: int) -> None:
         """Free a peer-opened stream's ``max_streams`` slot (with ``auto_release=False``)."""

@@ -395,9 +395,8 @@ class SessionBridge:
             await anyio.lowlevel.checkpoint_if_cancelled()
 
     def _acknowledge(self, sid: int, size: int) -> None:
-        if size and self.mux is not None:
-            self.mux.core.acknowledge_received(sid, size)
-            self.mux.wake()
+        if size and self.mux is not None and self.mux.core.acknowledge_received(sid, size):
+            self.mux.wake()  # a CREDIT frame is due (they are batched, a quarter window each)
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every stream still open (we are leaving)."""

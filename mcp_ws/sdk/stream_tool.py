@@ -17,7 +17,6 @@ the end cancels the call on the server.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -311,11 +310,16 @@ class ToolStream:
         if kind != "delta":
             return None  # an event this version does not know
         raw = params.get("content")
-        blocks = [dict(b) for b in raw if isinstance(b, Mapping)] if isinstance(raw, list) else []
+        blocks = (
+            [b if type(b) is dict else dict(b) for b in raw if isinstance(b, Mapping)]
+            if isinstance(raw, list)
+            else []
+        )
         structured = params.get("structuredContent")
-        with contextlib.suppress(ValueError, TypeError):
-            # the final result is authoritative; the running text is best effort
+        try:  # noqa: SIM105 - per delta; contextlib.suppress costs a context manager each
             self._aggregate.add(blocks)
+        except (ValueError, TypeError):
+            pass  # the final result is authoritative; the running text is best effort
         if structured is not None:
             self._aggregate.add_structured(structured)
         return Delta(seq=seq, blocks=blocks, structured=structured)
