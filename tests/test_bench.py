@@ -99,6 +99,8 @@ async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(anyio_backend
     ):
         assert title in out
     assert "FAILED" not in out
+    served = next(line for line in out.splitlines() if line.startswith("connections served"))
+    assert served.split()[2:] == ["4", "all", "yes"]
 
 
 @pytest.mark.timeout(60)

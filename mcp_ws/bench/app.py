@@ -58,8 +58,9 @@ def build_bench_app() -> MCPServer:
     advertise_streaming(app)
     gauge = _Gauge()
 
+    # Async tools: the SDK runs a sync tool in a worker thread, a cost no transport changes.
     @app.tool()
-    def echo(text: str) -> str:
+    async def echo(text: str) -> str:
         """Return ``text``."""
         return text
 
@@ -82,7 +83,7 @@ def build_bench_app() -> MCPServer:
         return f"{count} progress notifications"
 
     @app.tool()
-    def blob(size: int) -> str:
+    async def blob(size: int) -> str:
         """A result of ``size`` characters."""
         return "x" * size
 
@@ -98,7 +99,7 @@ def build_bench_app() -> MCPServer:
         return gauge.most
 
     @app.tool()
-    def stats() -> dict[str, Any]:
+    async def stats() -> dict[str, Any]:
         """This process: pid, CPU seconds, RSS and peak RSS in KiB."""
         rss, hwm = memory_kib()
         return {"pid": os.getpid(), "cpu": time.process_time(), "rss_kib": rss, "hwm_kib": hwm}

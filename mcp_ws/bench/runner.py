@@ -154,8 +154,14 @@ class _Spec:
             stock_label=stock[0],
             ratio=ratio,
             target=self.target,
-            met=self.check(ours[1], ratio),
+            met=self._met(report, ours[1], ratio),
         )
+
+    def _met(self, report: Report, ours: float | None, ratio: float | None) -> bool | None:
+        if self.target == "all":  # the scale runs: every connection or call was served
+            wanted = {"connections": report.sizes.connections, "streams": report.sizes.streams}
+            return ours is not None and ours >= wanted[self.scenario]
+        return self.check(ours, ratio)
 
     def _best(
         self, report: Report, targets: list[Target], *, worst: bool = False
@@ -203,7 +209,7 @@ HEADLINES = (
     _Spec("memory", "client_mib", "client RSS growth, MiB", False, "bounded", _below(16), False),
     _Spec("large_64mib", "ms", "64 MiB result, ms", False, "works", _works),
     _Spec("connections", "answered", "connections served", True, "all", lambda o, r: None, False),
-    _Spec("streams", "in_flight", "streams in flight", True, "all", lambda o, r: None, False),
+    _Spec("streams", "in_flight", "calls in flight at once", True, "all", lambda o, r: None, False),
 )
 
 

@@ -54,7 +54,7 @@ class Sizes:
             memory_seconds=1.5,
             connections=200,
             streams=2000,
-            large_limit=15.0,
+            large_limit=10.0,
         )
 
 
