@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,7 +79,10 @@ async def test_every_transport_in_one_run_with_ratios_against_the_best_stock_one
 
 
 @pytest.mark.timeout(120)
-async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(anyio_backend: str) -> None:
+async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    saved = tmp_path / "results.json"
     code, out, err = await run_command(
         anyio_backend,
         "bench",
@@ -87,6 +91,8 @@ async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(anyio_backend
         "ws",
         "--scenarios",
         "hol,memory,scale",
+        "--save",
+        str(saved),
         timeout=110,
     )
     assert code == 0, err
@@ -101,6 +107,15 @@ async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(anyio_backend
     assert "FAILED" not in out
     served = next(line for line in out.splitlines() if line.startswith("connections served"))
     assert served.split()[2:] == ["4", "all", "yes"]
+    # the saved results print again as Markdown, without running anything
+    code, md, err = await run_command(anyio_backend, "bench", "--load", str(saved))
+    assert code == 0, err
+    assert "**4 connections to one server**" in md
+    assert "| connections served | 4 |  |  | all | yes |" in md
+    saved_data = json.loads(saved.read_text())
+    assert set(saved_data["results"]) == {"hol", "memory", "connections", "streams"}
+    code, _, err = await run_command(anyio_backend, "bench", "--load", str(tmp_path / "none"))
+    assert code == 1 and "cannot read bench results from" in err
 
 
 @pytest.mark.timeout(60)

@@ -45,11 +45,21 @@ def memory_kib(pid: int | str = "self") -> tuple[int, int]:
 
 
 class _Gauge:
-    """How many ``hold`` calls are in flight at once, and the most seen."""
+    """How many ``hold`` calls are in flight at once, and the most seen since none were."""
 
     def __init__(self) -> None:
         self.now = 0
         self.most = 0
+        self.reached = anyio.Event()
+
+    def enter(self, wanted: int) -> None:
+        if self.now == 0:  # a new round
+            self.most = 0
+            self.reached = anyio.Event()
+        self.now += 1
+        self.most = max(self.most, self.now)
+        if self.now >= wanted:
+            self.reached.set()
 
 
 def build_bench_app() -> MCPServer:
@@ -88,12 +98,13 @@ def build_bench_app() -> MCPServer:
         return "x" * size
 
     @app.tool()
-    async def hold(seconds: float) -> int:
-        """Stay in flight for ``seconds``; return how many were in flight at most."""
-        gauge.now += 1
-        gauge.most = max(gauge.most, gauge.now)
+    async def hold(until: int, seconds: float) -> int:
+        """Stay in flight until ``until`` calls are (at most ``seconds``); return how many
+        were in flight at most."""
+        gauge.enter(until)
         try:
-            await anyio.sleep(seconds)
+            with anyio.move_on_after(seconds):
+                await gauge.reached.wait()
         finally:
             gauge.now -= 1
         return gauge.most

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -9,7 +11,7 @@ from rich.text import Text
 from .runner import Report
 from .targets import TARGETS
 
-__all__ = ["render"]
+__all__ = ["markdown", "render"]
 
 #: metric -> (column heading, format)
 METRICS: dict[str, tuple[str, str]] = {
@@ -124,3 +126,47 @@ def render(report: Report) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def _md_value(metric: str, cell: dict[str, Any], repeats: int) -> str:
+    fmt = METRICS.get(metric, (metric, "{:.3g}"))[1]
+    text = fmt.format(cell["median"])
+    if repeats > 1 and cell["min"] != cell["max"]:
+        text += f" ({fmt.format(cell['min'])}-{fmt.format(cell['max'])})"
+    return text
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The JSON form of a report (`Report.to_json`) as Markdown tables."""
+    lines: list[str] = []
+    repeats = int(data.get("repeats", 1))
+    for scenario in data["results"].values():
+        rows: dict[str, Any] = scenario["targets"]
+        metrics: list[str] = []
+        for row in rows.values():
+            metrics += [m for m in row if m != "error" and m not in metrics]
+        headings = [METRICS.get(m, (m, ""))[0] for m in metrics]
+        lines += [f"**{scenario['title']}**", ""]
+        lines.append("| transport | " + " | ".join(headings) + " |")
+        lines.append("|---" * (len(metrics) + 1) + "|")
+        for label, row in rows.items():
+            if "error" in row and len(row) == 1:
+                cells = ["FAILED: " + row["error"].replace("|", "/")] + [""] * (len(metrics) - 1)
+            else:
+                cells = [_md_value(m, row[m], repeats) if m in row else "-" for m in metrics]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        "**mcp-ws against the best stock transport (medians)**",
+        "",
+        "| figure | mcp-ws | best stock | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for h in data["headlines"]:
+        fmt = METRICS.get(h["metric"], (h["metric"], "{:.3g}"))[1]
+        ours = fmt.format(h["ours"]) if h["ours"] is not None else "failed"
+        stock = f"{fmt.format(h['stock'])} ({h['stock_label']})" if h["stock"] is not None else ""
+        ratio = f"{h['ratio']:.2f}x" if h["ratio"] is not None else ""
+        met = {True: "yes", False: "**no**", None: ""}[h["met"]]
+        lines.append(f"| {h['what']} | {ours} | {stock} | {ratio} | {h['target']} | {met} |")
+    return "\n".join(lines) + "\n"

@@ -73,7 +73,8 @@ async def connections(server: Running, sizes: Sizes) -> Figures:
 
 
 async def streams(server: Running, sizes: Sizes) -> Figures:
-    """``streams`` calls in flight at once on one connection (each holds for 1 s).
+    """``streams`` calls in flight at once on one connection: each waits on the server
+    until all have arrived (60 s at most).
 
     Figures: the most the server saw in flight, seconds until all answered.
     """
@@ -84,7 +85,7 @@ async def streams(server: Running, sizes: Sizes) -> Figures:
 
         async def one() -> None:
             nonlocal most
-            result = await client.call_tool("hold", {"seconds": 1.0})
+            result = await client.call_tool("hold", {"until": count, "seconds": 60.0})
             most = max(most, int(result.structured_content["result"]))
 
         async with anyio.create_task_group() as tg:

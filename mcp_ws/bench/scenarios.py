@@ -129,6 +129,9 @@ async def throughput(client: Client, target: Target, sizes: Sizes) -> Figures:
         for _ in range(each):
             await client.call_tool("echo", {"text": SMALL_TEXT})
 
+    async with anyio.create_task_group() as tg:  # warm up: every worker once
+        for _ in range(sizes.in_flight):
+            tg.start_soon(client.call_tool, "echo", {"text": SMALL_TEXT})
     async with _Cpu(client) as cpu:
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:
@@ -181,6 +184,7 @@ async def _consume(client: Client, target: Target, count: int, size: int, reader
 async def streaming(client: Client, target: Target, sizes: Sizes) -> Figures:
     """One ``deltas``-delta stream read as fast as it comes: deltas/s, first delta ms,
     CPU per delta."""
+    await _consume(client, target, min(sizes.deltas, 1000), 8, _Reader())  # warm up
     async with _Cpu(client) as cpu:
         reader = _Reader()
         await _consume(client, target, sizes.deltas, 8, reader)

@@ -13,7 +13,7 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..bench.render import render
+from ..bench.render import markdown, render
 from ..bench.runner import run_bench, steps_per_repeat
 from ..bench.scenarios import MiB, Sizes, scenarios
 from ..bench.targets import TARGETS
@@ -28,7 +28,13 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``mcp-ws bench``."""
     parser.add_argument("--quick", action="store_true", help="smaller counts, one repeat (~1 min)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the results as Markdown tables"
+    )
     parser.add_argument("--save", metavar="FILE", help="also write the JSON results to FILE")
+    parser.add_argument(
+        "--load", metavar="FILE", help="print the results saved in FILE instead of running"
+    )
     parser.add_argument("--repeats", type=int, help="runs of everything (default 3, quick 1)")
     parser.add_argument(
         "--transports",
@@ -88,6 +94,14 @@ def _choice(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
 
 async def bench_command(args: argparse.Namespace) -> int:
     """Run the benchmark; print tables (or JSON with --json). Exit 0 when it ran."""
+    if args.load:
+        try:
+            data = json.loads(await anyio.Path(args.load).read_text())
+            text = json.dumps(data, indent=2) if args.json else markdown(data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            fail(f"cannot read bench results from {args.load}: {exc}")
+        sys.stdout.write(text + ("\n" if args.json else ""))
+        return 0
     sizes = _sizes(args)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     if repeats < 1:
@@ -144,6 +158,8 @@ async def bench_command(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif args.markdown:
+        sys.stdout.write(markdown(report.to_json()))
     else:
         Console(width=max(Console().width, 120)).print(render(report))
     return 0
