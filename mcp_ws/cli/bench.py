@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,6 +121,10 @@ async def bench_command(args: argparse.Namespace) -> int:
             keep |= {s.key for s in scenarios(sizes) if s.key.startswith("large")}
     else:
         keep = None
+    # The SDK's HTTP client logs an error when a session closes with server-sent events
+    # still arriving (as it does after the cancelled bulk streams); the bench reports
+    # every failure itself.
+    logging.getLogger("mcp.client.streamable_http").setLevel(logging.CRITICAL)
     err = Console(stderr=True)
     total = repeats * steps_per_repeat(sizes, targets, scale, keep)
     with Progress(
