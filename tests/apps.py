@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 
 import anyio
@@ -158,6 +159,15 @@ def build_app(probe: Probe | None = None) -> MCPServer:
         """Which of the probe's events fired: started, cancelled, finished."""
         fired = [("started", probe.started), ("cancelled", probe.cancelled), ("finished", probe.finished)]
         return ",".join(name for name, event in fired if event.is_set())
+
+    @app.tool()
+    async def first_then_busy(busy: float, ctx: Context) -> CallToolResult:
+        """Send one delta, then compute for ``busy`` seconds without yielding, then another."""
+        async with mcp_ws.partial_results(ctx) as out:
+            await out.send_text("first ")
+            time.sleep(busy)  # noqa: ASYNC251 - a producer that computes without yielding
+            await out.send_text("second")
+        return out.result()
 
     @app.tool()
     def crash(code: int) -> str:

@@ -427,13 +427,19 @@ def test_credit_grants_are_batched_per_quarter_window(pair):
     for _ in range(200):
         pair.client.send_message(sid, body)
     pair.flush()
-    for m in pair.messages("server"):
+    queued = [
         pair.server.acknowledge_received(sid, m.flow_controlled_length)
+        for m in pair.messages("server")
+    ]
     credits = [f for f in frames_of(pair.server.data_to_send()) if isinstance(f, Credit)]
     stream_grants = [f.increment for f in credits if f.stream_id == sid]
     assert stream_grants
     assert all(g >= 262144 // 4 for g in stream_grants)
     assert len(stream_grants) <= 4
+    # acknowledge_received says which acknowledgements queued a CREDIT (so the I/O layer
+    # wakes its writer only for those): one per batch, not one per message
+    assert 0 < sum(queued) <= len(credits) < len(queued)
+    assert pair.server.acknowledge_received(sid, 0) is False
 
 
 def test_acknowledging_more_than_delivered_is_a_usage_error(pair):

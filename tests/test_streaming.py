@@ -125,6 +125,21 @@ async def test_leaving_early_cancels_the_producer_within_one_send() -> None:
             assert text_of(await session.call_tool("echo", {"text": "after"})) == "after"
 
 
+async def test_the_first_delta_goes_out_before_the_producer_goes_on(anyio_backend: str) -> None:
+    # Later deltas may be coalesced while the producer runs; the first one may not wait
+    # for the producer's next yield (the server runs in its own process, so its busy
+    # loop does not stall this client).
+    with anyio.fail_after(30):
+        async with app_process(anyio_backend, 30) as (_, url), session_to(url) as session:
+            arrivals: list[float] = []
+            async with mcp_ws.stream_tool(session, "first_then_busy", {"busy": 0.6}) as stream:
+                async for event in stream:
+                    if isinstance(event, mcp_ws.Delta):
+                        arrivals.append(anyio.current_time())
+            assert stream.text == "first second"
+            assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= 0.5
+
+
 async def test_a_fast_producer_cancelled_by_the_client_ends_cancelled_not_failed() -> None:
     # The peer's CANCEL closes the stream at once; the SDK learns of it a moment later.
     # A producer sending in between waits for that cancellation instead of failing with
