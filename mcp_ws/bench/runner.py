@@ -242,7 +242,8 @@ async def _run_target(
                                 with anyio.fail_after(scenario.limit):
                                     figures = await scenario.run(client, target, report.sizes)
                             except Exception as exc:
-                                report.fail(scenario.key, target.label, _describe(exc))
+                                why = _describe(exc, scenario.limit)
+                                report.fail(scenario.key, target.label, why)
                                 break
                             report.add(scenario.key, target.label, figures)
         except Exception as exc:
@@ -253,9 +254,9 @@ async def _run_target(
                 return
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, limit: float | None = None) -> str:
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return f"timed out after {limit:g} s" if limit else "timed out"
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -308,7 +309,7 @@ async def _scale(report: Report, server: Running, step: STEP) -> None:
                 with anyio.fail_after(120):
                     report.add(key, label, await run(server, report.sizes))
             except Exception as exc:
-                report.fail(key, label, _describe(exc))
+                report.fail(key, label, _describe(exc, 120))
 
 
 def _selected(sizes: Sizes, only: set[str] | None) -> list[Scenario]:

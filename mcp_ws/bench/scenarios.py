@@ -51,7 +51,7 @@ class Sizes:
             throughput_calls=960,
             deltas=2000,
             hol_calls=100,
-            memory_seconds=1.5,
+            memory_seconds=1.0,
             connections=200,
             streams=2000,
             large_limit=10.0,
