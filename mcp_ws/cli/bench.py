@@ -27,7 +27,9 @@ KINDS = ("ws", "stdio", "http", "inproc")
 
 def add_bench_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``mcp-ws bench``."""
-    parser.add_argument("--quick", action="store_true", help="smaller counts, one repeat (~1 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller counts, one repeat (about 1.5 min)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument(
         "--markdown", action="store_true", help="print the results as Markdown tables"
