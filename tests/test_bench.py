@@ -11,10 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from mcp_ws.bench.runner import Report
+from mcp_ws.bench.runner import Report, run_bench
 from mcp_ws.bench.scenarios import Sizes
+from mcp_ws.bench.targets import Running, Target
 
 from .test_cli import run_command
 
@@ -155,3 +157,27 @@ def test_a_target_that_never_succeeded_has_no_median_and_its_error_is_kept() -> 
     data = report.to_json()["results"]["large_64mib"]["targets"]
     assert data["stdio"] == {"error": "timed out"}
     assert data["mcp-ws"]["ms"]["samples"] == [900.0, 700.0]
+
+
+async def test_a_server_that_does_not_start_fails_its_rows_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(self: Running) -> None:
+        raise RuntimeError("no port for you")
+
+    monkeypatch.setattr(Running, "start", refuse)
+    with anyio.fail_after(20):
+        report = await run_bench(
+            sizes=Sizes.quick(),
+            repeats=1,
+            targets=(Target("http", "auto"), Target("http", "legacy")),
+            scale=False,
+            only={"rtt", "streaming"},
+        )
+    for label in ("streamable HTTP", "streamable HTTP (legacy)"):
+        for scenario in ("rtt", "streaming"):
+            why = report.failed(scenario, label)
+            assert why == "the server did not start: RuntimeError: no port for you"
+    assert report.to_json()["results"]["rtt"]["targets"]["streamable HTTP"] == {
+        "error": "the server did not start: RuntimeError: no port for you"
+    }

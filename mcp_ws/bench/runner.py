@@ -21,7 +21,7 @@ import anyio
 
 from .scale import connections, streams
 from .scenarios import Figures, Scenario, Sizes, scenarios
-from .targets import TARGETS, Running, Target, running
+from .targets import START_TIMEOUT, TARGETS, Running, Target, running
 
 __all__ = ["Headline", "Report", "run_bench"]
 
@@ -288,11 +288,21 @@ async def run_bench(
     kinds = [k for k in ("ws", "stdio", "http", "inproc") if any(t.kind == k for t in targets)]
     for _ in range(repeats):
         for kind in kinds:
-            async with running(kind) as server:
-                for target in (t for t in targets if t.kind == kind):
-                    await _run_target(report, target, server, todo, step)
-                if kind == "ws" and scale and any(t.ours for t in targets):
-                    await _scale(report, server, step)
+            mine = [t for t in targets if t.kind == kind]
+            done: set[str] = set()
+            try:
+                async with running(kind) as server:
+                    for target in mine:
+                        await _run_target(report, target, server, todo, step)
+                        done.add(target.label)
+                    if kind == "ws" and scale and any(t.ours for t in targets):
+                        await _scale(report, server, step)
+            except (OSError, RuntimeError, TimeoutError) as exc:  # the server did not start
+                for target in (t for t in mine if t.label not in done):
+                    for scenario in todo:
+                        with step(f"{target.label}: {scenario.title}"):
+                            why = f"the server did not start: {_describe(exc, START_TIMEOUT)}"
+                            report.fail(scenario.key, target.label, why)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -6,8 +6,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from mcp import Client, StdioServerParameters
 from ..sdk.client import connect
 from .app import BIG_SETTINGS, build_bench_app
 
-__all__ = ["TARGETS", "Target", "running"]
+__all__ = ["TARGETS", "Running", "Target", "running"]
 
 SERVER_ARGS = ("-m", "mcp_ws.bench")
 START_TIMEOUT = 30.0
@@ -137,14 +137,14 @@ class Running:
 @asynccontextmanager
 async def running(kind: str) -> AsyncIterator[Running]:
     """Start the server for ``kind`` (in its own process except stdio, which each client
-    starts, and the in-process floor); stop it on exit."""
+    starts, and the in-process floor); stop it on exit. Raises ``RuntimeError`` or
+    ``TimeoutError`` if it does not start."""
     server = Running(kind)
-    await anyio.to_thread.run_sync(server.start)
     try:
+        with anyio.fail_after(START_TIMEOUT):
+            # abandoned on timeout: stop() below kills the process, which ends the read
+            await anyio.to_thread.run_sync(server.start, abandon_on_cancel=True)
         yield server
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(server.stop)
-
-
-ClientFactory = Callable[..., AbstractAsyncContextManager[Client]]
