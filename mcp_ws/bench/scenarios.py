@@ -70,28 +70,22 @@ async def _server_stats(client: Client) -> dict[str, Any]:
 
 
 class _Cpu:
-    """CPU seconds spent by this process and the server's, between two points."""
+    """CPU seconds spent by this process and the server's since `start`."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, stats: dict[str, Any]) -> None:
         self.client = client
-        self.start_own = 0.0
-        self.start_server = 0.0
-        self.separate = True
-
-    async def __aenter__(self) -> _Cpu:
-        stats = await _server_stats(self.client)
         self.separate = stats["pid"] != os.getpid()
         self.start_server = float(stats["cpu"])
         self.start_own = time.process_time()
-        return self
+
+    @classmethod
+    async def start(cls, client: Client) -> _Cpu:
+        return cls(client, await _server_stats(client))
 
     async def spent(self) -> float:
         own = time.process_time() - self.start_own
         stats = await _server_stats(self.client)
         return own + (float(stats["cpu"]) - self.start_server if self.separate else 0.0)
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 def _p(values: list[float], q: float) -> float:
@@ -111,9 +105,9 @@ async def _round_trips(client: Client, count: int) -> list[float]:
 async def round_trip(client: Client, target: Target, sizes: Sizes) -> Figures:
     """Sequential small ``tools/call``: p50 and p99 in ms, CPU (both sides) per call."""
     await _round_trips(client, 30)  # warm up
-    async with _Cpu(client) as cpu:
-        times = await _round_trips(client, sizes.round_trips)
-        spent = await cpu.spent()
+    cpu = await _Cpu.start(client)
+    times = await _round_trips(client, sizes.round_trips)
+    spent = await cpu.spent()
     return {
         "p50_ms": statistics.median(times) * 1000,
         "p99_ms": _p(times, 0.99) * 1000,
@@ -132,13 +126,13 @@ async def throughput(client: Client, target: Target, sizes: Sizes) -> Figures:
     async with anyio.create_task_group() as tg:  # warm up: every worker once
         for _ in range(sizes.in_flight):
             tg.start_soon(client.call_tool, "echo", {"text": SMALL_TEXT})
-    async with _Cpu(client) as cpu:
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(sizes.in_flight):
-                tg.start_soon(worker)
-        elapsed = time.perf_counter() - started
-        spent = await cpu.spent()
+    cpu = await _Cpu.start(client)
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(sizes.in_flight):
+            tg.start_soon(worker)
+    elapsed = time.perf_counter() - started
+    spent = await cpu.spent()
     calls = each * sizes.in_flight
     return {"calls_per_s": calls / elapsed, "cpu_ms": spent / calls * 1000}
 
@@ -185,11 +179,11 @@ async def streaming(client: Client, target: Target, sizes: Sizes) -> Figures:
     """One ``deltas``-delta stream read as fast as it comes: deltas/s, first delta ms,
     CPU per delta."""
     await _consume(client, target, min(sizes.deltas, 1000), 8, _Reader())  # warm up
-    async with _Cpu(client) as cpu:
-        reader = _Reader()
-        await _consume(client, target, sizes.deltas, 8, reader)
-        elapsed = time.perf_counter() - reader.started
-        spent = await cpu.spent()
+    cpu = await _Cpu.start(client)
+    reader = _Reader()
+    await _consume(client, target, sizes.deltas, 8, reader)
+    elapsed = time.perf_counter() - reader.started
+    spent = await cpu.spent()
     if reader.count != sizes.deltas:
         raise RuntimeError(f"{reader.count} of {sizes.deltas} deltas arrived")
     return {

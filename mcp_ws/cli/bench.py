@@ -62,16 +62,11 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
 def _sizes(args: argparse.Namespace) -> Sizes:
     sizes = Sizes.quick() if args.quick else Sizes()
     changes: dict[str, object] = {}
-    for option, field in (
-        ("round_trips", "round_trips"),
-        ("deltas", "deltas"),
-        ("connections", "connections"),
-        ("streams", "streams"),
-    ):
-        value = getattr(args, option)
+    for field in ("round_trips", "deltas", "connections", "streams"):  # option = Sizes field
+        value = getattr(args, field)
         if value is not None:
             if value < 1:
-                fail(f"--{option.replace('_', '-')} must be at least 1", exit_code=2)
+                fail(f"--{field.replace('_', '-')} must be at least 1", exit_code=2)
             changes[field] = value
     if args.round_trips is not None:
         changes["hol_calls"] = max(args.round_trips // 3, 1)
