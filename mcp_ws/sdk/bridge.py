@@ -358,7 +358,7 @@ class SessionBridge:
     ) -> None:
         """Queue ``message`` on the stream of the peer's request ``request_id``.
 
-        ``urgent`` lets the writer send it before the producer goes on (no coalescing).
+        ``urgent`` waits until the writer has handed it to the socket (no coalescing).
 
         Waits for that stream's credit only (at most one message beyond the window is
         ever queued), never for the connection's other streams. Raises
@@ -383,12 +383,17 @@ class SessionBridge:
             core.send_message(sid, message)
         except UsageError as exc:
             raise CallClosedError(f"request {request_id!r}: {exc}") from None
+        if urgent:
+            # Not just a yield: on trio the writer may run after this task's next step.
+            self._partial_yield_at = anyio.current_time()
+            await self._core_mux.flush()
+            return
         self._core_mux.wake()
         # A cancelled producer always stops here. It also yields to the writer at least
-        # every PARTIAL_YIELD_INTERVAL: the first delta goes out at once, and a fast
-        # producer's deltas are coalesced into few WebSocket messages in between.
+        # every PARTIAL_YIELD_INTERVAL: a fast producer's deltas are coalesced into few
+        # WebSocket messages in between.
         now = anyio.current_time()
-        if urgent or now - self._partial_yield_at >= PARTIAL_YIELD_INTERVAL:
+        if now - self._partial_yield_at >= PARTIAL_YIELD_INTERVAL:
             self._partial_yield_at = now
             await anyio.lowlevel.checkpoint()
         else:

@@ -96,6 +96,18 @@ class MuxConnection:
             event = self._progress
             await event.wait()
 
+    async def flush(self) -> None:
+        """Wake the writer and wait until it has written what is queued now (or the end).
+
+        For latency-critical messages: on return they were handed to the socket (as far
+        as credit allowed), whichever task the event loop would have run first.
+        """
+        if self.finished:
+            return
+        written = self._progress
+        self.wake()
+        await written.wait()
+
     async def wait_finished(self) -> None:
         """Wait until the pump has stopped."""
         await self._finished.wait()
