@@ -153,6 +153,26 @@ def test_request_response_round_trip_closes_the_stream_on_both_sides(pair):
     assert pair.client.stream_state(1) is None
 
 
+def test_has_data_to_send_says_when_the_io_layer_has_something_to_write(pair):
+    assert Connection(Role.CLIENT).has_data_to_send  # its HELLO
+    assert not pair.client.has_data_to_send
+    assert not pair.server.has_data_to_send
+    pair.client.open_stream(request(1, name="echo"), end=True)
+    assert pair.client.has_data_to_send
+    for message in pair.client.data_to_send():
+        pair.server.receive_data(message)
+    assert not pair.client.has_data_to_send
+    assert not pair.server.has_data_to_send  # a request needs no reply from the core
+    pair.client.ping()
+    for message in pair.client.data_to_send():
+        pair.server.receive_data(message)
+    assert pair.server.has_data_to_send  # the PONG
+    assert any(isinstance(f, Ping) and f.ack for f in frames_of(pair.server.data_to_send()))
+    assert not pair.server.has_data_to_send
+    pair.server.send_message(1, result(1, ok=True), end=True)
+    assert pair.server.has_data_to_send
+
+
 def test_stream_ids_odd_for_the_client_even_for_the_server(pair):
     assert [pair.client.open_stream(request(i)) for i in range(3)] == [1, 3, 5]
     assert [pair.server.open_stream(request(i)) for i in range(2)] == [2, 4]

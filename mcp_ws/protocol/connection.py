@@ -231,6 +231,11 @@ class Connection:
             return True
         return self.state is ConnectionState.GOING_AWAY and self.open_stream_count == 0
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether `data_to_send` may return something now (frames queued for the peer)."""
+        return bool(self._immediate) or (not self.closed and self._scheduler.has_pending())
+
     # ------------------------------------------------------------------ sending
 
     def open_stream(self, message: Mapping[str, Any], *, end: bool = False) -> int:

@@ -158,7 +158,9 @@ class MuxConnection:
                 else:
                     events = self.core.receive_data(message)
                 self._dispatch(events)
-                self.wake()
+                core = self.core
+                if core.has_data_to_send or core.is_finished:
+                    self.wake()  # a reply (CREDIT, PONG, GOAWAY) or the close is due
                 self._rearm_if_sooner()
         finally:
             self._reader_done.set()
