@@ -30,6 +30,7 @@ from ..transport.policy import (
     Refusal,
     offered_subprotocols,
 )
+from ..transport.tcp import create_tcp_listener
 from ..transport.websocket import MessageChannel, accept_websocket
 from .bridge import DEFAULT_SEND_BUDGET, SessionBridge, current_bridge
 from .compat import json_text_streams
@@ -264,12 +265,10 @@ async def serving_sessions(
         handshake_timeout=handshake_timeout,
         send_budget=send_budget,
     )
-    listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
-        local_host=host, local_port=port
-    )
-    first = listener.listeners[0]  # type: ignore[attr-defined]
-    server.host = str(first.extra(anyio.abc.SocketAttribute.local_address)[0])
-    server.port = int(first.extra(anyio.abc.SocketAttribute.local_port))
+    tcp = await create_tcp_listener(host, port)
+    server.host = str(tcp.extra(anyio.abc.SocketAttribute.local_address)[0])
+    server.port = int(tcp.extra(anyio.abc.SocketAttribute.local_port))
+    listener: anyio.abc.Listener[Any] = tcp
     if ssl is not None:
         listener = TLSListener(listener, ssl, standard_compatible=False)
         server.scheme = "wss"

@@ -1,6 +1,7 @@
 """anyio I/O for mcp-ws: WebSocket handshakes over TCP/TLS and the connection pump.
 
-Runs unchanged on asyncio and trio. `WebSocket` adapts the ``websockets`` sans-I/O
+Runs unchanged on asyncio and trio. `tcp` opens and accepts TCP connections (with a
+leaner byte stream of its own on asyncio); `WebSocket` adapts the ``websockets`` sans-I/O
 protocol to an anyio byte stream; `MuxConnection` drives the sans-I/O `Connection` over
 any `MessageChannel`; `HandshakePolicy` decides who may connect.
 """

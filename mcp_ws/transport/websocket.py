@@ -28,6 +28,7 @@ from websockets.uri import parse_uri
 from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.errors import McpWsError
 from .policy import Refusal, select_subprotocol
+from .tcp import connect_tcp
 
 __all__ = ["HandshakeError", "MessageChannel", "WebSocket", "accept_websocket", "open_websocket"]
 
@@ -274,14 +275,7 @@ async def open_websocket(
         max_size=max_size,
     )
     with anyio.fail_after(handshake_timeout):
-        stream: anyio.abc.ByteStream
-        if uri.secure:
-            assert ssl is not None
-            stream = await anyio.connect_tcp(
-                uri.host, uri.port, ssl_context=ssl, tls_standard_compatible=False
-            )
-        else:
-            stream = await anyio.connect_tcp(uri.host, uri.port)
+        stream = await connect_tcp(uri.host, uri.port, ssl=ssl if uri.secure else None)
         try:
             request = protocol.connect()
             for name, value in (headers or {}).items():
