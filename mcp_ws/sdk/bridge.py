@@ -103,7 +103,7 @@ class SessionBridge:
         self._peer_sid: dict[int, RequestId] = {}
         self._peer_cancelled: deque[RequestId] = deque(maxlen=RECENT_CANCELS)
         self._direct: dict[int, Subscriber] = {}  # our streaming calls, by stream
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # set on the next batch of events
         self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
         self._budget_lock = anyio.Lock()
         self._partial_yield_at = -math.inf
@@ -137,8 +137,9 @@ class SessionBridge:
                 logger.warning("dropped a message on stream %d: %s", event.stream_id, event.reason)
             elif isinstance(event, GoAwayReceived):
                 logger.debug("the peer is going away: %s", event.reason or "no reason given")
-        self._changed.set()
-        self._changed = anyio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
         self._wake_slot_waiters()
 
     def _wake_slot_waiters(self) -> None:
@@ -378,6 +379,8 @@ class SessionBridge:
                 raise CallClosedError(f"request {request_id!r} is no longer open")
             if core.available_credit(sid) > 0:
                 break
+            if self._changed is None:
+                self._changed = anyio.Event()
             await self._changed.wait()
         try:
             core.send_message(sid, message)

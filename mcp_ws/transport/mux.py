@@ -60,7 +60,7 @@ class MuxConnection:
         self._on_events = on_events
         self._close_timeout = close_timeout
         self._wake = anyio.Event()
-        self._progress = anyio.Event()
+        self._progress: anyio.Event | None = None  # created by the first waiter
         self._reader_done = anyio.Event()
         self._finished = anyio.Event()
         self._rearm = anyio.Event()
@@ -93,8 +93,7 @@ class MuxConnection:
     async def wait_sent(self, budget: int) -> None:
         """Wait until at most ``budget`` bytes are queued in the core (or the end)."""
         while self.core.buffered() > budget and not self.finished:
-            event = self._progress
-            await event.wait()
+            await self._progress_event().wait()
 
     async def flush(self) -> None:
         """Wake the writer and wait until it has written what is queued now (or the end).
@@ -104,7 +103,7 @@ class MuxConnection:
         """
         if self.finished:
             return
-        written = self._progress
+        written = self._progress_event()
         self.wake()
         await written.wait()
 
@@ -143,9 +142,16 @@ class MuxConnection:
         if events:
             self._on_events(events)
 
+    def _progress_event(self) -> anyio.Event:
+        """The event the next write (or the end) sets."""
+        if self._progress is None:
+            self._progress = anyio.Event()
+        return self._progress
+
     def _signal_progress(self) -> None:
-        self._progress.set()
-        self._progress = anyio.Event()
+        event, self._progress = self._progress, None
+        if event is not None:
+            event.set()
 
     async def _reader(self, scope: anyio.CancelScope) -> None:
         try:
