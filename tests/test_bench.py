@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import pytest
 
 from mcp_ws.bench.runner import Report, run_bench
 from mcp_ws.bench.scenarios import Sizes
-from mcp_ws.bench.targets import Running, Target
+from mcp_ws.bench.targets import Running, Target, cpu_placement, running
 
 from .test_cli import run_command
 
@@ -181,3 +184,50 @@ async def test_a_server_that_does_not_start_fails_its_rows_and_the_run_goes_on(
     assert report.to_json()["results"]["rtt"]["targets"]["streamable HTTP"] == {
         "error": "the server did not start: RuntimeError: no port for you"
     }
+
+
+@pytest.mark.timeout(60)
+async def test_each_server_keeps_to_the_cpu_it_is_given() -> None:
+    cpu = max(os.sched_getaffinity(0))
+    with anyio.fail_after(50):
+        for kind in ("ws", "stdio", "http"):
+            async with running(kind, cpu) as server, server.client(Target(kind, "auto")) as c:
+                stats = (await c.call_tool("stats", {})).structured_content
+                assert stats is not None
+                assert stats["pid"] != os.getpid()
+                assert stats["cpus"] == [cpu], kind
+
+
+@pytest.mark.timeout(60)
+async def test_the_runner_keeps_to_one_cpu_while_it_runs_and_gives_the_rest_back() -> None:
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        seen.append(os.sched_getaffinity(0))
+        yield
+
+    options: dict[str, Any] = {
+        "sizes": Sizes.quick(),
+        "repeats": 1,
+        "targets": (Target("ws", "legacy"),),
+        "scale": False,
+        "only": {"rtt"},
+        "step": step,
+    }
+    with anyio.fail_after(50):
+        pinned = await run_bench(**options)
+        assert os.sched_getaffinity(0) == before
+        placement = cpu_placement()
+        if placement is None:  # one CPU: nothing to pin
+            assert "pinned" not in pinned.machine
+        else:
+            assert pinned.machine["pinned"] == {"client": placement[0], "servers": placement[1]}
+            assert seen == [{placement[0]}]
+        seen.clear()
+        free = await run_bench(**options, pin=False)
+    assert "pinned" not in free.machine
+    assert seen == [before]
+    assert os.sched_getaffinity(0) == before
+    assert free.median("rtt", "mcp-ws (legacy)", "p50_ms") is not None

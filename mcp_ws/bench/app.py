@@ -22,7 +22,10 @@ from ..protocol.settings import Settings
 from ..sdk.partial import advertise_streaming, partial_results
 from ..sdk.server import serving
 
-__all__ = ["BIG_SETTINGS", "build_bench_app", "main", "memory_kib"]
+__all__ = ["BIG_SETTINGS", "CPU_ENV", "build_bench_app", "main", "memory_kib"]
+
+CPU_ENV = "MCP_WS_BENCH_CPU"
+"""When set (by the runner), the bench server keeps to that one CPU."""
 
 BIG_SETTINGS = Settings(max_streams=16384, max_message_size=256 * 1024 * 1024)
 """What the bench raises above the defaults: 10,000 streams on one connection, and
@@ -111,9 +114,16 @@ def build_bench_app() -> MCPServer:
 
     @app.tool()
     async def stats() -> dict[str, Any]:
-        """This process: pid, CPU seconds, RSS and peak RSS in KiB."""
+        """This process: pid, CPU seconds, RSS and peak RSS in KiB, the CPUs it may use."""
         rss, hwm = memory_kib()
-        return {"pid": os.getpid(), "cpu": time.process_time(), "rss_kib": rss, "hwm_kib": hwm}
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        return {
+            "pid": os.getpid(),
+            "cpu": time.process_time(),
+            "rss_kib": rss,
+            "hwm_kib": hwm,
+            "cpus": cpus,
+        }
 
     return app
 
@@ -128,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     """Serve the bench app: ``ws``, ``stdio`` or ``http PORT``."""
     args = sys.argv[1:] if argv is None else argv
     kind = args[0] if args else ""
+    cpu = os.environ.get(CPU_ENV)
+    if cpu and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu)})
     if kind == "ws":
         anyio.run(_serve_ws)
     elif kind == "stdio":

@@ -120,10 +120,17 @@ def render(report: Report) -> RenderableType:
             parts += [scenario_table(report, scenario), Text("")]
     parts.append(headline_table(report))
     m = report.machine
+    pinned = m.get("pinned")
+    where = (
+        f"client on CPU {pinned['client']}, servers on CPU {pinned['servers']}"
+        if pinned
+        else "not pinned"
+    )
     parts.append(
         Text(
             f"\n{report.repeats} repeat(s), {report.seconds:.0f} s; Python {m.get('python')}, "
-            f"{m.get('cpus')} CPUs, mcp {m.get('mcp')}, mcp-ws {m.get('mcp_ws')}, "
+            f"{m.get('cpus')} CPUs ({where}), "
+            f"mcp {m.get('mcp')}, mcp-ws {m.get('mcp_ws')}, "
             f"{report.backend}; medians (min-max over repeats)"
         )
     )

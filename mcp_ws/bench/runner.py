@@ -21,7 +21,7 @@ import anyio
 
 from .scale import connections, streams
 from .scenarios import Figures, Scenario, Sizes, scenarios
-from .targets import START_TIMEOUT, TARGETS, Running, Target, running
+from .targets import START_TIMEOUT, TARGETS, Running, Target, cpu_placement, running
 
 __all__ = ["Headline", "Report", "run_bench"]
 
@@ -296,13 +296,44 @@ async def run_bench(
     only: set[str] | None = None,
     step: STEP = lambda name: nullcontext(),
     backend: str = "asyncio",
+    pin: bool = True,
 ) -> Report:
     """Measure every target ``repeats`` times; ``step(name)`` wraps each step (progress).
 
     ``only`` limits the per-target scenarios to those keys; ``scale`` adds the mcp-ws
-    scale runs (many connections, many streams).
+    scale runs (many connections, many streams). With ``pin`` (and two CPUs or more),
+    this process keeps to one CPU and every server to another, as they would on
+    separate machines: left to itself, the kernel sometimes runs both on one CPU, and a
+    streaming figure then halves for whichever transport it happens to.
     """
     report = Report(sizes=sizes, repeats=repeats, backend=backend, machine=_machine())
+    placement = cpu_placement() if pin else None
+    if placement is None:
+        return await _run_all(
+            report, targets=targets, scale=scale, only=only, step=step, server_cpu=None
+        )
+    client_cpu, server_cpu = placement
+    report.machine["pinned"] = {"client": client_cpu, "servers": server_cpu}
+    everywhere = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {client_cpu})
+    try:
+        return await _run_all(
+            report, targets=targets, scale=scale, only=only, step=step, server_cpu=server_cpu
+        )
+    finally:
+        os.sched_setaffinity(0, everywhere)
+
+
+async def _run_all(
+    report: Report,
+    *,
+    targets: tuple[Target, ...],
+    scale: bool,
+    only: set[str] | None,
+    step: STEP,
+    server_cpu: int | None,
+) -> Report:
+    sizes, repeats = report.sizes, report.repeats
     todo = _selected(sizes, only)
     report.titles = {s.key: s.title for s in todo}
     if scale:
@@ -315,7 +346,7 @@ async def run_bench(
             mine = [t for t in targets if t.kind == kind]
             done: set[str] = set()
             try:
-                async with running(kind) as server:
+                async with running(kind, server_cpu) as server:
                     for target in mine:
                         await _run_target(report, target, server, todo, step)
                         done.add(target.label)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,9 +16,9 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from ..sdk.client import connect
-from .app import BIG_SETTINGS, build_bench_app
+from .app import BIG_SETTINGS, CPU_ENV, build_bench_app
 
-__all__ = ["TARGETS", "Running", "Target", "running"]
+__all__ = ["TARGETS", "Running", "Target", "cpu_placement", "running"]
 
 SERVER_ARGS = ("-m", "mcp_ws.bench")
 START_TIMEOUT = 30.0
@@ -74,18 +75,36 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the streamable HTTP server did not listen on port {port}")
 
 
-class Running:
-    """A server for one transport kind, started once and shared by both eras."""
+def cpu_placement() -> tuple[int, int] | None:
+    """Two CPUs, one for the bench's client and one for the servers, or ``None`` where
+    the OS cannot pin processes or offers a single CPU."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
 
-    def __init__(self, kind: str) -> None:
+
+class Running:
+    """A server for one transport kind, started once and shared by both eras.
+
+    With ``cpu``, the server process keeps to that CPU (stdio servers too: each client
+    starts its own, with the same setting).
+    """
+
+    def __init__(self, kind: str, cpu: int | None = None) -> None:
         self.kind = kind
         self.process: subprocess.Popen[bytes] | None = None
         self.address = ""
+        self.env = {CPU_ENV: str(cpu)} if cpu is not None else {}
 
     def start(self) -> None:
+        env = {**os.environ, **self.env}
         if self.kind == "ws":
             self.process = subprocess.Popen(
-                [sys.executable, *SERVER_ARGS, "ws"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                [sys.executable, *SERVER_ARGS, "ws"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
             )
             assert self.process.stdout is not None
             self.address = self.process.stdout.readline().decode().strip()
@@ -97,6 +116,7 @@ class Running:
                 [sys.executable, *SERVER_ARGS, "http", str(port)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=env,
             )
             _wait_for_port(port, self.process)
             self.address = f"http://127.0.0.1:{port}/mcp"
@@ -128,18 +148,20 @@ class Running:
         elif self.kind == "http":
             transport = self.address
         elif self.kind == "stdio":
-            transport = StdioServerParameters(command=sys.executable, args=[*SERVER_ARGS, "stdio"])
+            transport = StdioServerParameters(
+                command=sys.executable, args=[*SERVER_ARGS, "stdio"], env=self.env or None
+            )
         else:
             transport = build_bench_app()
         return Client(transport, mode=target.mode, **options)
 
 
 @asynccontextmanager
-async def running(kind: str) -> AsyncIterator[Running]:
+async def running(kind: str, cpu: int | None = None) -> AsyncIterator[Running]:
     """Start the server for ``kind`` (in its own process except stdio, which each client
-    starts, and the in-process floor); stop it on exit. Raises ``RuntimeError`` or
-    ``TimeoutError`` if it does not start."""
-    server = Running(kind)
+    starts, and the in-process floor), on ``cpu`` if given; stop it on exit. Raises
+    ``RuntimeError`` or ``TimeoutError`` if it does not start."""
+    server = Running(kind, cpu)
     try:
         with anyio.fail_after(START_TIMEOUT):
             # abandoned on timeout: stop() below kills the process, which ends the read

@@ -57,6 +57,11 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--large", metavar="MIB,...", help="result sizes in whole MiB (default 1,16,64)"
     )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the kernel place client and servers (default: one CPU each, when there are two)",
+    )
 
 
 def _sizes(args: argparse.Namespace) -> Sizes:
@@ -150,6 +155,7 @@ async def bench_command(args: argparse.Namespace) -> int:
             only=keep,
             step=step,
             backend=args.backend,
+            pin=not args.no_pin,
         )
     report.machine["command"] = "mcp-ws " + " ".join(sys.argv[1:]) if sys.argv else "mcp-ws bench"
     if args.save:

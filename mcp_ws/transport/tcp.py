@@ -38,6 +38,7 @@ __all__ = [
     "TCPListener",
     "connect_tcp",
     "create_tcp_listener",
+    "serve_accepts",
 ]
 
 logger = logging.getLogger("mcp_ws.transport")
