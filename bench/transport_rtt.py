@@ -9,13 +9,16 @@ transport alone: serialising, framing, the socket or pipe, parsing, and validati
 JSON-RPC message with pydantic on each side. The full ``mcp-ws bench`` round trip adds
 the SDK's session work on both sides, which is the same on every transport.
 
-CPU per call counts both processes (the server reports its own when asked). Every loop
-is bounded in count; each server is a child process that ends with its stdin.
+CPU per call counts both processes (the server reports its own when asked). As in
+``mcp-ws bench``, the client keeps to one CPU and each server to another when there are
+two. Every loop is bounded in count; each server is a child process that ends with its
+stdin.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -29,6 +32,8 @@ from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, JSONRPCResponse
 
 import mcp_ws
+from mcp_ws.bench.app import CPU_ENV
+from mcp_ws.bench.targets import cpu_placement
 from mcp_ws.sdk.server import serving_sessions
 
 RESULT = {"content": [{"type": "text", "text": "x" * 48}], "isError": False}
@@ -86,10 +91,23 @@ async def measure(read: Any, write: Any, calls: int) -> tuple[float, float]:
     return statistics.median(times) * 1000, (own + server) / calls * 1000
 
 
+PLACEMENT = cpu_placement()
+SERVER_ENV = {CPU_ENV: str(PLACEMENT[1])} if PLACEMENT else {}
+
+
+def keep_to_cpu() -> None:
+    """In a server: keep to the CPU the parent chose, if any."""
+    cpu = os.environ.get(CPU_ENV)
+    if cpu:
+        os.sched_setaffinity(0, {int(cpu)})
+
+
 async def run_ws(calls: int) -> tuple[float, float]:
     with anyio.fail_after(120):
         async with await anyio.open_process(
-            [sys.executable, __file__, "--serve", "ws"], stderr=None
+            [sys.executable, __file__, "--serve", "ws"],
+            stderr=None,
+            env={**os.environ, **SERVER_ENV},
         ) as process:
             assert process.stdin is not None
             assert process.stdout is not None
@@ -105,7 +123,9 @@ async def run_ws(calls: int) -> tuple[float, float]:
 
 
 async def run_stdio(calls: int) -> tuple[float, float]:
-    params = StdioServerParameters(command=sys.executable, args=[__file__, "--serve", "stdio"])
+    params = StdioServerParameters(
+        command=sys.executable, args=[__file__, "--serve", "stdio"], env=SERVER_ENV or None
+    )
     with anyio.fail_after(120):
         async with stdio_client(params) as (read, write):
             return await measure(read, write, calls)
@@ -118,8 +138,11 @@ def main() -> None:
     parser.add_argument("--serve", choices=["ws", "stdio"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
+        keep_to_cpu()
         anyio.run(serve_ws if args.serve == "ws" else serve_stdio)
         return
+    if PLACEMENT:
+        os.sched_setaffinity(0, {PLACEMENT[0]})
     figures: dict[str, list[tuple[float, float]]] = {"mcp-ws": [], "stdio": []}
     for _ in range(args.repeats):  # interleaved, so both see the same machine
         figures["mcp-ws"].append(anyio.run(run_ws, args.calls))
