@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -329,3 +331,18 @@ async def test_the_listener_reports_its_address_and_stops_on_aclose() -> None:
     await listener.aclose()
     with anyio.fail_after(10), pytest.raises(OSError):
         await connect_tcp("127.0.0.1", int(port))
+
+
+async def test_a_client_that_resets_at_once_does_not_stop_the_accept_loop() -> None:
+    async def greet(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(b"hello")
+
+    with anyio.fail_after(10):
+        async with listening(greet) as port:
+            for _ in range(5):  # connect and reset (SO_LINGER 0) before the server reads
+                rude = socket.socket()
+                rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                rude.connect(("127.0.0.1", port))
+                rude.close()
+            async with await connect_tcp("127.0.0.1", port) as polite:
+                assert await receive_exactly(polite, 5) == b"hello"

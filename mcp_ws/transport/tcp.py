@@ -283,14 +283,18 @@ def _accepter(listener: anyio.abc.SocketListener) -> Accept:
     raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
 
     async def accept() -> anyio.abc.SocketStream:
-        client, _address = await loop.sock_accept(raw)
-        try:
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport, protocol = await loop.connect_accepted_socket(_StreamProtocol, client)
-        except BaseException:
-            client.close()
-            raise
-        return AsyncioSocketStream(transport, protocol)
+        while True:
+            client, _address = await loop.sock_accept(raw)
+            try:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                transport, protocol = await loop.connect_accepted_socket(_StreamProtocol, client)
+            except OSError:
+                client.close()  # that client is already gone: take the next one
+                continue
+            except BaseException:
+                client.close()
+                raise
+            return AsyncioSocketStream(transport, protocol)
 
     return accept
 
