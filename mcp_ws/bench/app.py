@@ -7,6 +7,7 @@ streamable HTTP transport on 127.0.0.1:PORT.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -66,7 +67,8 @@ class _Gauge:
 
 
 def build_bench_app() -> MCPServer:
-    """The bench server: ``echo``, ``stream``, ``progress``, ``blob``, ``hold``, ``stats``."""
+    """The bench server: ``echo``, ``stream``, ``progress``, ``blob``, ``hold``, ``stats``,
+    ``collect``."""
     app = MCPServer("mcp-ws bench", log_level="WARNING")
     advertise_streaming(app)
     gauge = _Gauge()
@@ -111,6 +113,11 @@ def build_bench_app() -> MCPServer:
         finally:
             gauge.now -= 1
         return gauge.most
+
+    @app.tool()
+    async def collect() -> int:
+        """Run a full garbage collection now (before a timed phase); return what it freed."""
+        return gc.collect()
 
     @app.tool()
     async def stats() -> dict[str, Any]:
