@@ -32,7 +32,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, JSONRPCResponse
 
 import mcp_ws
-from mcp_ws.bench.app import CPU_ENV
+from mcp_ws.bench.app import CPU_ENV, keep_to_assigned_cpu
 from mcp_ws.bench.targets import cpu_placement
 from mcp_ws.sdk.server import serving_sessions
 
@@ -95,13 +95,6 @@ PLACEMENT = cpu_placement()
 SERVER_ENV = {CPU_ENV: str(PLACEMENT[1])} if PLACEMENT else {}
 
 
-def keep_to_cpu() -> None:
-    """In a server: keep to the CPU the parent chose, if any."""
-    cpu = os.environ.get(CPU_ENV)
-    if cpu:
-        os.sched_setaffinity(0, {int(cpu)})
-
-
 async def run_ws(calls: int) -> tuple[float, float]:
     with anyio.fail_after(120):
         async with await anyio.open_process(
@@ -138,7 +131,7 @@ def main() -> None:
     parser.add_argument("--serve", choices=["ws", "stdio"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        keep_to_cpu()
+        keep_to_assigned_cpu()
         anyio.run(serve_ws if args.serve == "ws" else serve_stdio)
         return
     if PLACEMENT:

@@ -23,7 +23,14 @@ from ..protocol.settings import Settings
 from ..sdk.partial import advertise_streaming, partial_results
 from ..sdk.server import serving
 
-__all__ = ["BIG_SETTINGS", "CPU_ENV", "build_bench_app", "main", "memory_kib"]
+__all__ = [
+    "BIG_SETTINGS",
+    "CPU_ENV",
+    "build_bench_app",
+    "keep_to_assigned_cpu",
+    "main",
+    "memory_kib",
+]
 
 CPU_ENV = "MCP_WS_BENCH_CPU"
 """When set (by the runner), the bench server keeps to that one CPU."""
@@ -141,13 +148,18 @@ async def _serve_ws() -> None:
         await anyio.to_thread.run_sync(sys.stdin.read)
 
 
+def keep_to_assigned_cpu() -> None:
+    """In a bench server: keep to the CPU the runner chose (`CPU_ENV`), if it chose one."""
+    cpu = os.environ.get(CPU_ENV)
+    if cpu and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu)})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve the bench app: ``ws``, ``stdio`` or ``http PORT``."""
     args = sys.argv[1:] if argv is None else argv
     kind = args[0] if args else ""
-    cpu = os.environ.get(CPU_ENV)
-    if cpu and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(cpu)})
+    keep_to_assigned_cpu()
     if kind == "ws":
         anyio.run(_serve_ws)
     elif kind == "stdio":

@@ -177,18 +177,18 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
         if protocol.lost or self._transport.is_closing():
             raise anyio.BrokenResourceError from protocol.exception
         if not protocol.writable.is_set():
-            await protocol.writable.wait()  # an earlier send still drains
-            if self._closed:
-                raise anyio.ClosedResourceError
-            if protocol.lost:
-                raise anyio.BrokenResourceError from protocol.exception
+            await self._drained()  # an earlier send still drains
         self._transport.write(item)
         if not protocol.writable.is_set():
-            await protocol.writable.wait()
-            if self._closed:
-                raise anyio.ClosedResourceError  # aclose() dropped the unsent bytes
-            if protocol.lost:
-                raise anyio.BrokenResourceError from protocol.exception
+            await self._drained()
+
+    async def _drained(self) -> None:
+        """Wait until the kernel took every buffered byte; raise if the stream went away."""
+        await self._protocol.writable.wait()
+        if self._closed:
+            raise anyio.ClosedResourceError  # aclose() dropped the unsent bytes
+        if self._protocol.lost:
+            raise anyio.BrokenResourceError from self._protocol.exception
 
     async def send_eof(self) -> None:
         """Half-close: the peer reads EOF; we can still receive."""
