@@ -363,11 +363,14 @@ def test_opening_past_max_streams_is_refused_without_starting_work():
     assert [e.stream_id for e in events if isinstance(e, StreamOpened)] == [1, 3]
     cancels = [f for f in frames_of(server.data_to_send()) if isinstance(f, Cancel)]
     assert cancels == [Cancel(stream_id=5, error_code=ErrorCode.REFUSED_STREAM, reason="refused")]
-    # a finished stream frees its slot
+    # a finished stream frees its slot once its request has been consumed
     server.send_message(1, result(1), end=True)
     server.receive_data(raw(2, 1, 1, b""))
     server.data_to_send()
-    assert [type(e) for e in server.receive_data(raw(1, 7, 0, payload(request(7))))][0] is StreamOpened
+    assert server.receive_data(raw(1, 7, 0, payload(request(7)))) == []  # refused: 1 is unread
+    server.acknowledge_received(1, len(payload(request(1))))
+    server.data_to_send()
+    assert [type(e) for e in server.receive_data(raw(1, 9, 0, payload(request(9))))][0] is StreamOpened
 
 
 def test_slots_are_held_until_release_when_auto_release_is_off():
@@ -382,7 +385,7 @@ def test_slots_are_held_until_release_when_auto_release_is_off():
     assert isinstance(server.receive_data(raw(1, 5, 0, payload(request(5))))[0], StreamOpened)
 
 
-def test_the_opener_counts_streams_until_the_peer_ends_them():
+def test_the_opener_counts_streams_until_the_peer_ends_them_and_they_are_read():
     p = Pair(server_settings=Settings(max_streams=2))
     p.flush()
     assert p.client.stream_slots == 2
@@ -395,8 +398,22 @@ def test_the_opener_counts_streams_until_the_peer_ends_them():
     p.flush()
     p.server.send_message(1, result(1), end=True)
     p.flush()
+    # ended, but its response is still held for the application: the slot stays taken
+    assert p.client.stream_slots == 0
+    (response,) = p.messages("client")
+    p.client.acknowledge_received(1, response.flow_controlled_length)
     assert p.client.can_open_stream and p.client.stream_slots == 1
     assert p.client.open_stream(request(3)) == 5
+
+
+def test_our_own_max_streams_caps_the_streams_we_open():
+    p = Pair(client_settings=Settings(max_streams=2), server_settings=Settings(max_streams=100))
+    p.flush()
+    assert p.client.stream_limit == 2 and p.client.stream_slots == 2
+    p.client.open_stream(request(1), end=True)
+    p.client.open_stream(request(2), end=True)
+    with pytest.raises(StreamLimitError, match="ours 2"):
+        p.client.open_stream(request(3))
 
 
 def test_late_frames_for_recently_closed_streams_are_ignored_and_credited():

@@ -115,6 +115,12 @@ class World:
     def check_conservation(self) -> None:
         self.collect("client")
         self.collect("server")
+        for side in ("client", "server"):
+            peer = self.peers[side]
+            # everything delivered and not acknowledged is held, and never above the bound
+            held = sum(e.flow_controlled_length for e in self.unacked[side] if peer.stream_state(e.stream_id) is not None or e.stream_id in peer._lingering)
+            assert peer.buffered_received == held + peer._reassembly
+            assert peer.buffered_received <= SMALL.receive_memory_bound
         for sender in ("client", "server"):
             receiver = self.other(sender)
             in_flight = sum(
@@ -139,7 +145,8 @@ class World:
                 self.collect(side)
                 while self.wire[side]:
                     self.receive(self.other(side), self.wire[side].popleft())
-            if not any(self.wire.values()) and not any(self.unacked.values()):
+            quiet = not any(peer.has_data_to_send for peer in self.peers.values())
+            if quiet and not any(self.wire.values()) and not any(self.unacked.values()):
                 break
         for side in ("client", "server"):
             while self.unacked[side]:
@@ -160,6 +167,31 @@ def test_credit_is_never_exceeded_and_always_conserved(ops):
     # Once every delivered message is consumed, all credit comes back: nothing leaks,
     # including bytes dropped after a CANCEL.
     world.drain()
+    for side in ("client", "server"):
+        flow = world.peers[side]._flow
+        assert flow.receive_credit(0) + flow._recv_conn.pending == SMALL.connection_window
+        assert world.peers[side].buffered_received == 0
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op.filter(lambda action: action[0] != "ack"), max_size=80))
+def test_unread_streams_never_hold_connection_credit(ops):
+    """Whatever the streams hold unread, the connection window is whole again once the
+    wires are empty: no set of paused streams can block another stream."""
+    world = World()
+    world.step(("deliver", "client", 4))
+    world.step(("deliver", "server", 4))
+    for action in ops:
+        world.step(action)
+        world.check_conservation()
+    for _ in range(200):  # deliver everything, acknowledge nothing
+        for side in ("client", "server"):
+            world.collect(side)
+            while world.wire[side]:
+                world.receive(world.other(side), world.wire[side].popleft())
+        if not any(world.wire.values()) and not any(p.has_data_to_send for p in world.peers.values()):
+            break
     for side in ("client", "server"):
         flow = world.peers[side]._flow
         assert flow.receive_credit(0) + flow._recv_conn.pending == SMALL.connection_window

@@ -73,6 +73,7 @@ __all__ = ["Connection", "ConnectionState", "Role"]
 DEAD_PEER_GRACE = 5.0
 
 _DATA = int(FrameType.DATA)
+_PEER_DONE = frozenset({StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED, StreamState.RESET})
 
 
 class Role(enum.Enum):
@@ -159,12 +160,16 @@ class Connection:
         self._scheduler = Scheduler()
         self._streams: dict[int, _Stream] = {0: _Stream(0, local=False)}
         self._lingering: dict[int, _Stream] = {}  # closed, still holding unacked messages
+        self._held = 0  # bytes of delivered messages not yet acknowledged (all streams)
         self._recent: deque[int] = deque()
         self._recent_set: set[int] = set()
         self._next_local = 1 if role is Role.CLIENT else 2
         self._highest_remote = 0
-        self._local_active: set[int] = set()  # ours, until the peer's END or CANCEL
-        self._remote_active: set[int] = set()  # theirs, until closed and released
+        # Streams holding a slot: ours until the peer's END or CANCEL, theirs until closed
+        # (and released); either way until what arrived on them has been acknowledged, as
+        # it may hold up to a stream window of our memory (docs/protocol.md section 6).
+        self._local_active: set[int] = set()
+        self._remote_active: set[int] = set()
         self._unreleased: set[int] = set()
         self._reassembly = 0
         self._early_total = 0
@@ -212,11 +217,24 @@ class Connection:
         return self._scheduler.buffered(stream_id)
 
     @property
+    def buffered_received(self) -> int:
+        """Bytes received and held for the application: delivered messages it has not
+        acknowledged, plus fragments of incomplete messages. Never above
+        ``local_settings.receive_memory_bound``."""
+        return self._held + self._reassembly
+
+    @property
+    def stream_limit(self) -> int:
+        """How many streams of ours may hold a slot at once: the peer's ``max_streams``,
+        and our own, which bounds the memory their windows can take."""
+        return min(self.peer_settings.max_streams, self.local_settings.max_streams)
+
+    @property
     def stream_slots(self) -> int:
         """How many more streams ``open_stream`` would accept now (0 when closing)."""
         if self.closed or self._goaway_received:
             return 0
-        return max(self.peer_settings.max_streams - len(self._local_active), 0)
+        return max(self.stream_limit - len(self._local_active), 0)
 
     @property
     def can_open_stream(self) -> bool:
@@ -243,10 +261,11 @@ class Connection:
         self._check_open()
         if self._goaway_received:
             raise StreamStateError("the peer sent GOAWAY: no new streams on this connection")
-        if len(self._local_active) >= self.peer_settings.max_streams:
+        if len(self._local_active) >= self.stream_limit:
             raise StreamLimitError(
-                f"{len(self._local_active)} streams open toward the peer, its max_streams is "
-                f"{self.peer_settings.max_streams}"
+                f"{len(self._local_active)} streams hold a slot, the limit is "
+                f"{self.stream_limit} (max_streams: the peer's "
+                f"{self.peer_settings.max_streams}, ours {self.local_settings.max_streams})"
             )
         payload = self._encode(message)
         sid = self._next_local
@@ -328,21 +347,26 @@ class Connection:
                 f"acknowledging {size} bytes on stream {stream_id}, only {stream.unacked} delivered"
             )
         stream.unacked -= size
+        self._held -= size
         early = min(size, stream.early)
         stream.early -= early
         self._early_total -= early
         grants = self._flow.acknowledge_received(stream_id, size - early)
         self._grant(grants)
-        if stream.id in self._lingering and stream.unacked == 0:
-            del self._lingering[stream.id]
+        if stream.unacked == 0:
+            if stream.id in self._lingering:
+                del self._lingering[stream.id]
+            self._free_slot_if_done(stream)
         return bool(grants)
 
     def release_stream(self, stream_id: int) -> None:
         """Free a peer-opened stream's ``max_streams`` slot (with ``auto_release=False``)."""
         self._unreleased.discard(stream_id)
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.state in (StreamState.CLOSED, StreamState.RESET):
+        stream = self._streams.get(stream_id) or self._lingering.get(stream_id)
+        if stream is None:
             self._remote_active.discard(stream_id)
+        else:
+            self._free_slot_if_done(stream)
 
     def ping(self) -> int:
         """Send a PING; its ACK arrives as ``PingAcknowledged`` with the RTT."""
@@ -509,8 +533,7 @@ class Connection:
         refuse = self._goaway_sent or len(self._remote_active) >= self.local_settings.max_streams
         if refuse:
             # Not started: the bytes count and are credited straight back.
-            self._flow.dropped_received(size)
-            self._grant(self._flow.acknowledge_received(0, size))
+            self._grant(self._flow.dropped_received(size))
             self._remember_closed(sid)
             self._take_cancel_token()
             self._reply(
@@ -530,8 +553,7 @@ class Connection:
         stream = self._streams.get(sid)
         if stream is None:
             self._check_known(sid)
-            self._flow.dropped_received(size)
-            self._grant(self._flow.acknowledge_received(0, size))
+            self._grant(self._flow.dropped_received(size))
             if sid not in self._recent_set:
                 self._useless(f"DATA for forgotten stream {sid}")
             return
@@ -546,12 +568,13 @@ class Connection:
         if size or more or stream.partial is not None:
             outcome, _ = transition(stream.state, StreamInput.RECV_DATA)
             if outcome is not Outcome.OK:
-                self._flow.dropped_received(size)
-                self._grant(self._flow.acknowledge_received(0, size))
+                self._grant(self._flow.dropped_received(size))
                 if outcome is Outcome.STREAM_CLOSED:
                     self._stream_error(stream, ErrorCode.STREAM_CLOSED, "DATA after END", events)
                 return
-            self._flow.data_received(sid, size)
+            grants = self._flow.data_received(sid, size)
+            if grants:
+                self._grant(grants)
             self._receive_fragment(stream, payload, more, events)
             if stream.state is StreamState.RESET:
                 return
@@ -566,7 +589,7 @@ class Connection:
                     )
                     return
                 stream.state = next_state
-                self._local_active.discard(sid)
+                self._free_slot_if_done(stream)
                 events.append(StreamEnded(stream_id=sid))
                 if next_state is StreamState.CLOSED:
                     self._finish(stream)
@@ -611,15 +634,16 @@ class Connection:
         try:
             message = decode_payload(body)
         except InvalidMessage as exc:
-            # Its bytes will never be consumed: credit back what was not credited yet.
             self._early_total -= early
-            self._grant(self._flow.acknowledge_received(stream.id, len(body) - early))
             if stream.id == 0:
+                # Its bytes will never be consumed: credit back what was not credited yet.
+                self._grant(self._flow.acknowledge_received(0, len(body) - early))
                 events.append(InvalidMessageReceived(stream_id=0, reason=str(exc)))
             else:
                 self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, str(exc), events)
             return
         stream.unacked += len(body)
+        self._held += len(body)
         stream.early += early
         events.append(
             MessageReceived(stream_id=stream.id, message=message, flow_controlled_length=len(body))
@@ -771,12 +795,14 @@ class Connection:
             self._recent_set.discard(self._recent.popleft())
 
     def _drop_partial(self, stream: _Stream) -> None:
-        """Discard a half-reassembled message, crediting back what was withheld."""
+        """Discard a half-reassembled message (on stream 0, crediting back the withheld
+        part: other streams' bytes refilled the connection window on receipt)."""
         if stream.partial is None:
             return
         self._reassembly -= len(stream.partial)
         self._early_total -= stream.partial_early
-        self._grant(self._flow.acknowledge_received(stream.id, stream.partial_withheld))
+        if stream.id == 0:
+            self._grant(self._flow.acknowledge_received(0, stream.partial_withheld))
         stream.partial = None
         stream.partial_early = stream.partial_withheld = 0
 
@@ -786,12 +812,21 @@ class Connection:
             return  # data_to_send finishes it when the queued END goes out
         del self._streams[stream.id]
         self._flow.remove_stream(stream.id)
-        self._local_active.discard(stream.id)
-        if stream.id not in self._unreleased:
-            self._remote_active.discard(stream.id)
         self._remember_closed(stream.id)
-        if stream.unacked and stream.state is StreamState.CLOSED:
-            self._lingering[stream.id] = stream
+        if stream.unacked:
+            self._lingering[stream.id] = stream  # closed: its messages still count
+        self._free_slot_if_done(stream)
+
+    def _free_slot_if_done(self, stream: _Stream) -> None:
+        """Give back a stream's slot once the peer is done with it on the wire and the
+        application has acknowledged everything that arrived on it."""
+        if stream.unacked:
+            return
+        if stream.local:
+            if stream.state in _PEER_DONE:
+                self._local_active.discard(stream.id)
+        elif stream.id not in self._streams and stream.id not in self._unreleased:
+            self._remote_active.discard(stream.id)  # finished: reset, or both ENDs sent
 
     def _reset(self, stream: _Stream, code: ErrorCode, reason: str, *, send: bool = True) -> None:
         stream.state = StreamState.RESET
@@ -800,12 +835,12 @@ class Connection:
                 encode_frame(Cancel(stream_id=stream.id, error_code=code, reason=reason))
             )
         self._scheduler.drop(stream.id)
-        # Whatever the application will now never consume goes back to the connection.
+        # What the application will now never acknowledge stops counting (its bytes
+        # refilled the connection window when they arrived).
         self._drop_partial(stream)
-        credit = stream.unacked - stream.early
         self._early_total -= stream.early
+        self._held -= stream.unacked
         stream.unacked = stream.early = 0
-        self._grant(self._flow.acknowledge_received(0, credit))
         self._finish(stream)
 
     def _stream_error(

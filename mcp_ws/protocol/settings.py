@@ -83,6 +83,15 @@ class Settings:
         """Connection-wide bytes of incomplete messages the receiver buffers."""
         return 4 * self.max_message_size
 
+    @property
+    def receive_memory_bound(self) -> int:
+        """The most bytes a receiver with these settings ever holds for its application
+        (``docs/protocol.md`` section 6): a stream window for each stream that may hold
+        one (``max_streams`` the peer opened, as many of our own), the connection window
+        for stream 0, and the reassembly budget for messages larger than a window."""
+        streams = 2 * self.max_streams * self.initial_window
+        return streams + self.connection_window + self.reassembly_budget
+
 
 def _check(values: dict[str, Any]) -> str | None:
     for key, (lo, hi) in _INT_RANGES.items():

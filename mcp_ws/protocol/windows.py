@@ -1,10 +1,19 @@
 """Byte-credit accounting for both directions of one connection.
 
 Outbound (what we may send): one window per stream plus the connection window; a frame
-may carry at most ``available_credit(sid)`` bytes. Inbound (what the peer may send): the
-same windows seen from the receiver, refilled by ``acknowledge_received`` as the
-application consumes messages, with grants batched once a quarter of a window is
-consumed. Stream 0 uses the connection window only.
+may carry at most ``available_credit(sid)`` bytes.
+
+Inbound (what the peer may send), the rule of ``docs/protocol.md`` section 6:
+
+- a stream's window is refilled as the application **consumes** that stream's messages
+  (``acknowledge_received``), so a paused reader holds at most one window per stream;
+- the connection window is refilled as bytes for streams other than 0 are **received**
+  (``data_received`` returns the grant): those bytes are already bounded by their
+  stream's window, so no set of paused streams can starve the others;
+- stream 0 has no window of its own: its bytes refill the connection window when they
+  are consumed, which bounds what an unread session stream holds.
+
+Grants are batched: one goes out once a quarter of its window is due.
 """
 
 from __future__ import annotations
@@ -104,13 +113,16 @@ class FlowControl:
 
     # -- inbound ----------------------------------------------------------------
 
-    def data_received(self, stream_id: int, size: int) -> None:
-        """Charge a received payload to the windows; ``FlowControlError`` on excess."""
-        if size > self._recv_conn.remaining:
-            raise FlowControlError(
-                f"{size} bytes received with {self._recv_conn.remaining} of connection credit"
-            )
-        window = self._recv.get(stream_id) if stream_id else None
+    def data_received(self, stream_id: int, size: int) -> list[tuple[int, int]]:
+        """Charge a received payload to the windows; ``FlowControlError`` on excess.
+
+        Returns the connection grant due now (bytes of streams other than 0 refill the
+        connection window on receipt; see the module docstring).
+        """
+        self._charge_connection(size)
+        if not stream_id:
+            return []
+        window = self._recv.get(stream_id)
         if window is not None:
             if size > window.remaining:
                 raise FlowControlError(
@@ -118,39 +130,46 @@ class FlowControl:
                     stream_id=stream_id,
                 )
             window.remaining -= size
-        self._recv_conn.remaining -= size
+        return self._refill(0, self._recv_conn, size)
 
-    def dropped_received(self, size: int) -> None:
-        """Charge a payload for a stream that is gone (the connection window only)."""
+    def dropped_received(self, size: int) -> list[tuple[int, int]]:
+        """Charge a payload nobody will consume (a stream that is gone, a refused OPEN):
+        the connection window only, refilled at once. Returns the grant due now."""
+        self._charge_connection(size)
+        return self._refill(0, self._recv_conn, size)
+
+    def acknowledge_received(self, stream_id: int, size: int) -> list[tuple[int, int]]:
+        """The application consumed ``size`` bytes of ``stream_id``: grants due now.
+
+        Returns ``(stream_id, increment)`` pairs for the CREDIT frames to send (stream 0
+        is the connection). For a stream other than 0 this refills its own window only
+        (the connection was refilled on receipt); for a stream that is gone, nothing.
+        """
+        if size <= 0:
+            return []
+        if not stream_id:
+            return self._refill(0, self._recv_conn, size)
+        window = self._recv.get(stream_id)
+        return self._refill(stream_id, window, size) if window is not None else []
+
+    def _charge_connection(self, size: int) -> None:
         if size > self._recv_conn.remaining:
             raise FlowControlError(
                 f"{size} bytes received with {self._recv_conn.remaining} of connection credit"
             )
         self._recv_conn.remaining -= size
 
-    def acknowledge_received(self, stream_id: int, size: int) -> list[tuple[int, int]]:
-        """The application consumed ``size`` bytes of ``stream_id``: grants due now.
-
-        Returns ``(stream_id, increment)`` pairs for the CREDIT frames to send (stream 0
-        is the connection). A stream that is gone only refills the connection window.
-        """
-        grants: list[tuple[int, int]] = []
+    @staticmethod
+    def _refill(stream_id: int, window: _Inbound, size: int) -> list[tuple[int, int]]:
+        """Make ``size`` bytes due back on ``window``; the grant once a quarter is due."""
         if size <= 0:
-            return grants
-        window = self._recv.get(stream_id) if stream_id else None
-        if window is not None:
-            window.pending += size
-            if window.pending >= window.size // 4:
-                grants.append((stream_id, window.pending))
-                window.remaining += window.pending
-                window.pending = 0
-        conn = self._recv_conn
-        conn.pending += size
-        if conn.pending >= conn.size // 4:
-            grants.append((0, conn.pending))
-            conn.remaining += conn.pending
-            conn.pending = 0
-        return grants
+            return []
+        window.pending += size
+        if window.pending < window.size // 4:
+            return []
+        increment, window.pending = window.pending, 0
+        window.remaining += increment
+        return [(stream_id, increment)]
 
     def receive_credit(self, stream_id: int) -> int:
         """Bytes the peer may still send on ``stream_id`` (0: on the connection)."""

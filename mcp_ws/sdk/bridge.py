@@ -158,8 +158,7 @@ class SessionBridge:
         try:
             self._inbox_send.send_nowait((item, sid, size))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            if size:
-                self._core_mux.core.acknowledge_received(sid, size)
+            self._acknowledge(sid, size)
 
     def _received(self, event: MessageReceived) -> None:
         sid, size = event.stream_id, event.flow_controlled_length
@@ -403,8 +402,12 @@ class SessionBridge:
             await anyio.lowlevel.checkpoint_if_cancelled()
 
     def _acknowledge(self, sid: int, size: int) -> None:
-        if size and self.mux is not None and self.mux.core.acknowledge_received(sid, size):
+        if not size or self.mux is None:
+            return
+        if self.mux.core.acknowledge_received(sid, size):
             self.mux.wake()  # a CREDIT frame is due (they are batched, a quarter window each)
+        if self._slot_waiters:
+            self._wake_slot_waiters()  # a stream read to its end gives its slot back
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every stream still open (we are leaving)."""
