@@ -8,6 +8,7 @@ import time
 import warnings
 
 import anyio
+import sniffio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, SamplingMessage, TextContent
@@ -175,6 +176,15 @@ def build_app(probe: Probe | None = None) -> MCPServer:
         print(f"crashing with code {code}", file=sys.stderr, flush=True)
         os._exit(code)
 
+    @app.tool()
+    async def stats() -> dict[str, int]:
+        """This process's open file descriptors, event-loop tasks and mcp-ws connections."""
+        return {
+            "fds": len(os.listdir("/proc/self/fd")),
+            "tasks": task_count(),
+            "connections": SERVING[0].connection_count if SERVING else -1,
+        }
+
     @app.resource("test://greeting")
     def greeting() -> str:
         """A static resource."""
@@ -188,9 +198,31 @@ def build_app(probe: Probe | None = None) -> MCPServer:
     return app
 
 
+SERVING: list[mcp_ws.McpWsServer] = []  # the server `_main` runs, for the stats tool
+
+
+def task_count() -> int:
+    """Tasks alive in this event loop (asyncio or trio)."""
+    if sniffio.current_async_library() == "trio":
+        import trio  # noqa: PLC0415 - only on trio
+
+        def count(task: trio.lowlevel.Task) -> int:
+            return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+        return count(trio.lowlevel.current_root_task())
+    import asyncio  # noqa: PLC0415
+
+    return len(asyncio.all_tasks())
+
+
 async def _main() -> None:
     """Serve the app on a free port and print its URL (for subprocess tests)."""
-    async with mcp_ws.serving(build_app(), port=0) as server:
+    options = {}
+    if len(sys.argv) > 3:  # short handshake and HELLO timeouts, for the chaos tests
+        timeout = float(sys.argv[3])
+        options = {"handshake_timeout": timeout, "limits": mcp_ws.Limits(hello_timeout=timeout)}
+    async with mcp_ws.serving(build_app(), port=0, **options) as server:
+        SERVING.append(server)
         print(server.url, flush=True)
         await anyio.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 60)
 

@@ -36,25 +36,64 @@ async def live_server(**options: Any) -> AsyncIterator[tuple[mcp_ws.McpWsServer,
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class AppProcess:
+    """The test app in a process of its own: ``url`` to reach it, ``log`` of its stderr."""
+
+    def __init__(self, process: anyio.abc.Process, url: str) -> None:
+        self.process = process
+        self.url = url
+        self.log = bytearray()
+
+    async def stats(self) -> dict[str, int]:
+        """Its open file descriptors, tasks and connections (from a fresh client)."""
+        async with session_to(self.url) as session:
+            result = await session.call_tool("stats", {})
+        assert result.structured_content is not None
+        return dict(result.structured_content)
+
+
 @asynccontextmanager
-async def app_process(
-    backend: str, seconds: float = 30
-) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
+async def served_app(
+    backend: str, seconds: float = 30, *, timeouts: float | None = None
+) -> AsyncIterator[AppProcess]:
     """The test app served over mcp-ws by ``python -m tests.apps`` in its own process,
-    for ``seconds`` at most; yields the process and its URL, and kills it on the way out."""
-    process = await anyio.open_process(
-        [sys.executable, "-m", "tests.apps", str(seconds), backend], cwd=ROOT
-    )
+    for ``seconds`` at most, its stderr collected; ``timeouts`` shortens the handshake
+    and HELLO timeouts. Killed on the way out."""
+    args = [sys.executable, "-m", "tests.apps", str(seconds), backend]
+    if timeouts is not None:
+        args.append(str(timeouts))
+    process = await anyio.open_process(args, cwd=ROOT)
     try:
         assert process.stdout is not None
+        assert process.stderr is not None
         with anyio.fail_after(20):
             url = (await process.stdout.receive()).decode().strip().splitlines()[0]
-        yield process, url
+        app = AppProcess(process, url)
+        async with anyio.create_task_group() as tg:
+
+            async def drain(stream: anyio.abc.ByteReceiveStream) -> None:
+                async for chunk in stream:
+                    app.log += chunk
+
+            tg.start_soon(drain, process.stderr)
+            try:
+                yield app
+            finally:
+                tg.cancel_scope.cancel()
     finally:
         if process.returncode is None:
             process.kill()
         with anyio.CancelScope(shield=True):
             await process.aclose()
+
+
+@asynccontextmanager
+async def app_process(
+    backend: str, seconds: float = 30
+) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
+    """Like `served_app`, yielding the process and its URL."""
+    async with served_app(backend, seconds) as app:
+        yield app.process, app.url
 
 
 @asynccontextmanager

@@ -220,14 +220,16 @@ class SessionBridge:
         rid = self._peer_sid.pop(sid, None)
         if rid is not None:
             del self._peer[rid]
-            self._peer_cancelled.append(rid)
-            params: dict[str, Any] = {"requestId": rid}
-            if event.reason:
-                params["reason"] = event.reason
-            note = JSONRPCNotification(
-                jsonrpc="2.0", method="notifications/cancelled", params=params
-            )
-            self._deliver(SessionMessage(message=note))
+            self._cancel_peer_request(rid, event.reason)
+
+    def _cancel_peer_request(self, rid: RequestId, reason: str) -> None:
+        """Tell the SDK the peer cancelled ``rid`` (``notifications/cancelled``)."""
+        self._peer_cancelled.append(rid)
+        params: dict[str, Any] = {"requestId": rid}
+        if reason:
+            params["reason"] = reason
+        note = JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params=params)
+        self._deliver(SessionMessage(message=note))
 
     def _ended(self, sid: int) -> None:
         self._direct.pop(sid, None)
@@ -245,6 +247,11 @@ class SessionBridge:
         error = self._core_mux.closed_error()
         for rid in list(self._own):
             self._answer_locally(rid, CONNECTION_CLOSED, str(error))
+        # The peer's requests end as if it had cancelled each one: the SDK cancels their
+        # handlers (a producer waiting in send_partial ends cancelled, not with an error
+        # logged as a tool failure) and writes no answer to a connection that is gone.
+        for rid in self._peer:
+            self._cancel_peer_request(rid, "the connection was lost")
         self._own.clear()
         self._own_sid.clear()
         self._peer.clear()
@@ -362,17 +369,19 @@ class SessionBridge:
 
         Waits for that stream's credit only (at most one message beyond the window is
         ever queued), never for the connection's other streams. Raises
-        `CallClosedError` once the request is answered, cancelled or the connection
-        is gone.
+        `CallClosedError` once the request is answered. Once the peer cancelled it or
+        the connection is gone, waits (at most `CANCEL_ARRIVAL_GRACE`) to be cancelled.
         """
         core = self._core_mux.core
         while True:
-            sid = self._peer.get(request_id)
-            if sid is None or self._closed or core.closed:
-                if request_id in self._peer_cancelled and not self._closed:
-                    # The peer's cancel is on its way to the SDK as notifications/cancelled:
-                    # let it cancel this handler, instead of failing it with an error.
-                    self._peer_cancelled.remove(request_id)
+            sid = self._peer.get(request_id) if not self._closed else None
+            if sid is None or core.closed:
+                if self._closed or request_id in self._peer_cancelled:
+                    # The peer's cancel (or the connection's loss, which ends every
+                    # handler) is on its way to the SDK: let it cancel this handler,
+                    # instead of failing it with an error logged as a tool failure.
+                    if request_id in self._peer_cancelled:
+                        self._peer_cancelled.remove(request_id)
                     with anyio.move_on_after(CANCEL_ARRIVAL_GRACE):
                         await anyio.sleep_forever()
                 raise CallClosedError(f"request {request_id!r} is no longer open")
