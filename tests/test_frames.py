@@ -23,7 +23,7 @@ from mcp_ws.protocol import (
     decode_message,
     encode_frame,
 )
-from mcp_ws.protocol.frames import MAX_REASON_LENGTH
+from mcp_ws.protocol.reasons import MAX_CLOSE_REASON_BYTES, MAX_REASON_BYTES, close_reason
 
 from .helpers import raw
 
@@ -95,7 +95,37 @@ def test_long_reasons_are_cut_when_sent():
     frame = Cancel(stream_id=1, error_code=7, reason="r" * 10_000)
     [decoded] = decode_message(encode_frame(frame), max_frame_size=65536)
     assert isinstance(decoded, Cancel)
-    assert decoded.reason == "r" * MAX_REASON_LENGTH
+    assert decoded.reason == "r" * MAX_REASON_BYTES
+
+
+def test_reasons_are_cut_by_utf8_bytes_never_inside_a_character():
+    frame = GoAway(last_stream_id=0, error_code=1, reason="é" * 250)  # 500 bytes
+    [decoded] = decode_message(encode_frame(frame), max_frame_size=65536)
+    assert isinstance(decoded, GoAway)
+    assert decoded.reason == "é" * 128
+    assert len(decoded.reason.encode()) == MAX_REASON_BYTES
+    # a peer that sends a longer one is cut on receipt, too
+    [received] = decode_message(raw(6, 0, 0, 0, 1, "€" * 200), max_frame_size=65536)
+    assert isinstance(received, GoAway)
+    assert received.reason == "€" * 85  # 255 bytes: a 257th would split a character
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ""),
+        ("plain", "plain"),
+        ("é" * 62 + "x", "é" * 61),  # 125 bytes: cut to 122, not into the 62nd é
+        ("a" + "é" * 61, "a" + "é" * 61),  # 123 bytes fit exactly
+        ("😀" * 40, "😀" * 30),  # 4-byte characters: 120 of 123 bytes
+        ("bad \udcff surrogate", "bad ? surrogate"),
+    ],
+    ids=["empty", "ascii", "cut before a 2-byte character", "2-byte exact", "4-byte", "surrogate"],
+)
+def test_close_reasons_fit_a_close_frame(text: str, expected: str) -> None:
+    cut = close_reason(text)
+    assert cut == expected
+    assert len(cut.encode()) <= MAX_CLOSE_REASON_BYTES
 
 
 BAD = [

@@ -4,18 +4,32 @@ error, and the server keeps serving everyone else. Both backends."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from mcp.client.session import ClientSession
-from mcp_types import TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, TextContent
 
 import mcp_ws
-from mcp_ws.protocol import ErrorCode, Limits, Settings
-from mcp_ws.protocol.frames import Cancel, Credit, Hello, Open, Ping, decode_message, encode_frame
+from mcp_ws.protocol import Connection, ErrorCode, Limits, Role, Settings
+from mcp_ws.protocol.frames import (
+    Cancel,
+    Credit,
+    GoAway,
+    Hello,
+    Open,
+    Ping,
+    decode_message,
+    encode_frame,
+)
 from mcp_ws.protocol.message import encode_payload
-from mcp_ws.transport import open_websocket
+from mcp_ws.transport import accept_websocket, open_websocket
 
 from .livehelpers import INITIALIZE, RawPeer, live_server, request, session_to
 
@@ -249,3 +263,70 @@ async def test_a_peer_that_never_reads_leaves_server_memory_bounded() -> None:
             # at most the budget plus one message (admitted when under budget) plus slack
             assert peak <= budget + 2 * result + 64 * 1024
             await assert_still_serving(server.url)
+
+
+# ------------------------------------------------------------------ close reasons
+
+HOSTILE_REASON = "é" * 250  # 500 bytes of UTF-8: far more than a close frame holds
+
+
+@asynccontextmanager
+async def goaway_server(seen: dict[str, Any]) -> AsyncIterator[str]:
+    """A server that says HELLO, then GOAWAY(PROTOCOL_ERROR, HOSTILE_REASON), and
+    records the close frame the client answers with."""
+
+    async def handle(stream: anyio.abc.ByteStream) -> None:
+        async def accept(_request: object) -> None:
+            return None
+
+        ws = await accept_websocket(stream, check=accept, max_size=None)
+        assert ws is not None
+        core = Connection(Role.SERVER)
+        await ws.send(core.data_to_send())
+        await ws.send([encode_frame(GoAway(last_stream_id=0, error_code=1, reason=HOSTILE_REASON))])
+        with anyio.move_on_after(5):
+            while await ws.receive() is not None:
+                pass
+        seen["code"], seen["reason"] = ws.close_code, ws.close_reason
+        await ws.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle, tg)
+        try:
+            yield f"ws://127.0.0.1:{port}/mcp"
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def test_a_server_goaway_with_a_huge_reason_ends_the_client_cleanly() -> None:
+    seen: dict[str, Any] = {}
+    with anyio.fail_after(15):
+        async with goaway_server(seen) as url:
+            async with mcp_ws.connect(url) as (read, write), ClientSession(read, write) as session:
+                with pytest.raises(MCPError) as caught:
+                    await session.initialize()
+            # the documented error, and nothing else escapes the blocks
+            assert caught.value.error.code == CONNECTION_CLOSED
+            while "code" not in seen:
+                await anyio.sleep(0.01)
+    # the client answered with a close frame, its reason cut to fit by UTF-8 bytes
+    assert seen["code"] == 1002
+    assert seen["reason"] == "é" * 61
+    assert len(seen["reason"].encode()) <= 123
+
+
+async def test_a_client_goaway_with_a_huge_reason_gets_a_close_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with live_server() as (server, _):
+        async with RawPeer.connect(server.url) as peer:
+            await peer.flush()
+            await peer.send_raw(
+                encode_frame(GoAway(last_stream_id=0, error_code=1, reason=HOSTILE_REASON))
+            )
+            assert await peer.pump() == 1002
+            assert peer.ws.close_reason == "é" * 61
+        await assert_still_serving(server.url)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]

@@ -15,6 +15,7 @@ import msgpack
 from .constants import MAX_WINDOW, Flag, FrameType
 from .errors import FrameSizeError, ProtocolError
 from .message import pack
+from .reasons import MAX_REASON_BYTES, truncate_utf8
 
 __all__ = [
     "MAX_STREAM_ID",
@@ -36,8 +37,6 @@ __all__ = [
 MAX_STREAM_ID = 2**31 - 1
 #: How much longer than ``max_frame_size`` one WebSocket message may be.
 MESSAGE_OVERHEAD = 1024
-#: Reasons in CANCEL and GOAWAY are cut to this many characters when sent.
-MAX_REASON_LENGTH = 256
 _MAX_OPAQUE = 2**64 - 1
 
 
@@ -116,7 +115,7 @@ Frame = Hello | Open | Data | Cancel | Credit | Ping | GoAway | UnknownFrame
 
 
 def _reason(text: str) -> str:
-    return text[:MAX_REASON_LENGTH]
+    return truncate_utf8(text, MAX_REASON_BYTES)
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -177,7 +176,7 @@ def _data_flags(flags: int, name: str) -> Flag:
 def _reason_field(value: object) -> str:
     if type(value) is not str:
         raise ProtocolError(f"reason must be a string, got {type(value).__name__}")
-    return value
+    return value if len(value) <= MAX_REASON_BYTES // 4 else _reason(value)
 
 
 def _decode_frame(raw: object, max_frame_size: int) -> Frame:

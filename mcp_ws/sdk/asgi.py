@@ -16,6 +16,7 @@ import anyio
 
 from ..protocol.constants import COMPAT_SUBPROTOCOL
 from ..protocol.limits import Limits
+from ..protocol.reasons import close_reason
 from ..protocol.settings import Settings
 from ..transport.policy import Authenticator, HandshakePolicy, Refusal, select_subprotocol
 from .bridge import DEFAULT_SEND_BUDGET
@@ -71,7 +72,8 @@ class AsgiChannel:
             return
         self._close_sent = True
         with contextlib.suppress(OSError):
-            await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+            reason = close_reason(reason)
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def aclose(self) -> None:
         """Close if not closed yet."""
@@ -139,7 +141,7 @@ async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": text.encode()})
     else:
-        await send({"type": "websocket.close", "code": 1008, "reason": text[:120]})
+        await send({"type": "websocket.close", "code": 1008, "reason": close_reason(text)})
 
 
 async def _http_answer(send: Send, status: int, text: str, extra: dict[str, str]) -> None:

@@ -329,7 +329,7 @@ class SessionBridge:
                 del self._own_sid[sid]
                 self._direct.pop(sid, None)
                 reason = str(message.params.get("reason") or "")
-                core.cancel_stream(sid, ErrorCode.CANCELLED, reason[:256])
+                core.cancel_stream(sid, ErrorCode.CANCELLED, reason)
                 return
         sid = 0
         if isinstance(metadata, ServerMessageMetadata) and metadata.related_request_id is not None:

@@ -27,6 +27,7 @@ from websockets.uri import parse_uri
 
 from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.errors import McpWsError
+from ..protocol.reasons import close_reason
 from .policy import Refusal, select_subprotocol
 from .tcp import connect_tcp
 
@@ -168,7 +169,7 @@ class WebSocket:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (once); `receive` returns ``None`` when the peer answers."""
         if self._protocol.state is State.OPEN:
-            self._protocol.send_close(code, reason[:120])
+            self._protocol.send_close(code, close_reason(reason))
             await self._flush()
 
     async def aclose(self) -> None:
