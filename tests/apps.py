@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -215,16 +216,17 @@ def task_count() -> int:
     return len(asyncio.all_tasks())
 
 
-async def _main() -> None:
+async def _main(seconds: float, timeouts: float | None, max_streams: int | None) -> None:
     """Serve the app on a free port and print its URL (for subprocess tests)."""
-    options = {}
-    if len(sys.argv) > 3:  # short handshake and HELLO timeouts, for the chaos tests
-        timeout = float(sys.argv[3])
-        options = {"handshake_timeout": timeout, "limits": mcp_ws.Limits(hello_timeout=timeout)}
+    options: dict[str, object] = {}
+    if timeouts is not None:  # short handshake and HELLO timeouts, for the chaos tests
+        options = {"handshake_timeout": timeouts, "limits": mcp_ws.Limits(hello_timeout=timeouts)}
+    if max_streams is not None:
+        options["settings"] = mcp_ws.Settings(max_streams=max_streams, max_message_size=2**26)
     async with mcp_ws.serving(build_app(), port=0, **options) as server:
         SERVING.append(server)
         print(server.url, flush=True)
-        await anyio.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 60)
+        await anyio.sleep(seconds)
 
 
 if __name__ == "__main__":
@@ -233,4 +235,10 @@ if __name__ == "__main__":
         mcp_ws.advertise_streaming(stdio_app)
         stdio_app.run("stdio")
     else:
-        anyio.run(_main, backend=sys.argv[2] if len(sys.argv) > 2 else "asyncio")
+        parser = argparse.ArgumentParser(prog="python -m tests.apps")
+        parser.add_argument("seconds", type=float, nargs="?", default=60)
+        parser.add_argument("backend", nargs="?", default="asyncio")
+        parser.add_argument("--timeouts", type=float, help="handshake and HELLO timeouts")
+        parser.add_argument("--max-streams", type=int, help="the server's max_streams")
+        args = parser.parse_args()
+        anyio.run(_main, args.seconds, args.timeouts, args.max_streams, backend=args.backend)

@@ -54,14 +54,20 @@ class AppProcess:
 
 @asynccontextmanager
 async def served_app(
-    backend: str, seconds: float = 30, *, timeouts: float | None = None
+    backend: str,
+    seconds: float = 30,
+    *,
+    timeouts: float | None = None,
+    max_streams: int | None = None,
 ) -> AsyncIterator[AppProcess]:
     """The test app served over mcp-ws by ``python -m tests.apps`` in its own process,
     for ``seconds`` at most, its stderr collected; ``timeouts`` shortens the handshake
-    and HELLO timeouts. Killed on the way out."""
+    and HELLO timeouts, ``max_streams`` sets the server's. Killed on the way out."""
     args = [sys.executable, "-m", "tests.apps", str(seconds), backend]
     if timeouts is not None:
-        args.append(str(timeouts))
+        args += ["--timeouts", str(timeouts)]
+    if max_streams is not None:
+        args += ["--max-streams", str(max_streams)]
     process = await anyio.open_process(args, cwd=ROOT)
     try:
         assert process.stdout is not None

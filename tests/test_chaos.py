@@ -13,6 +13,11 @@ import sys
 import anyio
 import anyio.abc
 import pytest
+from mcp.client.session import ClientSession
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED
+
+import mcp_ws
 
 from .livehelpers import ROOT, AppProcess, served_app, session_to
 
@@ -71,3 +76,60 @@ async def test_a_client_killed_with_100_stalled_streams_costs_the_server_nothing
         # every handler ended (as a cancellation), the connection and its tasks are gone
         assert await back_to_baseline(app, baseline) == baseline
         assert_no_traceback(app)
+
+
+@pytest.mark.timeout(90)
+async def test_a_server_killed_mid_flight_ends_every_call_once_within_5_s(
+    anyio_backend: str,
+) -> None:
+    """200 calls on 4 connections, 50 of them streaming; the server allows 20 streams per
+    connection, so 30 calls a connection wait locally. SIGKILL: each call ends once,
+    with the documented CONNECTION_CLOSED, queued or sent, plain or streaming."""
+    outcomes: dict[tuple[int, int], list[object]] = {}
+    launched = 0
+    all_launched = anyio.Event()
+
+    async def plain(session: ClientSession, key: tuple[int, int]) -> None:
+        try:
+            await session.call_tool("sleepy", {"seconds": 60})
+            outcomes[key].append("completed")
+        except MCPError as exc:
+            outcomes[key].append(exc.error.code)
+
+    async def streaming(session: ClientSession, key: tuple[int, int]) -> None:
+        async with mcp_ws.stream_tool(
+            session, "generate", {"count": 100_000, "pause": 0.01}
+        ) as stream:
+            async for event in stream:
+                if isinstance(event, mcp_ws.Failed) and isinstance(event.error, MCPError):
+                    outcomes[key].append(event.error.error.code)
+                elif isinstance(event, mcp_ws.Completed | mcp_ws.Failed):
+                    outcomes[key].append(event)
+
+    async def connection(url: str, index: int) -> None:
+        nonlocal launched
+        async with mcp_ws.connect(url) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            async with anyio.create_task_group() as calls:
+                for j in range(50):
+                    key = (index, j)
+                    outcomes[key] = []
+                    streams = 13 if index < 2 else 12  # 50 streaming calls in all
+                    calls.start_soon(streaming if j < streams else plain, session, key)
+                    launched += 1
+                if launched == 200:
+                    all_launched.set()
+
+    async with served_app(anyio_backend, 80, max_streams=20) as app:
+        async with anyio.create_task_group() as tg:
+            for index in range(4):
+                tg.start_soon(connection, app.url, index)
+            with anyio.fail_after(20):
+                await all_launched.wait()
+            await anyio.sleep(1)  # every call sent or queued, the streams flowing
+            app.process.kill()
+            with anyio.fail_after(5):  # every call has its outcome within 5 s
+                while sum(len(o) for o in outcomes.values()) < 200:
+                    await anyio.sleep(0.01)
+    assert len(outcomes) == 200
+    assert all(o == [CONNECTION_CLOSED] for o in outcomes.values()), outcomes

@@ -330,3 +330,25 @@ async def test_a_client_goaway_with_a_huge_reason_gets_a_close_frame(
             assert peer.ws.close_reason == "é" * 61
         await assert_still_serving(server.url)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+# ------------------------------------------------------------------ close reporting
+
+
+async def test_a_clean_close_is_reported_as_no_error_on_both_sides(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that connects and leaves without an MCP message (HELLO, GOAWAY, close
+    1000) ended a clean wire, whichever side's task sees the end first."""
+    caplog.set_level(logging.DEBUG, logger="mcp_ws.transport")
+    async with live_server() as (server, _):
+        for _ in range(10):
+            async with mcp_ws.connect(server.url):
+                pass
+        with anyio.fail_after(5):
+            while server.connection_count:
+                await anyio.sleep(0.01)
+    ended = [r for r in caplog.records if r.getMessage().startswith("connection terminated")]
+    assert len(ended) == 20  # both sides of every connection
+    assert all("NO_ERROR" in r.getMessage() and "close_code=1000" in r.getMessage() for r in ended)
+    assert all(r.levelno == logging.DEBUG for r in ended)

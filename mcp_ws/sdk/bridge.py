@@ -39,7 +39,12 @@ from pydantic import ValidationError
 
 from ..protocol.connection import ConnectionState, Role
 from ..protocol.constants import ErrorCode
-from ..protocol.errors import McpWsError, MessageTooLargeForPeer, UsageError
+from ..protocol.errors import (
+    ConnectionClosedError,
+    McpWsError,
+    MessageTooLargeForPeer,
+    UsageError,
+)
 from ..protocol.events import (
     ConnectionTerminated,
     Event,
@@ -306,6 +311,10 @@ class SessionBridge:
                 raise
         try:
             sid = core.open_stream(_dump(message), end=True)
+        except ConnectionClosedError:
+            # It waited for a slot and the connection ended meanwhile: the same failure
+            # as the calls already sent, which the SDK reports as CONNECTION_CLOSED.
+            raise anyio.BrokenResourceError(str(self._core_mux.closed_error())) from None
         except MessageTooLargeForPeer as exc:
             self._answer_locally(message.id, REQUEST_REFUSED, str(exc))
             return

@@ -127,8 +127,7 @@ class MuxConnection:
                 tg.start_soon(self._timer)
         finally:
             with anyio.CancelScope(shield=True):
-                if self.termination is None:
-                    self._dispatch(self.core.connection_lost("the connection was closed"))
+                self._transport_ended()
                 await self._channel.aclose()
                 self._finished.set()
                 self._signal_progress()
@@ -170,19 +169,25 @@ class MuxConnection:
                 self._rearm_if_sooner()
         finally:
             self._reader_done.set()
-        if self.termination is None:
-            code = getattr(self._channel, "close_code", None)
-            finished = self.core.is_finished
-            reason = (
-                "the peer closed the connection"
-                if finished
-                else f"the connection was lost (WebSocket {code or 1006})"
-            )
-            events = self.core.connection_lost(reason)
-            if finished and events:
-                events = [_graceful(events[0])]
-            self._dispatch(events)
+        self._transport_ended()
         scope.cancel()
+
+    def _transport_ended(self) -> None:
+        """The WebSocket is over: say why, unless the core already did. After a graceful
+        GOAWAY (either way) with every stream done this is NO_ERROR, whichever task saw
+        the end first; otherwise the connection was lost and every stream fails."""
+        if self.termination is not None:
+            return
+        code = getattr(self._channel, "close_code", None)
+        finished = self.core.is_finished
+        if finished:
+            reason = "closed after GOAWAY"
+        else:
+            reason = f"the connection was lost (WebSocket {code or 1006})"
+        events = self.core.connection_lost(reason)
+        if finished and events:
+            events = [_graceful(events[0])]
+        self._dispatch(events)
 
     async def _writer(self, scope: anyio.CancelScope) -> None:
         while True:
