@@ -216,13 +216,20 @@ def task_count() -> int:
     return len(asyncio.all_tasks())
 
 
-async def _main(seconds: float, timeouts: float | None, max_streams: int | None) -> None:
+async def _main(
+    seconds: float, timeouts: float | None, max_streams: int | None, ping: float | None
+) -> None:
     """Serve the app on a free port and print its URL (for subprocess tests)."""
     options: dict[str, object] = {}
     if timeouts is not None:  # short handshake and HELLO timeouts, for the chaos tests
         options = {"handshake_timeout": timeouts, "limits": mcp_ws.Limits(hello_timeout=timeouts)}
+    settings: dict[str, float] = {}
     if max_streams is not None:
-        options["settings"] = mcp_ws.Settings(max_streams=max_streams, max_message_size=2**26)
+        settings["max_streams"] = max_streams
+    if ping is not None:
+        settings["ping_interval"] = ping
+    if settings:
+        options["settings"] = mcp_ws.Settings(max_message_size=2**26, **settings)  # type: ignore[arg-type]
     async with mcp_ws.serving(build_app(), port=0, **options) as server:
         SERVING.append(server)
         print(server.url, flush=True)
@@ -240,5 +247,13 @@ if __name__ == "__main__":
         parser.add_argument("backend", nargs="?", default="asyncio")
         parser.add_argument("--timeouts", type=float, help="handshake and HELLO timeouts")
         parser.add_argument("--max-streams", type=int, help="the server's max_streams")
+        parser.add_argument("--ping-interval", type=float, help="the server's keepalive")
         args = parser.parse_args()
-        anyio.run(_main, args.seconds, args.timeouts, args.max_streams, backend=args.backend)
+        anyio.run(
+            _main,
+            args.seconds,
+            args.timeouts,
+            args.max_streams,
+            args.ping_interval,
+            backend=args.backend,
+        )

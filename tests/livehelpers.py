@@ -59,15 +59,19 @@ async def served_app(
     *,
     timeouts: float | None = None,
     max_streams: int | None = None,
+    ping_interval: float | None = None,
 ) -> AsyncIterator[AppProcess]:
     """The test app served over mcp-ws by ``python -m tests.apps`` in its own process,
     for ``seconds`` at most, its stderr collected; ``timeouts`` shortens the handshake
-    and HELLO timeouts, ``max_streams`` sets the server's. Killed on the way out."""
+    and HELLO timeouts, ``max_streams`` and ``ping_interval`` set the server's settings.
+    Killed on the way out."""
     args = [sys.executable, "-m", "tests.apps", str(seconds), backend]
     if timeouts is not None:
         args += ["--timeouts", str(timeouts)]
     if max_streams is not None:
         args += ["--max-streams", str(max_streams)]
+    if ping_interval is not None:
+        args += ["--ping-interval", str(ping_interval)]
     process = await anyio.open_process(args, cwd=ROOT)
     try:
         assert process.stdout is not None
