@@ -120,3 +120,13 @@ def test_transition(key, expected):
 def test_table_holds_no_usage_errors():
     # Usage errors are exactly the pairs left out of the table.
     assert all(outcome is not Outcome.USAGE_ERROR for outcome, _ in TRANSITIONS.values())
+
+
+def test_the_documented_receive_memory_bounds() -> None:
+    """docs/protocol.md section 6 quotes these figures."""
+    from mcp_ws.sdk.server import DEFAULT_SETTINGS as BINDING_DEFAULTS
+
+    assert Settings().receive_memory_bound == 138_412_032
+    assert BINDING_DEFAULTS.receive_memory_bound == 406_847_488
+    small = Settings(max_streams=4, initial_window=16384, connection_window=32768, max_message_size=1024)
+    assert small.receive_memory_bound == 2 * 4 * 16384 + 32768 + 4 * 1024
