@@ -6,7 +6,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import mcp_ws
 from mcp_ws.protocol import Connection, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event
 from mcp_ws.protocol.frames import Frame, decode_message
-from mcp_ws.transport import WebSocket, open_websocket
+from mcp_ws.transport import WebSocket, accept_websocket, open_websocket
 
 from .apps import Probe, build_app
 
@@ -112,6 +112,34 @@ async def session_to(url: str, **callbacks: Any) -> AsyncIterator[ClientSession]
     async with mcp_ws.connect(url) as (read, write), ClientSession(read, write, **callbacks) as s:
         await s.initialize()
         yield s
+
+
+@asynccontextmanager
+async def raw_websocket_server(
+    talk: Callable[[WebSocket], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A hand-driven server on loopback: accepts any WebSocket handshake, then runs
+    ``talk(ws)`` on each connection; yields its ``ws://`` URL."""
+
+    async def handle(stream: anyio.abc.ByteStream) -> None:
+        async def accept(_request: object) -> None:
+            return None
+
+        ws = await accept_websocket(stream, check=accept, max_size=None)
+        assert ws is not None
+        try:
+            await talk(ws)
+        finally:
+            await ws.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle, tg)
+        try:
+            yield f"ws://127.0.0.1:{port}/mcp"
+        finally:
+            tg.cancel_scope.cancel()
 
 
 class RawPeer:

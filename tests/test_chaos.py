@@ -61,6 +61,13 @@ def assert_no_traceback(app: AppProcess) -> None:
     assert "Traceback" not in log, log[-4000:]
 
 
+async def assert_recovered(app: AppProcess, baseline: dict[str, int]) -> None:
+    """The server's descriptors, tasks and connections are back to ``baseline``, and
+    nothing was logged as a crash."""
+    assert await back_to_baseline(app, baseline) == baseline
+    assert_no_traceback(app)
+
+
 @pytest.mark.timeout(90)
 async def test_clients_killed_mid_stream_cost_the_server_nothing(anyio_backend: str) -> None:
     """Three client processes killed with SIGKILL: one whose 100 streams stalled (their
@@ -88,8 +95,7 @@ async def test_clients_killed_mid_stream_cost_the_server_nothing(anyio_backend: 
         assert result.structured_content == {"result": 42}
         assert anyio.current_time() - killed < 1
         # every handler ended (as a cancellation), the connections and their tasks are gone
-        assert await back_to_baseline(app, baseline) == baseline
-        assert_no_traceback(app)
+        await assert_recovered(app, baseline)
 
 
 @pytest.mark.timeout(90)
@@ -186,8 +192,7 @@ async def test_half_open_handshakes_and_silent_connections_are_dropped_in_time(
                         pass
                     assert ws.close_code == 1008  # GOAWAY(TIMEOUT), then close
             assert anyio.current_time() - opened >= 0.9  # not before the timeout
-        assert await back_to_baseline(app, baseline) == baseline
-        assert_no_traceback(app)
+        await assert_recovered(app, baseline)
 
 
 async def receive_until_eof(stream: anyio.abc.ByteStream) -> bytes:
@@ -220,8 +225,7 @@ async def test_a_client_that_goes_silent_is_dropped_by_keepalive(anyio_backend: 
             peer.kill()
             with anyio.CancelScope(shield=True):
                 await peer.aclose()
-        assert await back_to_baseline(app, baseline) == baseline
-        assert_no_traceback(app)
+        await assert_recovered(app, baseline)
 
 
 @pytest.mark.timeout(60)
@@ -345,5 +349,4 @@ async def test_a_fuzzing_client_never_disturbs_a_well_behaved_one(anyio_backend:
                 tg.start_soon(behave, app.url)
         assert fuzzed >= 20
         assert calls >= 20
-        assert await back_to_baseline(app, baseline) == baseline
-        assert_no_traceback(app)
+        await assert_recovered(app, baseline)

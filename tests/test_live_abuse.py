@@ -29,9 +29,16 @@ from mcp_ws.protocol.frames import (
     encode_frame,
 )
 from mcp_ws.protocol.message import encode_payload
-from mcp_ws.transport import accept_websocket, open_websocket
+from mcp_ws.transport import WebSocket, open_websocket
 
-from .livehelpers import INITIALIZE, RawPeer, live_server, request, session_to
+from .livehelpers import (
+    INITIALIZE,
+    RawPeer,
+    live_server,
+    raw_websocket_server,
+    request,
+    session_to,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -275,29 +282,16 @@ async def goaway_server(seen: dict[str, Any]) -> AsyncIterator[str]:
     """A server that says HELLO, then GOAWAY(PROTOCOL_ERROR, HOSTILE_REASON), and
     records the close frame the client answers with."""
 
-    async def handle(stream: anyio.abc.ByteStream) -> None:
-        async def accept(_request: object) -> None:
-            return None
-
-        ws = await accept_websocket(stream, check=accept, max_size=None)
-        assert ws is not None
-        core = Connection(Role.SERVER)
-        await ws.send(core.data_to_send())
+    async def talk(ws: WebSocket) -> None:
+        await ws.send(Connection(Role.SERVER).data_to_send())
         await ws.send([encode_frame(GoAway(last_stream_id=0, error_code=1, reason=HOSTILE_REASON))])
         with anyio.move_on_after(5):
             while await ws.receive() is not None:
                 pass
         seen["code"], seen["reason"] = ws.close_code, ws.close_reason
-        await ws.aclose()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle, tg)
-        try:
-            yield f"ws://127.0.0.1:{port}/mcp"
-        finally:
-            tg.cancel_scope.cancel()
+    async with raw_websocket_server(talk) as url:
+        yield url
 
 
 async def test_a_server_goaway_with_a_huge_reason_ends_the_client_cleanly() -> None:

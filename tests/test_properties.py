@@ -54,6 +54,17 @@ class World:
         self.sent_payload = {"client": 0, "server": 0}
         self.rid = 0
 
+    @classmethod
+    def after(cls, ops: list[tuple]) -> World:
+        """A world past both HELLOs that ran ``ops``, checking credit after each."""
+        world = cls()
+        world.step(("deliver", "client", 4))
+        world.step(("deliver", "server", 4))
+        for action in ops:
+            world.step(action)
+            world.check_conservation()
+        return world
+
     @staticmethod
     def other(side: str) -> str:
         return "server" if side == "client" else "client"
@@ -158,12 +169,7 @@ class World:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, max_size=80))
 def test_credit_is_never_exceeded_and_always_conserved(ops):
-    world = World()
-    world.step(("deliver", "client", 4))
-    world.step(("deliver", "server", 4))
-    for action in ops:
-        world.step(action)
-        world.check_conservation()
+    world = World.after(ops)
     # Once every delivered message is consumed, all credit comes back: nothing leaks,
     # including bytes dropped after a CANCEL.
     world.drain()
@@ -179,12 +185,7 @@ def test_credit_is_never_exceeded_and_always_conserved(ops):
 def test_unread_streams_never_hold_connection_credit(ops):
     """Whatever the streams hold unread, the connection window is whole again once the
     wires are empty: no set of paused streams can block another stream."""
-    world = World()
-    world.step(("deliver", "client", 4))
-    world.step(("deliver", "server", 4))
-    for action in ops:
-        world.step(action)
-        world.check_conservation()
+    world = World.after(ops)
     for _ in range(200):  # deliver everything, acknowledge nothing
         for side in ("client", "server"):
             world.collect(side)

@@ -16,9 +16,9 @@ from mcp_types import CONNECTION_CLOSED, TextContent
 import mcp_ws
 from mcp_ws.protocol import Connection, ErrorCode, Role, Settings
 from mcp_ws.protocol.frames import Ping
-from mcp_ws.transport import accept_websocket
+from mcp_ws.transport import WebSocket
 
-from .livehelpers import RawPeer, live_server
+from .livehelpers import RawPeer, live_server, raw_websocket_server
 
 pytestmark = pytest.mark.anyio
 
@@ -112,25 +112,15 @@ async def silent_server() -> AsyncIterator[str]:
     """A server that completes the handshake, says HELLO, then never reads or writes."""
     stop = anyio.Event()
 
-    async def handle(stream: anyio.abc.ByteStream) -> None:
-        async def accept(_request: object) -> None:
-            return None
-
-        ws = await accept_websocket(stream, check=accept, max_size=None)
-        assert ws is not None
+    async def talk(ws: WebSocket) -> None:
         await ws.send(Connection(Role.SERVER).data_to_send())
         await stop.wait()
-        await ws.aclose()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle, tg)
+    async with raw_websocket_server(talk) as url:
         try:
-            yield f"ws://127.0.0.1:{port}/mcp"
+            yield url
         finally:
             stop.set()
-            tg.cancel_scope.cancel()
 
 
 async def test_a_client_fails_its_calls_when_the_server_goes_silent() -> None:
