@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
+from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -23,32 +26,49 @@ from mcp_ws.protocol import (
     decode_message,
     encode_frame,
 )
+from mcp_ws.protocol.frames import Frame
+from mcp_ws.protocol.message import decode_payload, encode_payload
 from mcp_ws.protocol.reasons import MAX_CLOSE_REASON_BYTES, MAX_REASON_BYTES, close_reason
 
 from .helpers import raw
 
-GOLDEN = [
-    (Hello(settings={}), bytes.fromhex("94 00 00 00 80")),
-    (Hello(settings={"max_streams": 8}), bytes.fromhex("94 00 00 00 81 ab") + b"max_streams" + b"\x08"),
-    (Open(stream_id=1, flags=Flag.END, payload=b"ab"), bytes.fromhex("94 01 01 01 c4 02 61 62")),
-    (Open(stream_id=300, flags=Flag.MORE, payload=b""), bytes.fromhex("94 01 cd 01 2c 02 c4 00")),
-    (Data(stream_id=3, flags=Flag.MORE, payload=b""), bytes.fromhex("94 02 03 02 c4 00")),
-    (Data(stream_id=0, flags=Flag.NONE, payload=b"\x80"), bytes.fromhex("94 02 00 00 c4 01 80")),
-    (Data(stream_id=7, flags=Flag.END, payload=b""), bytes.fromhex("94 02 07 01 c4 00")),
-    (
-        Cancel(stream_id=5, error_code=ErrorCode.CANCELLED, reason="x"),
-        bytes.fromhex("95 03 05 00 07 a1 78"),
-    ),
-    (Credit(stream_id=0, increment=65536), bytes.fromhex("94 04 00 00 ce 00 01 00 00")),
-    (Credit(stream_id=9, increment=100), bytes.fromhex("94 04 09 00 64")),
-    (Ping(opaque=42), bytes.fromhex("94 05 00 00 2a")),
-    (Ping(opaque=42, ack=True), bytes.fromhex("94 05 00 01 2a")),
-    (
-        GoAway(last_stream_id=7, error_code=ErrorCode.ENHANCE_YOUR_CALM, reason="calm"),
-        bytes.fromhex("96 06 00 00 07 09 a4") + b"calm",
-    ),
-    (UnknownFrame(frame_type=99, stream_id=5, flags=0), bytes.fromhex("93 63 05 00")),
-]
+VECTORS = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "frames.json").read_text())
+
+
+def frame_of(spec: dict[str, Any]) -> Frame:
+    """A frame from its language-neutral description in vectors/frames.json."""
+    kind = spec["type"]
+    if kind == "HELLO":
+        return Hello(settings=spec["settings"])
+    if kind in ("OPEN", "DATA"):
+        cls = Open if kind == "OPEN" else Data
+        return cls(stream_id=spec["stream_id"], flags=Flag(spec["flags"]), payload=bytes.fromhex(spec["payload_hex"]))
+    if kind == "CANCEL":
+        return Cancel(stream_id=spec["stream_id"], error_code=spec["code"], reason=spec["reason"])
+    if kind == "CREDIT":
+        return Credit(stream_id=spec["stream_id"], increment=spec["increment"])
+    if kind == "PING":
+        return Ping(opaque=int(spec["opaque"]), ack=spec["ack"])
+    if kind == "GOAWAY":
+        return GoAway(last_stream_id=spec["last_stream_id"], error_code=spec["code"], reason=spec["reason"])
+    assert kind == "UNKNOWN"
+    return UnknownFrame(frame_type=spec["frame_type"], stream_id=spec["stream_id"], flags=spec["flags"])
+
+
+GOLDEN = [(frame_of(v["frame"]), bytes.fromhex(v["hex"])) for v in VECTORS["good"]]
+
+
+@pytest.mark.parametrize("vector", VECTORS["bad"], ids=lambda v: v["name"])
+def test_bad_vectors_fail_with_their_documented_error(vector: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_message(bytes.fromhex(vector["hex"]), max_frame_size=vector["max_frame_size"])
+    assert caught.value.error_code.name == vector["error"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["messages"], ids=lambda v: str(v["message"].get("method", "response")))
+def test_message_vectors(vector: dict[str, Any]) -> None:
+    assert encode_payload(vector["message"]) == bytes.fromhex(vector["hex"])
+    assert decode_payload(bytes.fromhex(vector["hex"])) == vector["message"]
 
 
 @pytest.mark.parametrize(("frame", "wire"), GOLDEN, ids=lambda v: type(v).__name__)
