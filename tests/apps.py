@@ -178,6 +178,11 @@ def build_app(probe: Probe | None = None) -> MCPServer:
         os._exit(code)
 
     @app.tool()
+    def sent() -> int:
+        """How many partial results the last streaming tool got through (its producer's progress)."""
+        return probe.sent
+
+    @app.tool()
     async def stats() -> dict[str, int]:
         """This process's open file descriptors, event-loop tasks and mcp-ws connections."""
         return {
@@ -217,12 +222,19 @@ def task_count() -> int:
 
 
 async def _main(
-    seconds: float, timeouts: float | None, max_streams: int | None, ping: float | None
+    seconds: float,
+    timeouts: float | None,
+    max_streams: int | None,
+    ping: float | None,
+    token: str | None,
 ) -> None:
     """Serve the app on a free port and print its URL (for subprocess tests)."""
     options: dict[str, object] = {}
+    if token is not None:
+        options["auth"] = mcp_ws.bearer_token(token)
     if timeouts is not None:  # short handshake and HELLO timeouts, for the chaos tests
-        options = {"handshake_timeout": timeouts, "limits": mcp_ws.Limits(hello_timeout=timeouts)}
+        options["handshake_timeout"] = timeouts
+        options["limits"] = mcp_ws.Limits(hello_timeout=timeouts)
     settings: dict[str, float] = {}
     if max_streams is not None:
         settings["max_streams"] = max_streams
@@ -248,6 +260,7 @@ if __name__ == "__main__":
         parser.add_argument("--timeouts", type=float, help="handshake and HELLO timeouts")
         parser.add_argument("--max-streams", type=int, help="the server's max_streams")
         parser.add_argument("--ping-interval", type=float, help="the server's keepalive")
+        parser.add_argument("--token", help="require this bearer token")
         args = parser.parse_args()
         anyio.run(
             _main,
@@ -255,5 +268,6 @@ if __name__ == "__main__":
             args.timeouts,
             args.max_streams,
             args.ping_interval,
+            args.token,
             backend=args.backend,
         )

@@ -1,0 +1,1010 @@
+/**
+ * The sans-I/O mcp-ws connection: bytes in, events out; calls in, bytes out. It never does
+ * I/O and never reads a clock it was not given. The same rules as the Python core
+ * (`mcp_ws/protocol/connection.py`); `docs/protocol.md` is the contract.
+ *
+ *     const conn = new Connection("client");
+ *     const sid = conn.openStream({ jsonrpc: "2.0", id: 1, method: "ping" }, true);
+ *     for (const message of conn.dataToSend()) socket.send(message);
+ *     const events = conn.receiveData(bytes);  // one received binary message
+ *     conn.acknowledge(sid, event.size);       // when the application consumed it
+ *
+ * The peer's misbehaviour never throws out of `receiveData`: a stream error cancels the
+ * stream (a `cancelled` event), a connection error queues GOAWAY and returns a
+ * `terminated` event with the WebSocket close code to use. Misuse throws `UsageError`.
+ */
+import {
+  ErrorCode,
+  Flag,
+  FrameType,
+  MAX_WINDOW,
+  MESSAGE_OVERHEAD,
+  closeCodeFor,
+  parseErrorCode,
+} from "./constants.js";
+import { ConnectionClosedError, ProtocolError, UsageError } from "./errors.js";
+import {
+  type Frame,
+  InvalidMessage,
+  type Message,
+  decodeMessage,
+  decodePayload,
+  encodeFrame,
+  encodePayload,
+} from "./frames.js";
+import {
+  MIN_FRAME_SIZE,
+  MIN_WINDOW,
+  type Settings,
+  makeSettings,
+  settingsFromWire,
+  settingsToWire,
+} from "./settings.js";
+
+export type Role = "client" | "server";
+
+/** What the connection tells its application, in the order it happened. */
+export type Event =
+  | { kind: "hello"; settings: Settings }
+  | { kind: "opened"; streamId: number }
+  | { kind: "message"; streamId: number; message: Message; size: number }
+  | { kind: "ended"; streamId: number }
+  | { kind: "cancelled"; streamId: number; code: ErrorCode; reason: string; remote: boolean }
+  | { kind: "credit"; streamId: number; increment: number }
+  | { kind: "pingAck"; opaque: number | bigint; rtt: number }
+  | { kind: "goaway"; lastStreamId: number; reason: string }
+  | { kind: "invalid"; streamId: number; reason: string }
+  | {
+      kind: "terminated";
+      code: ErrorCode;
+      reason: string;
+      lastStreamId: number;
+      remote: boolean;
+      closeCode: number;
+    };
+
+/** Abuse limits and timers: local choices, not wire settings (docs/protocol.md section 8). */
+export interface Limits {
+  cancelRate: number;
+  cancelBurst: number;
+  pingRate: number;
+  pingBurst: number;
+  uselessFrameRate: number;
+  uselessFrameBurst: number;
+  maxQueuedControl: number;
+  /** Seconds to wait for the peer's HELLO. */
+  helloTimeout: number;
+  recentlyClosed: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  cancelRate: 200,
+  cancelBurst: 500,
+  pingRate: 10,
+  pingBurst: 50,
+  uselessFrameRate: 100,
+  uselessFrameBurst: 500,
+  maxQueuedControl: 1000,
+  helloTimeout: 10,
+  recentlyClosed: 1024,
+});
+
+/** Extra seconds of silence, beyond twice the ping interval, before the peer is dead. */
+export const DEAD_PEER_GRACE = 5;
+
+type State = "open" | "halfClosedLocal" | "halfClosedRemote" | "closed" | "reset";
+
+class TokenBucket {
+  private tokens: number;
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private last: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(now: number): boolean {
+    const elapsed = now - this.last;
+    if (elapsed > 0) {
+      this.tokens = Math.min(this.burst, this.tokens + elapsed * this.rate);
+      this.last = now;
+    }
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+}
+
+/** A receive window: what the peer may still send, and what is due back to it. */
+class Inbound {
+  remaining: number;
+  pending = 0;
+  constructor(readonly size: number) {
+    this.remaining = size;
+  }
+  /** Make `size` bytes due back; the grant once a quarter of the window is due. */
+  refill(size: number): number {
+    if (size <= 0) return 0;
+    this.pending += size;
+    if (this.pending < this.size / 4) return 0;
+    const increment = this.pending;
+    this.pending = 0;
+    this.remaining += increment;
+    return increment;
+  }
+}
+
+class Chunk {
+  offset = 0;
+  constructor(
+    readonly data: Uint8Array,
+    readonly end: boolean,
+  ) {}
+}
+
+class Stream {
+  state: State = "open";
+  /** Fragments of the message being reassembled. */
+  partial: Uint8Array[] | undefined;
+  partialSize = 0;
+  partialEarly = 0; // of those, bytes credited back to the stream already
+  partialWithheld = 0; // ... and bytes not credited back yet
+  discarding = false; // stream 0: dropping the rest of an oversized message
+  unacked = 0; // delivered bytes the application has not acknowledged
+  early = 0; // of those, bytes credited back before they were consumed
+  sendCredit: number;
+  readonly recv: Inbound;
+  readonly queue: Chunk[] = [];
+  queued = 0;
+  constructor(
+    readonly id: number,
+    readonly local: boolean,
+    sendCredit: number,
+    recvWindow: number,
+  ) {
+    this.sendCredit = sendCredit;
+    this.recv = new Inbound(recvWindow);
+  }
+}
+
+const PEER_DONE = new Set<State>(["halfClosedRemote", "closed", "reset"]);
+
+/** One side of an mcp-ws v1 connection (see the module comment). */
+export class Connection {
+  readonly localSettings: Settings;
+  readonly limits: Limits;
+  peerSettings: Settings;
+  peerHelloReceived = false;
+  state: "open" | "goingAway" | "closed" = "open";
+  closeCode: number | undefined;
+  errorCode: ErrorCode | undefined;
+  rtt: number | undefined;
+
+  private readonly clock: () => number;
+  private readonly streams = new Map<number, Stream>();
+  private readonly lingering = new Map<number, Stream>();
+  private readonly session: Stream; // stream 0
+  private readonly recent = new Set<number>(); // insertion-ordered: the oldest first
+  private readonly localActive = new Set<number>();
+  private readonly remoteActive = new Set<number>();
+  private readonly ready: number[] = []; // streams with data to send, round-robin
+  private readonly inReady = new Set<number>();
+  private immediate: Uint8Array[] = [];
+  private sendConnection: number;
+  private readonly recvConnection: Inbound;
+  private nextLocal: number;
+  private highestRemote = 0;
+  private held = 0;
+  private reassembly = 0;
+  private earlyTotal = 0;
+  private goawaySent = false;
+  private goawayReceived = false;
+  private helloSent = false;
+  private queuedReplies = 0;
+  private readonly pings = new Map<string, number>();
+  private pingCounter = 0;
+  private keepalivePingSent = false;
+  private readonly created: number;
+  private lastReceived: number;
+  private readonly cancels: TokenBucket;
+  private readonly pingBucket: TokenBucket;
+  private readonly useless: TokenBucket;
+
+  constructor(
+    readonly role: Role,
+    settings: Partial<Settings> = {},
+    options: { limits?: Partial<Limits>; clock?: () => number } = {},
+  ) {
+    this.localSettings = makeSettings(settings);
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.clock = options.clock ?? (() => performance.now() / 1000);
+    const now = this.clock();
+    // Until the peer's HELLO, assume the smallest legal limits (docs/protocol.md section 4).
+    this.peerSettings = makeSettings({
+      initial_window: MIN_WINDOW,
+      connection_window: MIN_WINDOW,
+      max_frame_size: MIN_FRAME_SIZE,
+    });
+    this.sendConnection = MIN_WINDOW;
+    this.recvConnection = new Inbound(this.localSettings.connection_window);
+    this.session = new Stream(0, false, 0, 0);
+    this.nextLocal = role === "client" ? 1 : 2;
+    this.created = this.lastReceived = now;
+    const l = this.limits;
+    this.cancels = new TokenBucket(l.cancelRate, l.cancelBurst, now);
+    this.pingBucket = new TokenBucket(l.pingRate, l.pingBurst, now);
+    this.useless = new TokenBucket(l.uselessFrameRate, l.uselessFrameBurst, now);
+    this.immediate.push(encodeFrame({ type: 0, settings: settingsToWire(this.localSettings) }));
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  get closed(): boolean {
+    return this.state === "closed";
+  }
+
+  /** Streams (other than 0) that are neither closed nor reset. */
+  get openStreamCount(): number {
+    return this.streams.size;
+  }
+
+  /** How many streams of ours may hold a slot at once (the peer's max_streams, and ours). */
+  get streamLimit(): number {
+    return Math.min(this.peerSettings.max_streams, this.localSettings.max_streams);
+  }
+
+  /** How many more streams `openStream` would accept now (0 when closing). */
+  get streamSlots(): number {
+    if (this.closed || this.goawayReceived) return 0;
+    return Math.max(this.streamLimit - this.localActive.size, 0);
+  }
+
+  /** Bytes received and held for the application (messages not acknowledged, fragments). */
+  get bufferedReceived(): number {
+    return this.held + this.reassembly;
+  }
+
+  /** Whether the I/O layer should close the WebSocket now. */
+  get isFinished(): boolean {
+    return this.closed || (this.state === "goingAway" && this.streams.size === 0);
+  }
+
+  /** Whether `dataToSend` may return something now. */
+  get hasDataToSend(): boolean {
+    return this.immediate.length > 0 || (!this.closed && this.ready.length > 0);
+  }
+
+  /** The state of a live stream, or undefined once it is finished or unknown. */
+  streamState(streamId: number): State | undefined {
+    return this.streams.get(streamId)?.state;
+  }
+
+  /** Bytes that could go out on `streamId` now (queued data counts as spent). */
+  availableCredit(streamId: number): number {
+    const stream = this.streams.get(streamId);
+    if (!stream) return 0;
+    return Math.max(Math.min(stream.sendCredit, this.sendConnection) - stream.queued, 0);
+  }
+
+  /** Bytes queued for sending and not yet framed (one stream, or all). */
+  buffered(streamId?: number): number {
+    if (streamId !== undefined) return (streamId === 0 ? this.session : this.streams.get(streamId))?.queued ?? 0;
+    let total = this.session.queued;
+    for (const stream of this.streams.values()) total += stream.queued;
+    return total;
+  }
+
+  // ------------------------------------------------------------------ sending
+
+  /** Open a new stream carrying `message` in its OPEN frame; returns its id. */
+  openStream(message: Message, end = false): number {
+    this.checkOpen();
+    if (this.goawayReceived) throw new UsageError("the peer sent GOAWAY: no new streams on this connection");
+    if (this.localActive.size >= this.streamLimit) {
+      throw new UsageError(`${this.localActive.size} streams hold a slot, the limit is ${this.streamLimit}`);
+    }
+    const payload = this.encode(message);
+    const sid = this.nextLocal;
+    this.nextLocal += 2;
+    const stream = new Stream(sid, true, this.peerSettings.initial_window, this.localSettings.initial_window);
+    this.streams.set(sid, stream);
+    this.localActive.add(sid);
+    if (end) stream.state = "halfClosedLocal";
+    // The OPEN goes out now, in id order, with as much of the message as credit allows.
+    const first = Math.min(payload.length, this.peerSettings.max_frame_size, stream.sendCredit, this.sendConnection);
+    stream.sendCredit -= first;
+    this.sendConnection -= first;
+    const rest = payload.subarray(first);
+    const flags = rest.length ? Flag.MORE : end ? Flag.END : Flag.NONE;
+    this.immediate.push(encodeFrame({ type: 1, streamId: sid, flags, payload: payload.subarray(0, first) }));
+    if (rest.length) this.push(stream, rest, end);
+    return sid;
+  }
+
+  /** Queue one message on a stream (0: the session stream); `end` sends END after it. */
+  sendMessage(streamId: number, message: Message, end = false): void {
+    this.checkOpen();
+    if (streamId === 0) {
+      if (end) throw new UsageError("stream 0 cannot be ended");
+      this.push(this.session, this.encode(message), false);
+      return;
+    }
+    const stream = this.sendable(streamId, end);
+    this.push(stream, this.encode(message), end);
+    if (end) this.ended(stream);
+  }
+
+  /** Send END on a stream without a message (after whatever is queued on it). */
+  endStream(streamId: number): void {
+    this.checkOpen();
+    if (streamId === 0) throw new UsageError("stream 0 cannot be ended");
+    const stream = this.sendable(streamId, true);
+    this.push(stream, new Uint8Array(0), true);
+    this.ended(stream);
+  }
+
+  /** Reset a stream: CANCEL goes out ahead of data, queued data is discarded. */
+  cancelStream(streamId: number, code: ErrorCode = ErrorCode.CANCELLED, reason = ""): void {
+    if (streamId === 0) throw new UsageError("stream 0 cannot be cancelled");
+    const stream = this.streams.get(streamId);
+    if (!stream || this.closed || stream.state === "closed" || stream.state === "reset") return;
+    this.reset(stream, code, reason, true);
+  }
+
+  /**
+   * The application consumed `size` bytes of messages from `streamId`: credit goes back
+   * (batched). Returns whether a CREDIT frame was queued.
+   */
+  acknowledge(streamId: number, size: number): boolean {
+    if (size < 0) throw new UsageError("size must not be negative");
+    const stream = streamId === 0 ? this.session : (this.streams.get(streamId) ?? this.lingering.get(streamId));
+    if (!stream || this.closed || size === 0) return false;
+    if (size > stream.unacked) {
+      throw new UsageError(`acknowledging ${size} bytes on stream ${streamId}, only ${stream.unacked} delivered`);
+    }
+    stream.unacked -= size;
+    this.held -= size;
+    const early = Math.min(size, stream.early);
+    stream.early -= early;
+    this.earlyTotal -= early;
+    const granted = this.refill(stream, size - early);
+    if (stream.unacked === 0 && stream.id !== 0) {
+      this.lingering.delete(stream.id);
+      this.freeSlotIfDone(stream);
+    }
+    return granted;
+  }
+
+  /** Send a PING; its ACK arrives as a `pingAck` event with the RTT. */
+  ping(): number {
+    this.checkOpen();
+    this.pingCounter += 1;
+    this.pings.set(String(this.pingCounter), this.clock());
+    this.immediate.push(encodeFrame({ type: 5, opaque: this.pingCounter, ack: false }));
+    return this.pingCounter;
+  }
+
+  /** GOAWAY: with NO_ERROR open streams finish; with an error the connection ends now. */
+  close(code: ErrorCode = ErrorCode.NO_ERROR, reason = ""): void {
+    if (this.closed) return;
+    if (code === ErrorCode.NO_ERROR) {
+      if (!this.goawaySent) {
+        this.goawaySent = true;
+        this.state = "goingAway";
+        this.immediate.push(encodeFrame({ type: 6, lastStreamId: this.highestRemote, code: 0, reason }));
+      }
+      return;
+    }
+    this.terminate(code, reason, false, undefined);
+  }
+
+  /** WebSocket binary messages to send now: control frames first, then data round-robin. */
+  dataToSend(): Uint8Array[] {
+    const frames = this.immediate;
+    this.immediate = [];
+    this.helloSent = true;
+    this.queuedReplies = 0;
+    if (!this.closed) this.popData(frames);
+    return coalesce(frames, this.peerSettings.max_frame_size + MESSAGE_OVERHEAD);
+  }
+
+  // ------------------------------------------------------------------ timers
+
+  /** When `tick` next has work (clock time), or undefined. */
+  nextDeadline(): number | undefined {
+    if (this.closed) return undefined;
+    if (!this.peerHelloReceived) return this.created + this.limits.helloTimeout;
+    const interval = this.localSettings.ping_interval;
+    if (!interval) return undefined;
+    if (this.keepalivePingSent) return this.lastReceived + 2 * interval + DEAD_PEER_GRACE;
+    return this.lastReceived + interval;
+  }
+
+  /** Run the timers: HELLO timeout, keepalive PING, dead-peer detection. */
+  tick(now: number = this.clock()): Event[] {
+    if (this.closed) return [];
+    if (!this.peerHelloReceived) {
+      if (now - this.created >= this.limits.helloTimeout) {
+        return [this.fail(new ProtocolError("no HELLO from the peer in time", ErrorCode.TIMEOUT))];
+      }
+      return [];
+    }
+    const interval = this.localSettings.ping_interval;
+    if (!interval) return [];
+    const silence = now - this.lastReceived;
+    if (silence >= 2 * interval + DEAD_PEER_GRACE) {
+      return [this.fail(new ProtocolError(`peer silent for ${silence.toFixed(1)} s`, ErrorCode.TIMEOUT))];
+    }
+    if (silence >= interval && !this.keepalivePingSent) {
+      this.keepalivePingSent = true;
+      this.ping();
+    }
+    return [];
+  }
+
+  // ------------------------------------------------------------------ receiving
+
+  /** Process one WebSocket binary message from the peer. */
+  receiveData(data: Uint8Array): Event[] {
+    if (this.closed) return [];
+    this.lastReceived = this.clock();
+    this.keepalivePingSent = false;
+    const events: Event[] = [];
+    try {
+      for (const frame of decodeMessage(data, this.localSettings.max_frame_size)) {
+        this.handle(frame, events);
+        if (this.closed) break;
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      events.push(this.fail(error));
+    }
+    return events;
+  }
+
+  /** A text message arrived, which mcp-ws.v1 forbids: the connection ends (1003). */
+  receiveText(): Event[] {
+    if (this.closed) return [];
+    return [this.fail(new ProtocolError("text message on mcp-ws.v1"), 1003)];
+  }
+
+  /**
+   * The WebSocket ended without an error GOAWAY. After a graceful GOAWAY with every
+   * stream done this is NO_ERROR (1000); otherwise every stream fails (1006).
+   */
+  connectionLost(reason = "the connection was lost"): Event[] {
+    if (this.closed) return [];
+    const events: Event[] = [];
+    if (this.isFinished) {
+      this.terminate(ErrorCode.NO_ERROR, "closed after GOAWAY", true, events, 1000);
+    } else {
+      this.terminate(ErrorCode.INTERNAL_ERROR, reason, true, events, 1006);
+    }
+    return events;
+  }
+
+  private handle(frame: Frame, events: Event[]): void {
+    if (!this.peerHelloReceived) {
+      if (frame.type !== FrameType.HELLO) throw new ProtocolError("the first frame must be HELLO");
+      const settings = settingsFromWire(frame.settings);
+      this.peerHelloReceived = true;
+      const delta = settings.initial_window - this.peerSettings.initial_window;
+      for (const stream of this.streams.values()) stream.sendCredit += delta;
+      this.sendConnection += settings.connection_window - this.peerSettings.connection_window;
+      this.peerSettings = settings;
+      this.wakeAll();
+      events.push({ kind: "hello", settings });
+      return;
+    }
+    switch (frame.type) {
+      case FrameType.DATA:
+        this.onData(frame.streamId, frame.flags, frame.payload, events);
+        return;
+      case FrameType.OPEN:
+        this.onOpen(frame.streamId, frame.flags, frame.payload, events);
+        return;
+      case FrameType.CREDIT:
+        this.onCredit(frame.streamId, frame.increment, events);
+        return;
+      case FrameType.CANCEL:
+        this.onCancel(frame.streamId, frame.code, frame.reason, events);
+        return;
+      case FrameType.PING:
+        this.onPing(frame.opaque, frame.ack, events);
+        return;
+      case FrameType.GOAWAY:
+        this.onGoaway(frame.lastStreamId, frame.code, frame.reason, events);
+        return;
+      case FrameType.HELLO:
+        throw new ProtocolError("second HELLO");
+      default:
+        this.uselessFrame("frame of unknown type");
+    }
+  }
+
+  private onOpen(sid: number, flags: number, payload: Uint8Array, events: Event[]): void {
+    if (this.isLocalId(sid)) throw new ProtocolError(`OPEN of stream ${sid}: wrong parity for the peer`);
+    if (sid <= this.highestRemote) {
+      throw new ProtocolError(`OPEN of stream ${sid} after stream ${this.highestRemote}: ids must increase`);
+    }
+    this.highestRemote = sid;
+    if (this.goawaySent || this.remoteActive.size >= this.localSettings.max_streams) {
+      this.dropped(payload.length); // not started: the bytes count and are credited back
+      this.rememberClosed(sid);
+      this.takeCancelToken();
+      this.reply({ type: 3, streamId: sid, code: ErrorCode.REFUSED_STREAM, reason: "refused" });
+      return;
+    }
+    this.streams.set(sid, new Stream(sid, false, this.peerSettings.initial_window, this.localSettings.initial_window));
+    this.remoteActive.add(sid);
+    events.push({ kind: "opened", streamId: sid });
+    this.onData(sid, flags, payload, events);
+  }
+
+  private onData(sid: number, flags: number, payload: Uint8Array, events: Event[]): void {
+    const size = payload.length;
+    const stream = sid === 0 ? this.session : this.streams.get(sid);
+    if (!stream) {
+      this.checkKnown(sid);
+      this.dropped(size);
+      if (!this.recent.has(sid)) this.uselessFrame(`DATA for forgotten stream ${sid}`);
+      return;
+    }
+    const end = (flags & Flag.END) !== 0;
+    const more = (flags & Flag.MORE) !== 0;
+    if (sid === 0 && end) throw new ProtocolError("END on stream 0");
+    if (size === 0 && !end && !more && !stream.partial) {
+      this.uselessFrame("empty DATA frame");
+      return;
+    }
+    if (size || more || stream.partial) {
+      if (stream.state === "halfClosedRemote" || stream.state === "closed") {
+        this.dropped(size);
+        this.streamError(stream, ErrorCode.STREAM_CLOSED, "DATA after END", events);
+        return;
+      }
+      this.chargeReceived(stream, size);
+      this.receiveFragment(stream, payload, more, events);
+      if (stream.state === "reset") return;
+    }
+    if (end) {
+      if (stream.state === "halfClosedRemote" || stream.state === "closed") {
+        this.streamError(stream, ErrorCode.STREAM_CLOSED, "END after END", events);
+        return;
+      }
+      if (stream.partial) {
+        this.streamError(stream, ErrorCode.PROTOCOL_ERROR, "END inside a fragmented message", events);
+        return;
+      }
+      stream.state = stream.state === "halfClosedLocal" ? "closed" : "halfClosedRemote";
+      this.freeSlotIfDone(stream);
+      events.push({ kind: "ended", streamId: sid });
+      if (stream.state === "closed") this.finish(stream);
+    }
+  }
+
+  /** Charge received bytes to the windows; bytes of streams other than 0 refill the
+   * connection window at once, their stream's window only when consumed (section 6). */
+  private chargeReceived(stream: Stream, size: number): void {
+    if (size > this.recvConnection.remaining) {
+      throw new ProtocolError(
+        `${size} bytes received with ${this.recvConnection.remaining} of connection credit`,
+        ErrorCode.FLOW_CONTROL_ERROR,
+      );
+    }
+    this.recvConnection.remaining -= size;
+    if (stream.id === 0) return;
+    if (size > stream.recv.remaining) {
+      throw new ProtocolError(
+        `${size} bytes on stream ${stream.id} with ${stream.recv.remaining} of credit`,
+        ErrorCode.FLOW_CONTROL_ERROR,
+      );
+    }
+    stream.recv.remaining -= size;
+    this.grant(0, this.recvConnection.refill(size));
+  }
+
+  private receiveFragment(stream: Stream, payload: Uint8Array, more: boolean, events: Event[]): void {
+    const size = payload.length;
+    if (stream.discarding) {
+      stream.discarding = more;
+      this.grant(0, this.recvConnection.refill(size));
+      return;
+    }
+    let body = payload;
+    let early = 0;
+    if (more || stream.partial) {
+      (stream.partial ??= []).push(payload);
+      stream.partialSize += size;
+      this.reassembly += size;
+      const budget = 4 * this.localSettings.max_message_size;
+      if (stream.partialSize > this.localSettings.max_message_size) {
+        this.messageTooLarge(stream, "message above max_message_size", events);
+        return;
+      }
+      if (this.reassembly > budget) {
+        this.messageTooLarge(stream, "reassembly budget exhausted", events);
+        return;
+      }
+      if (more) {
+        // Credit incomplete fragments back now, within a connection-wide budget, so a
+        // message larger than a window can finish.
+        if (this.earlyTotal + size <= budget) {
+          this.refill(stream, size);
+          stream.partialEarly += size;
+          this.earlyTotal += size;
+        } else {
+          stream.partialWithheld += size;
+        }
+        return;
+      }
+      body = concat(stream.partial, stream.partialSize);
+      early = stream.partialEarly;
+      this.reassembly -= stream.partialSize;
+      stream.partial = undefined;
+      stream.partialSize = stream.partialEarly = stream.partialWithheld = 0;
+    }
+    let message: Message;
+    try {
+      message = decodePayload(body);
+    } catch (error) {
+      if (!(error instanceof InvalidMessage)) throw error;
+      this.earlyTotal -= early;
+      if (stream.id === 0) {
+        this.grant(0, this.recvConnection.refill(body.length - early));
+        events.push({ kind: "invalid", streamId: 0, reason: error.message });
+      } else {
+        this.streamError(stream, ErrorCode.PROTOCOL_ERROR, error.message, events);
+      }
+      return;
+    }
+    stream.unacked += body.length;
+    stream.early += early;
+    this.held += body.length;
+    events.push({ kind: "message", streamId: stream.id, message, size: body.length });
+  }
+
+  private messageTooLarge(stream: Stream, reason: string, events: Event[]): void {
+    if (stream.id !== 0) {
+      this.streamError(stream, ErrorCode.MESSAGE_TOO_LARGE, reason, events);
+      return;
+    }
+    this.dropPartial(stream); // stream 0 cannot be cancelled: drop this message
+    stream.discarding = true;
+    events.push({ kind: "invalid", streamId: 0, reason });
+  }
+
+  private onCredit(sid: number, increment: number, events: Event[]): void {
+    if (increment === 0) throw new ProtocolError(`CREDIT of 0 on stream ${sid}`);
+    if (sid === 0) {
+      if (this.sendConnection + increment > MAX_WINDOW) {
+        throw new ProtocolError("connection window above 2**31-1", ErrorCode.FLOW_CONTROL_ERROR);
+      }
+      this.sendConnection += increment;
+      this.wakeAll();
+      events.push({ kind: "credit", streamId: 0, increment });
+      return;
+    }
+    this.checkKnown(sid);
+    const stream = this.streams.get(sid);
+    if (!stream) {
+      if (!this.recent.has(sid)) this.uselessFrame(`CREDIT for forgotten stream ${sid}`);
+      return;
+    }
+    if (stream.sendCredit + increment > MAX_WINDOW) {
+      throw new ProtocolError(`stream ${sid} window above 2**31-1`, ErrorCode.FLOW_CONTROL_ERROR);
+    }
+    stream.sendCredit += increment;
+    this.wake(stream);
+    events.push({ kind: "credit", streamId: sid, increment });
+  }
+
+  private onCancel(sid: number, rawCode: number, reason: string, events: Event[]): void {
+    this.checkKnown(sid);
+    const stream = this.streams.get(sid);
+    if (!stream) {
+      if (!this.recent.has(sid)) this.uselessFrame(`CANCEL for forgotten stream ${sid}`);
+      return;
+    }
+    if (!stream.local) this.takeCancelToken();
+    const code = parseErrorCode(rawCode);
+    this.reset(stream, code, reason, false);
+    events.push({ kind: "cancelled", streamId: sid, code, reason, remote: true });
+  }
+
+  private onPing(opaque: number | bigint, ack: boolean, events: Event[]): void {
+    if (ack) {
+      const sent = this.pings.get(String(opaque));
+      if (sent === undefined) {
+        this.uselessFrame("PING ACK for no PING of ours");
+        return;
+      }
+      this.pings.delete(String(opaque));
+      this.rtt = this.clock() - sent;
+      events.push({ kind: "pingAck", opaque, rtt: this.rtt });
+      return;
+    }
+    if (!this.pingBucket.take(this.clock())) throw new ProtocolError("PING flood", ErrorCode.ENHANCE_YOUR_CALM);
+    this.reply({ type: 5, opaque, ack: true });
+  }
+
+  private onGoaway(lastStreamId: number, rawCode: number, reason: string, events: Event[]): void {
+    const code = parseErrorCode(rawCode);
+    if (code !== ErrorCode.NO_ERROR) {
+      this.terminate(code, reason, true, events);
+      return;
+    }
+    this.goawayReceived = true;
+    if (this.state === "open") this.state = "goingAway";
+    events.push({ kind: "goaway", lastStreamId, reason });
+    for (const stream of [...this.streams.values()]) {
+      if (!stream.local || stream.id <= lastStreamId) continue;
+      this.reset(stream, ErrorCode.REFUSED_STREAM, "not processed", false);
+      events.push({
+        kind: "cancelled",
+        streamId: stream.id,
+        code: ErrorCode.REFUSED_STREAM,
+        reason: "the peer went away before processing it (safe to retry)",
+        remote: true,
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private encode(message: Message): Uint8Array {
+    const payload = encodePayload(message);
+    if (payload.length > this.peerSettings.max_message_size) {
+      throw new UsageError(
+        `message of ${payload.length} bytes, the peer's max_message_size is ${this.peerSettings.max_message_size}`,
+      );
+    }
+    return payload;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new ConnectionClosedError("connection closed", this.errorCode ?? ErrorCode.NO_ERROR, this.closeCode);
+  }
+
+  private isLocalId(sid: number): boolean {
+    return sid % 2 === (this.role === "client" ? 1 : 0);
+  }
+
+  private checkKnown(sid: number): void {
+    const highest = this.isLocalId(sid) ? this.nextLocal - 2 : this.highestRemote;
+    if (sid > highest) throw new ProtocolError(`frame for stream ${sid}, which was never opened`);
+  }
+
+  private sendable(streamId: number, end: boolean): Stream {
+    const stream = this.streams.get(streamId);
+    if (!stream) throw new UsageError(`stream ${streamId} is not open`);
+    if (stream.state !== "open" && stream.state !== "halfClosedRemote") {
+      throw new UsageError(`cannot send${end ? " END" : ""} on stream ${streamId} (${stream.state})`);
+    }
+    return stream;
+  }
+
+  private ended(stream: Stream): void {
+    stream.state = stream.state === "halfClosedRemote" ? "closed" : "halfClosedLocal";
+    if (stream.state === "closed") this.finish(stream);
+  }
+
+  private push(stream: Stream, data: Uint8Array, end: boolean): void {
+    stream.queue.push(new Chunk(data, end));
+    stream.queued += data.length;
+    this.wake(stream);
+  }
+
+  private wake(stream: Stream): void {
+    if (stream.queue.length && !this.inReady.has(stream.id)) {
+      this.ready.push(stream.id);
+      this.inReady.add(stream.id);
+    }
+  }
+
+  private wakeAll(): void {
+    this.wake(this.session);
+    for (const stream of this.streams.values()) this.wake(stream);
+  }
+
+  private credit(stream: Stream): number {
+    return stream.id === 0 ? this.sendConnection : Math.min(stream.sendCredit, this.sendConnection);
+  }
+
+  /** Every DATA frame sendable now, one per stream per turn, within credit. */
+  private popData(frames: Uint8Array[]): void {
+    const maxFrame = this.peerSettings.max_frame_size;
+    while (this.ready.length) {
+      const sid = this.ready.shift()!;
+      const stream = sid === 0 ? this.session : this.streams.get(sid);
+      const chunk = stream?.queue[0];
+      if (!stream || !chunk) {
+        this.inReady.delete(sid);
+        continue;
+      }
+      const remaining = chunk.data.length - chunk.offset;
+      const size = Math.min(remaining, maxFrame, this.credit(stream));
+      if (size === 0 && remaining) {
+        this.inReady.delete(sid); // blocked on credit: back in the rotation on CREDIT
+        if (this.sendConnection === 0) {
+          this.ready.unshift(sid);
+          this.inReady.add(sid);
+          break;
+        }
+        continue;
+      }
+      const payload = chunk.data.subarray(chunk.offset, chunk.offset + size);
+      chunk.offset += size;
+      this.sendConnection -= size;
+      if (sid) stream.sendCredit -= size;
+      stream.queued -= size;
+      let flags: number = Flag.MORE;
+      if (chunk.offset >= chunk.data.length) {
+        flags = chunk.end ? Flag.END : Flag.NONE;
+        stream.queue.shift();
+      }
+      frames.push(encodeFrame({ type: 2, streamId: sid, flags, payload }));
+      if (stream.queue.length) this.ready.push(sid);
+      else {
+        this.inReady.delete(sid);
+        if (flags === Flag.END && stream.state === "closed") this.finish(stream);
+      }
+    }
+  }
+
+  private grant(streamId: number, increment: number): boolean {
+    if (!increment) return false;
+    this.immediate.push(encodeFrame({ type: 4, streamId, increment }));
+    return true;
+  }
+
+  /** Make `size` consumed bytes of `stream` due back (its window; stream 0: the connection's). */
+  private refill(stream: Stream, size: number): boolean {
+    if (stream.id === 0) return this.grant(0, this.recvConnection.refill(size));
+    if (!this.streams.has(stream.id)) return false; // finished: nothing more will arrive
+    return this.grant(stream.id, stream.recv.refill(size));
+  }
+
+  /** Bytes nobody will consume: the connection window refilled at once. */
+  private dropped(size: number): void {
+    if (size > this.recvConnection.remaining) {
+      throw new ProtocolError(
+        `${size} bytes received with ${this.recvConnection.remaining} of connection credit`,
+        ErrorCode.FLOW_CONTROL_ERROR,
+      );
+    }
+    this.recvConnection.remaining -= size;
+    this.grant(0, this.recvConnection.refill(size));
+  }
+
+  private reply(frame: Frame): void {
+    this.queuedReplies += 1;
+    if (this.queuedReplies > this.limits.maxQueuedControl) {
+      throw new ProtocolError("too many control replies queued for a peer that does not read", ErrorCode.ENHANCE_YOUR_CALM);
+    }
+    this.immediate.push(encodeFrame(frame));
+  }
+
+  private uselessFrame(what: string): void {
+    if (!this.useless.take(this.clock())) {
+      throw new ProtocolError(`flood of useless frames (${what})`, ErrorCode.ENHANCE_YOUR_CALM);
+    }
+  }
+
+  private takeCancelToken(): void {
+    if (!this.cancels.take(this.clock())) {
+      throw new ProtocolError("streams opened and cancelled too fast", ErrorCode.ENHANCE_YOUR_CALM);
+    }
+  }
+
+  private rememberClosed(sid: number): void {
+    this.recent.add(sid);
+    if (this.recent.size > this.limits.recentlyClosed) {
+      const oldest = this.recent.values().next().value;
+      if (oldest !== undefined) this.recent.delete(oldest);
+    }
+  }
+
+  private dropPartial(stream: Stream): void {
+    if (!stream.partial) return;
+    this.reassembly -= stream.partialSize;
+    this.earlyTotal -= stream.partialEarly;
+    if (stream.id === 0) this.grant(0, this.recvConnection.refill(stream.partialWithheld));
+    stream.partial = undefined;
+    stream.partialSize = stream.partialEarly = stream.partialWithheld = 0;
+  }
+
+  /** A stream leaves the table: reset, or closed with our END sent. */
+  private finish(stream: Stream): void {
+    if (stream.state === "closed" && stream.queue.length) return; // its END is still queued
+    this.streams.delete(stream.id);
+    this.rememberClosed(stream.id);
+    if (stream.unacked) this.lingering.set(stream.id, stream);
+    this.freeSlotIfDone(stream);
+  }
+
+  /** A stream's slot comes back once the peer is done with it on the wire and the
+   * application acknowledged everything that arrived on it (docs/protocol.md section 5). */
+  private freeSlotIfDone(stream: Stream): void {
+    if (stream.unacked) return;
+    if (stream.local) {
+      if (PEER_DONE.has(stream.state)) this.localActive.delete(stream.id);
+    } else if (!this.streams.has(stream.id)) {
+      this.remoteActive.delete(stream.id);
+    }
+  }
+
+  private reset(stream: Stream, code: ErrorCode, reason: string, send: boolean): void {
+    stream.state = "reset";
+    if (send) this.immediate.push(encodeFrame({ type: 3, streamId: stream.id, code, reason }));
+    stream.queue.length = 0;
+    stream.queued = 0;
+    this.inReady.delete(stream.id);
+    this.dropPartial(stream);
+    this.earlyTotal -= stream.early;
+    this.held -= stream.unacked;
+    stream.unacked = stream.early = 0;
+    this.finish(stream);
+  }
+
+  private streamError(stream: Stream, code: ErrorCode, reason: string, events: Event[]): void {
+    if (!stream.local) this.takeCancelToken();
+    this.reset(stream, code, reason, true);
+    events.push({ kind: "cancelled", streamId: stream.id, code, reason, remote: false });
+  }
+
+  private fail(error: ProtocolError, closeCode?: number): Event {
+    const events: Event[] = [];
+    this.terminate(error.code, error.message, false, events, closeCode);
+    return events[0]!;
+  }
+
+  private terminate(code: ErrorCode, reason: string, remote: boolean, events: Event[] | undefined, closeCode?: number): void {
+    if (closeCode !== undefined && !remote) {
+      this.immediate = []; // a close code of its own (1003) needs no GOAWAY
+    } else if (!remote) {
+      // The GOAWAY is the last frame we send (after our HELLO, if that has not gone out).
+      this.immediate = this.helloSent ? [] : this.immediate.slice(0, 1);
+      this.immediate.push(encodeFrame({ type: 6, lastStreamId: this.highestRemote, code, reason }));
+    } else {
+      this.immediate = [];
+    }
+    this.state = "closed";
+    this.errorCode = code;
+    this.closeCode = closeCode ?? closeCodeFor(code);
+    this.ready.length = 0;
+    this.inReady.clear();
+    events?.push({ kind: "terminated", code, reason, lastStreamId: this.highestRemote, remote, closeCode: this.closeCode });
+  }
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Join frames into as few WebSocket messages as fit under `limit` bytes each. */
+function coalesce(frames: Uint8Array[], limit: number): Uint8Array[] {
+  if (frames.length <= 1) return frames;
+  const messages: Uint8Array[] = [];
+  let batch: Uint8Array[] = [];
+  let size = 0;
+  for (const frame of frames) {
+    if (batch.length && size + frame.length > limit) {
+      messages.push(concat(batch, size));
+      batch = [];
+      size = 0;
+    }
+    batch.push(frame);
+    size += frame.length;
+  }
+  if (batch.length) messages.push(batch.length === 1 ? batch[0]! : concat(batch, size));
+  return messages;
+}

@@ -1,0 +1,39 @@
+/**
+ * mcp-ws-client: mcp-ws for the MCP TypeScript SDK (docs/protocol.md, docs/streaming.md).
+ *
+ * - `McpWsTransport`: the SDK's `Transport` over one multiplexed WebSocket;
+ * - `streamTool`: a tool's partial output as an async iterable, with flow control;
+ * - `Connection`: the sans-I/O protocol core, for other I/O layers.
+ */
+export { Connection, DEFAULT_LIMITS, type Event, type Limits, type Role } from "./connection.js";
+export {
+  COMPAT_SUBPROTOCOL,
+  ErrorCode,
+  SUBPROTOCOL,
+  closeCodeFor,
+  errorName,
+  truncateUtf8,
+} from "./constants.js";
+export { ConnectionClosedError, HandshakeError, McpWsError, ProtocolError, UsageError } from "./errors.js";
+export { type Frame, type Message, decodeMessage, decodePayload, encodeFrame, encodePayload } from "./frames.js";
+export { DEFAULT_SETTINGS, type Settings, makeSettings, receiveMemoryBound } from "./settings.js";
+export {
+  type ContentBlock,
+  EXTENSION_ID,
+  type StreamEvent,
+  type StreamToolOptions,
+  ToolCallError,
+  ToolStream,
+  streamTool,
+} from "./stream.js";
+export {
+  CONNECTION_CLOSED,
+  type DirectSubscriber,
+  McpWsTransport,
+  type McpWsTransportOptions,
+  PARTIAL_RESULT,
+  REQUEST_REFUSED,
+  type WebSocketConstructor,
+  type WebSocketLike,
+  jsonSafe,
+} from "./transport.js";
