@@ -75,6 +75,8 @@ export interface McpWsTransportOptions {
   closeTimeoutMs?: number;
   /** Extra HTTP headers, where the constructor takes them (`ws`). */
   headers?: Record<string, string>;
+  /** The subprotocols to offer, in order of preference (default `mcp-ws.v1`, then `mcp`). */
+  subprotocols?: string[];
 }
 
 /** A streaming call reading its stream directly (see `streamTool`). */
@@ -135,7 +137,7 @@ export class McpWsTransport implements Transport {
     if (!Ctor) {
       throw new UsageError("no WebSocket here: pass one, e.g. `new McpWsTransport(url, { WebSocket })` from the ws package");
     }
-    const protocols = [SUBPROTOCOL, COMPAT_SUBPROTOCOL];
+    const protocols = [...(this.options.subprotocols ?? [SUBPROTOCOL, COMPAT_SUBPROTOCOL])];
     const headers: Record<string, string> = { ...this.options.headers };
     const token = this.options.token;
     if (token !== undefined) {

@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 
 import { HandshakeError } from "../src/index.js";
-import { type PythonServer, connectClient, startServer, textOf } from "./server.js";
+import { type PythonServer, connectClient, startServer, textOf, waitFor } from "./server.js";
 
 describe("the SDK Client over McpWsTransport", { timeout: 120000 }, () => {
   let server: PythonServer;
@@ -125,11 +125,17 @@ describe("the SDK Client over McpWsTransport", { timeout: 120000 }, () => {
   });
 });
 
-/** Poll `check` every 20 ms until it holds (at most 10 s). */
-export async function waitFor(check: () => Promise<boolean>): Promise<void> {
-  const deadline = performance.now() + 10000;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error("timed out waiting");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+describe("the JSON-text fallback", { timeout: 60000 }, () => {
+  test("a server that picks `mcp` is spoken to in JSON text frames", async () => {
+    const server = await startServer();
+    try {
+      const { client, transport } = await connectClient(server.url, { subprotocols: ["mcp"] });
+      assert.equal(transport.subprotocol, "mcp");
+      assert.equal(transport.core, undefined);
+      assert.equal(textOf(await client.callTool({ name: "add", arguments: { a: 2, b: 2 } })), "4");
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});

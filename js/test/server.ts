@@ -73,3 +73,12 @@ export function textOf(result: unknown): string {
   const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
   return content.map((b) => (b.type === "text" ? (b.text ?? "") : "")).join("");
 }
+
+/** Poll `check` every 20 ms until it holds (at most 10 s). */
+export async function waitFor(check: () => Promise<boolean>): Promise<void> {
+  const deadline = performance.now() + 10000;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
