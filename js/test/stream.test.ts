@@ -5,6 +5,7 @@ import { after, before, describe, test } from "node:test";
 
 import { type StreamEvent, ToolCallError, streamTool } from "../src/index.js";
 import { type PythonServer, connectClient, startServer, textOf, waitFor } from "./server.js";
+import { benchHttp } from "./servers.js";
 
 async function collect(stream: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
   const events: StreamEvent[] = [];
@@ -130,5 +131,29 @@ describe("streamTool over McpWsTransport", { timeout: 120000 }, () => {
     await waitFor(async () => (await sent(client)) > last);
     await iterator.return!();
     await client.close();
+  });
+});
+
+describe("streamTool over the SDK's streamable HTTP transport", { timeout: 60000 }, () => {
+  test("falls back to partial-result notifications, same guarantees", async () => {
+    const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
+    const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
+    const http = await benchHttp();
+    try {
+      const client = new Client({ name: "fallback", version: "0" });
+      await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+      const stream = streamTool(client, "stream", { count: 200 });
+      const events = await collect(stream);
+      assert.equal(stream.direct, false);
+      const deltas = checkShape(events);
+      assert.equal(deltas.length, 200);
+      const final = events.at(-1)!;
+      assert.equal(final.type, "completed");
+      assert.equal(deltas.map((d) => d.text).join(""), "x".repeat(8 * 200)); // 200 deltas of 8 characters
+      assert.equal(textOf((final as { result: unknown }).result), "200 deltas");
+      await client.close();
+    } finally {
+      await http.stop();
+    }
   });
 });

@@ -1,0 +1,71 @@
+// The Python bench app (mcp_ws/bench/app.py) over mcp-ws and over the SDK's streamable
+// HTTP, each in a process of its own: the same MCPServer behind both transports.
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+
+export interface BenchServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+}
+
+/** `python -m mcp_ws.bench ws`: resolves with its ws:// URL. */
+export async function benchWs(): Promise<BenchServer> {
+  const child = spawn(process.env["PYTHON"] ?? "python", ["-m", "mcp_ws.bench", "ws"], {
+    cwd: ROOT,
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes("\n")) resolve(out.split("\n")[0]!.trim());
+    });
+    child.on("exit", (code) => reject(new Error(`the mcp-ws bench server exited with ${code}`)));
+  });
+  return { url, stop: stopper(child) };
+}
+
+/** `python -m mcp_ws.bench http PORT`: resolves once it answers, with its /mcp URL. */
+export async function benchHttp(): Promise<BenchServer> {
+  const port = await freePort();
+  const child = spawn(process.env["PYTHON"] ?? "python", ["-m", "mcp_ws.bench", "http", String(port)], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const url = `http://127.0.0.1:${port}/mcp`;
+  const deadline = performance.now() + 30000;
+  for (;;) {
+    try {
+      await fetch(url, { method: "GET" });
+      break;
+    } catch {
+      if (performance.now() > deadline || child.exitCode !== null) throw new Error("the streamable HTTP bench server did not start");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return { url, stop: stopper(child) };
+}
