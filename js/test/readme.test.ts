@@ -1,0 +1,71 @@
+// The README's TypeScript quickstart against `mcp-ws serve`, as a newcomer runs it, and
+// keepalive against a server that goes silent.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import WebSocket from "ws";
+
+import { McpWsTransport, type WebSocketConstructor, streamTool } from "../src/index.js";
+import { connectClient, startServer, textOf } from "./server.js";
+
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+
+test("the README quickstart works against mcp-ws serve", { timeout: 60000 }, async () => {
+  const python = process.env["PYTHON"] ?? "python";
+  const serve = spawn(python, ["-m", "mcp_ws", "serve", "tests.apps:build_app", "--port", "0"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      serve.stdout!.on("data", (chunk: Buffer) => {
+        out += chunk.toString();
+        const found = /serving .* at (ws:\/\/\S+)/.exec(out);
+        if (found) resolve(found[1]!);
+      });
+      serve.on("exit", (code) => reject(new Error(`mcp-ws serve exited with ${code}: ${out}`)));
+    });
+    // as the README has it
+    const client = new Client({ name: "app", version: "1.0.0" });
+    await client.connect(new McpWsTransport(url, { WebSocket: WebSocket as unknown as WebSocketConstructor }));
+    assert.equal(textOf(await client.callTool({ name: "add", arguments: { a: 2, b: 3 } })), "5");
+    let text = "";
+    for await (const event of streamTool(client, "generate", { count: 5 })) {
+      if (event.type === "delta") text += event.text ?? "";
+    }
+    assert.equal(text, "t0 t1 t2 t3 t4 ");
+    await client.close();
+  } finally {
+    const exited = new Promise((resolve) => serve.once("exit", resolve));
+    serve.kill("SIGTERM");
+    await exited;
+  }
+});
+
+test("a server that goes silent fails the pending call by keepalive in 2 x interval + 5 s", { timeout: 60000 }, async () => {
+  const server = await startServer();
+  try {
+    const { client } = await connectClient(server.url, { settings: { ping_interval: 0.5 } });
+    server.process.kill("SIGSTOP");
+    const stopped = performance.now();
+    try {
+      await assert.rejects(client.callTool({ name: "echo", arguments: { text: "anyone?" } }, undefined, { timeout: 20000 }), (error: unknown) => {
+        assert.ok(error instanceof McpError);
+        assert.equal(error.code, -32000);
+        assert.match(error.message, /TIMEOUT/);
+        return true;
+      });
+    } finally {
+      server.process.kill("SIGCONT");
+    }
+    const seconds = (performance.now() - stopped) / 1000;
+    assert.ok(seconds >= 5 && seconds < 8, `declared dead after ${seconds.toFixed(1)} s`);
+  } finally {
+    await server.stop();
+  }
+});
