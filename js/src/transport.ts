@@ -77,6 +77,9 @@ export interface McpWsTransportOptions {
   headers?: Record<string, string>;
   /** The subprotocols to offer, in order of preference (default `mcp-ws.v1`, then `mcp`). */
   subprotocols?: string[];
+  /** Where `token` goes: `"header"` or `"subprotocol"`. Default: a header when a
+   * `WebSocket` constructor is passed (as `ws` takes headers), else the subprotocol. */
+  tokenIn?: "header" | "subprotocol";
 }
 
 /** A streaming call reading its stream directly (see `streamTool`). */
@@ -141,7 +144,8 @@ export class McpWsTransport implements Transport {
     const headers: Record<string, string> = { ...this.options.headers };
     const token = this.options.token;
     if (token !== undefined) {
-      if (this.options.WebSocket) headers["Authorization"] = `Bearer ${token}`;
+      const inHeader = (this.options.tokenIn ?? (this.options.WebSocket ? "header" : "subprotocol")) === "header";
+      if (inHeader) headers["Authorization"] = `Bearer ${token}`;
       else protocols.push(BEARER_SUBPROTOCOL_PREFIX + token);
     }
     const ws = Object.keys(headers).length ? new Ctor(this.url, protocols, { headers }) : new Ctor(this.url, protocols);

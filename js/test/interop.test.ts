@@ -101,6 +101,12 @@ describe("the SDK Client over McpWsTransport", { timeout: 120000 }, () => {
       const { client } = await connectClient(guarded.url, { token: "s3cret" });
       assert.equal(textOf(await client.callTool({ name: "add", arguments: { a: 1, b: 2 } })), "3");
       await client.close();
+      // as a browser sends it: the mcp-ws.bearer.<token> subprotocol, never echoed back
+      const browserLike = await connectClient(guarded.url, { token: "s3cret", tokenIn: "subprotocol" });
+      assert.equal(browserLike.transport.subprotocol, "mcp-ws.v1");
+      assert.equal(textOf(await browserLike.client.callTool({ name: "add", arguments: { a: 2, b: 2 } })), "4");
+      await browserLike.client.close();
+      await assert.rejects(connectClient(guarded.url, { token: "wrong", tokenIn: "subprotocol" }), HandshakeError);
     } finally {
       await guarded.stop();
     }
