@@ -38,6 +38,13 @@ describe("the SDK Client over McpWsTransport", { timeout: 120000 }, () => {
     await client.close();
   });
 
+  test("a request larger than a frame and a window is fragmented for the server", async () => {
+    const { client } = await connectClient(server.url);
+    const text = "é".repeat(300_000); // 600,000 bytes: 10 frames, past the 256 KiB window
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text } })), text);
+    await client.close();
+  });
+
   test("64 concurrent calls all answer", async () => {
     const { client } = await connectClient(server.url);
     const results = await Promise.all(
