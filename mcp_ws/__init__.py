@@ -28,6 +28,7 @@ _LAZY = {
     "CallClosedError": "mcp_ws.sdk",
     "EXTENSION_ID": "mcp_ws.sdk",
     "PARTIAL_RESULT": "mcp_ws.sdk",
+    "STREAMS": "mcp_ws.sdk",
     "Completed": "mcp_ws.sdk",
     "Delta": "mcp_ws.sdk",
     "Failed": "mcp_ws.sdk",
@@ -63,6 +64,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "EXTENSION_ID",
     "PARTIAL_RESULT",
+    "STREAMS",
     "CallCancelledError",
     "CallClosedError",
     "Completed",

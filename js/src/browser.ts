@@ -1,6 +1,20 @@
 /**
  * The browser bundle's entry (dist/mcp-ws-client.browser.js): everything in the package,
  * plus the MCP TypeScript SDK's `Client`, so one `<script type="module">` import is enough.
+ *
+ * This `Client` validates JSON schemas with the SDK's eval-free validator (the default one
+ * compiles them with `new Function`, which a page with a strict Content-Security-Policy,
+ * such as the chat page, forbids).
  */
+import { Client as SdkClient, type ClientOptions } from "@modelcontextprotocol/sdk/client/index.js";
+import { CfWorkerJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/cfworker";
+import type { Implementation } from "@modelcontextprotocol/sdk/types.js";
+
 export * from "./index.js";
-export { Client } from "@modelcontextprotocol/sdk/client/index.js";
+
+/** The SDK's `Client`, validating schemas without `eval`. */
+export class Client extends SdkClient {
+  constructor(info: Implementation, options: ClientOptions = {}) {
+    super(info, { jsonSchemaValidator: new CfWorkerJsonSchemaValidator(), ...options });
+  }
+}

@@ -18,6 +18,7 @@ export { ConnectionClosedError, HandshakeError, McpWsError, ProtocolError, Usage
 export { type Frame, type Message, decodeMessage, decodePayload, encodeFrame, encodePayload } from "./frames.js";
 export { DEFAULT_SETTINGS, type Settings, makeSettings, receiveMemoryBound } from "./settings.js";
 export {
+  CallCancelledError,
   type ContentBlock,
   EXTENSION_ID,
   type StreamEvent,

@@ -50,6 +50,11 @@ export class ToolCallError extends Error {
   }
 }
 
+/** The caller cancelled the call (`cancel()`, its `signal`, or leaving the loop). */
+export class CallCancelledError extends Error {
+  override name = "CallCancelledError";
+}
+
 /** Seconds to wait, off mcp-ws, for deltas the result says were sent (no ordering there). */
 const LATE_DELTA_GRACE_MS = 1000;
 const NO_TIMEOUT_MS = 2 ** 31 - 1; // the largest delay setTimeout takes
@@ -204,10 +209,15 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
           }
           return { event: { type: "completed", result: r } as StreamEvent, lastSeq: lastSeq(r) };
         },
-        (error: unknown) => ({
-          event: { type: "failed", error: error instanceof Error ? error : new Error(String(error)) } as StreamEvent,
-          lastSeq: undefined,
-        }),
+        (error: unknown) => {
+          let failure = error instanceof Error ? error : new Error(String(error));
+          if (this.controller.signal.aborted) {
+            const reason = this.controller.signal.reason as unknown;
+            const text = reason instanceof Error ? reason.message : String(reason ?? "cancelled by the caller");
+            failure = new CallCancelledError(text, { cause: error });
+          }
+          return { event: { type: "failed", error: failure } as StreamEvent, lastSeq: undefined };
+        },
       )
       .then((terminal) => {
         this.terminal = terminal;

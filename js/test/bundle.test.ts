@@ -32,3 +32,9 @@ test("the bundle alone carries a call and a streamed answer", { timeout: 60000 }
     await server.stop();
   }
 });
+
+test("the bundle the Python package ships is the one this build made", () => {
+  const shipped = readFileSync(new URL("../../../mcp_ws/web/mcp-ws-client.browser.js", import.meta.url));
+  const built = readFileSync(BUNDLE);
+  assert.ok(shipped.equals(built), "mcp_ws/web/mcp-ws-client.browser.js is stale: run `npm run web` in js/");
+});

@@ -41,7 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("demo", help="streaming, a cancel and a timing on loopback, no setup")
+    demo = commands.add_parser(
+        "demo", help="streaming, a cancel and a timing on loopback, no setup"
+    )
+    demo.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the demo app with its chat page on loopback until interrupted",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="with --web: port; 0 picks a free one (default: %(default)s)",
+    )
 
     serve = commands.add_parser("serve", help="serve an MCPServer or a low-level Server")
     serve.add_argument(

@@ -29,6 +29,7 @@ from ..sdk.stream_tool import (
     partial_result_binding,
     stream_tool,
 )
+from .common import describe_os_error, fail, wait_for_stop_signal
 from .demo_app import ANSWER, STDIO_COMMAND, WS_COMMAND, DemoProbe, build_demo_app
 
 __all__ = ["demo_command"]
@@ -154,9 +155,12 @@ def _table(ws: dict[str, float], stdio: dict[str, float] | None, out: TextIO) ->
     Console(file=out, width=100, force_terminal=False, color_system=None).print(table)
 
 
-async def demo_command(_: Any = None, out: TextIO | None = None) -> int:
-    """Run the demo; the exit code is 0 when every step did what it shows."""
+async def demo_command(args: Any = None, out: TextIO | None = None) -> int:
+    """Run the demo; the exit code is 0 when every step did what it shows. With ``--web``,
+    serve the demo app and its chat page on loopback until SIGINT or SIGTERM instead."""
     out = out or sys.stdout
+    if getattr(args, "web", False):
+        return await _serve_web(args.port, out)
     probe = DemoProbe()
     async with serving(build_demo_app(probe), port=0) as server:
         out.write(
@@ -186,3 +190,16 @@ async def demo_command(_: Any = None, out: TextIO | None = None) -> int:
         " `mcp-ws call ws://127.0.0.1:8765/mcp TOOL`.\n"
     )
     return 0 if streamed and cancelled else 1
+
+
+async def _serve_web(port: int, out: TextIO) -> int:
+    try:
+        async with serving(build_demo_app(), port=port, web=True) as server:
+            out.write(f"mcp-ws {__version__} demo: open {server.page_url} in a browser\n")
+            out.write(f"   (the WebSocket endpoint is {server.url}; Ctrl-C stops)\n")
+            out.flush()
+            received = await wait_for_stop_signal()
+            out.write(f"mcp-ws: {received.name}: stopped\n")
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{port}: {describe_os_error(exc)}")
+    return 0

@@ -11,6 +11,7 @@ from mcp_types import CallToolResult
 
 from ..sdk.partial import advertise_streaming, partial_results
 from ..sdk.server import serving
+from ..sdk.streaming import STREAMS
 
 __all__ = [
     "ANSWER",
@@ -18,6 +19,7 @@ __all__ = [
     "WS_COMMAND",
     "DemoProbe",
     "build_demo_app",
+    "chat_answer",
     "serve_stdio",
     "serve_ws",
 ]
@@ -29,6 +31,17 @@ ANSWER = (
 )
 
 
+def chat_answer(prompt: str) -> str:
+    """The demo's canned answer to ``prompt``."""
+    asked = " ".join(prompt.split()) or "nothing in particular"
+    if asked[-1] not in ".?!":
+        asked += "."
+    return (
+        f"You asked: {asked} " + ANSWER + " Press Stop (or Escape) at any moment: the "
+        "server's handler is cancelled at once, and the tokens already shown stay on the page."
+    )
+
+
 class DemoProbe:
     """What the demo's server saw: how far a cancelled count got."""
 
@@ -38,11 +51,35 @@ class DemoProbe:
 
 
 def build_demo_app(probe: DemoProbe | None = None) -> MCPServer:
-    """The demo server: ``answer``, ``count``, ``stream`` and ``echo``."""
+    """The demo server: ``chat``, ``answer``, ``count`` and ``stream`` stream their
+    output (marked with `STREAMS` for the chat page); ``echo`` and ``progress`` do not."""
     probe = probe or DemoProbe()
     app = MCPServer("mcp-ws demo", log_level="WARNING")
 
+    @app.tool(meta=STREAMS)
+    async def chat(prompt: str, ctx: Context, pace: float = 0.03) -> CallToolResult:
+        """Answer ``prompt`` token by token, as a model would (a canned answer that
+        quotes the prompt; ``pace`` seconds between tokens)."""
+        probe.sent = 0
+        probe.cancelled = anyio.Event()
+        words = chat_answer(prompt).split(" ")
+        try:
+            async with partial_results(ctx, meta={"model": "canned"}) as out:
+                for word in words:
+                    await out.send_text(word + " ")
+                    probe.sent += 1
+                    await anyio.sleep(pace)
+        except BaseException:
+            probe.cancelled.set()
+            raise
+        return out.result()
+
     @app.tool()
+    def progress() -> dict[str, int | bool]:
+        """How far the last chat or count got, and whether it was cancelled."""
+        return {"sent": probe.sent, "cancelled": probe.cancelled.is_set()}
+
+    @app.tool(meta=STREAMS)
     async def answer(ctx: Context, pace: float = 0.02) -> CallToolResult:
         """Stream a canned answer token by token (``pace`` seconds apart)."""
         async with partial_results(ctx, meta={"model": "canned"}) as out:
@@ -51,7 +88,7 @@ def build_demo_app(probe: DemoProbe | None = None) -> MCPServer:
                 await anyio.sleep(pace)
         return out.result()
 
-    @app.tool()
+    @app.tool(meta=STREAMS)
     async def count(to: int, ctx: Context, pause: float = 0.05) -> CallToolResult:
         """Stream the numbers 1..to, ``pause`` seconds apart."""
         probe.sent = 0
@@ -66,12 +103,14 @@ def build_demo_app(probe: DemoProbe | None = None) -> MCPServer:
             raise
         return out.result()
 
-    @app.tool()
+    @app.tool(meta=STREAMS)
     async def stream(deltas: int, ctx: Context) -> CallToolResult:
         """Stream ``deltas`` short text deltas as fast as the reader takes them."""
+        probe.sent = 0
         async with partial_results(ctx) as out:
             for i in range(deltas):
                 await out.send_text(f"{i % 10}")
+                probe.sent += 1
         return out.result()
 
     @app.tool()

@@ -63,6 +63,11 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
         "--tls-key", metavar="PEM", help="the certificate's private key, if not in --tls-cert"
     )
     listen.add_argument(
+        "--web",
+        action="store_true",
+        help="also serve the chat page at / (the WebSocket endpoint stays at --path)",
+    )
+    listen.add_argument(
         "--grace",
         type=float,
         default=10.0,
@@ -142,6 +147,7 @@ async def serve_command(args: argparse.Namespace) -> int:
         "auth": bearer_token(token) if token else None,
         "ssl": server_ssl(args.tls_cert, args.tls_key),
         "shutdown_grace": args.grace,
+        "web": args.web,
     }
     async with contextlib.AsyncExitStack() as stack:
         try:
@@ -149,6 +155,8 @@ async def serve_command(args: argparse.Namespace) -> int:
         except OSError as exc:
             fail(f"cannot listen on {args.host}:{args.port}: {describe_os_error(exc)}")
         print(f"mcp-ws: serving {what} at {server.url}", flush=True)
+        if server.page_url:
+            print(f"mcp-ws: chat page at {server.page_url}", flush=True)
         received = await wait_for_stop_signal()
         print(
             f"mcp-ws: {received.name}: shutting down (in-flight calls get {args.grace:g} s)",

@@ -19,7 +19,7 @@ from .stream_tool import (
     partial_result_binding,
     stream_tool,
 )
-from .streaming import EXTENSION_ID, PARTIAL_RESULT
+from .streaming import EXTENSION_ID, PARTIAL_RESULT, STREAMS
 
 __all__ = [
     "DEFAULT_SEND_BUDGET",
@@ -27,6 +27,7 @@ __all__ = [
     "EXTENSION_ID",
     "PARTIAL_RESULT",
     "REQUEST_REFUSED",
+    "STREAMS",
     "CallCancelledError",
     "CallClosedError",
     "Completed",

@@ -17,7 +17,7 @@ import anyio.abc
 from anyio.streams.tls import TLSListener
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 
 from ..protocol.connection import Role
 from ..protocol.constants import COMPAT_SUBPROTOCOL, ErrorCode
@@ -32,6 +32,7 @@ from ..transport.policy import (
 )
 from ..transport.tcp import create_tcp_listener
 from ..transport.websocket import MessageChannel, accept_websocket
+from ..web import web_response
 from .bridge import DEFAULT_SEND_BUDGET, SessionBridge, current_bridge
 from .compat import json_text_streams
 from .partial import advertise_streaming
@@ -85,8 +86,10 @@ class McpWsServer:
         limits: Limits | None,
         handshake_timeout: float,
         send_budget: int,
+        web: bool = False,
     ) -> None:
         self._run_session = run_session
+        self.web = web
         self.policy = policy
         self.settings = settings
         self.limits = limits
@@ -151,7 +154,19 @@ class McpWsServer:
             if self._active == 0:
                 self._idle.set()
 
-    async def _check(self, request: Request) -> Refusal | None:
+    @property
+    def page_url(self) -> str | None:
+        """The chat page's URL when serving it (``web=True``), else ``None``."""
+        if not self.web:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.scheme == 'wss' else 'http'}://{host}:{self.port}/"
+
+    async def _check(self, request: Request) -> Refusal | Response | None:
+        if self.web:
+            page = web_response(request, self.policy.path or "/mcp")
+            if page is not None:
+                return page
         headers = request.headers
         return await self.policy.check(
             request.path,
@@ -212,12 +227,14 @@ async def serving(
     handshake_timeout: float = 10.0,
     send_budget: int = DEFAULT_SEND_BUDGET,
     shutdown_grace: float = 10.0,
+    web: bool = False,
 ) -> AsyncIterator[McpWsServer]:
     """Serve ``app`` while the block runs; leaving it shuts down gracefully.
 
     ``app`` is an ``mcp.server.lowlevel.Server`` or an ``MCPServer``. ``port=0`` picks a
     free port (see ``server.port``). ``auth`` checks bearer tokens (see `bearer_token`),
     ``allowed_origins`` the ``Origin`` header (default: loopback pages only).
+    ``web=True`` also serves the chat page at ``/`` (``server.page_url``).
     Raises ``OSError`` if it cannot listen (the port is in use, say).
     """
     async with serving_sessions(
@@ -233,6 +250,7 @@ async def serving(
         handshake_timeout=handshake_timeout,
         send_budget=send_budget,
         shutdown_grace=shutdown_grace,
+        web=web,
     ) as server:
         yield server
 
@@ -252,6 +270,7 @@ async def serving_sessions(
     handshake_timeout: float = 10.0,
     send_budget: int = DEFAULT_SEND_BUDGET,
     shutdown_grace: float = 10.0,
+    web: bool = False,
 ) -> AsyncIterator[McpWsServer]:
     """Like `serving`, with ``run_session(read, write)`` running each connection's session.
 
@@ -264,6 +283,7 @@ async def serving_sessions(
         limits=limits,
         handshake_timeout=handshake_timeout,
         send_budget=send_budget,
+        web=web,
     )
     tcp = await create_tcp_listener(host, port)
     server.host = str(tcp.extra(anyio.abc.SocketAttribute.local_address)[0])

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 __all__ = [
     "EXTENSION_ID",
     "PARTIAL_RESULT",
+    "STREAMS",
     "Aggregate",
     "binary_block",
     "new_token",
@@ -32,6 +33,10 @@ EXTENSION_ID = "io.github.mcp-ws/streaming"
 
 PARTIAL_RESULT = "notifications/tools/partial_result"
 """The JSON-RPC method of a partial result."""
+
+STREAMS: dict[str, Any] = {EXTENSION_ID: {"streams": True}}
+"""Tool ``_meta`` that says a tool streams its output: ``@app.tool(meta=mcp_ws.STREAMS)``.
+The chat page lists these tools (all tools when none is marked)."""
 
 _tokens = itertools.count(1)
 _token_prefix = os.urandom(6).hex()

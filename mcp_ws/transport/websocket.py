@@ -315,14 +315,15 @@ async def open_websocket(
 async def accept_websocket(
     stream: anyio.abc.ByteStream,
     *,
-    check: Callable[[Request], Awaitable[Refusal | None]],
+    check: Callable[[Request], Awaitable[Refusal | Response | None]],
     max_size: int | None,
     handshake_timeout: float = 10.0,
 ) -> WebSocket | None:
     """Run the server side of the handshake on ``stream``.
 
-    ``check(request)`` returns ``None`` to accept or ``(status, text, headers)`` to refuse.
-    Returns the open WebSocket, or ``None`` (stream closed) when the handshake failed.
+    ``check(request)`` returns ``None`` to accept, ``(status, text, headers)`` to refuse,
+    or a whole HTTP ``Response`` to answer a plain request (a page, a health check).
+    Returns the open WebSocket, or ``None`` (stream closed) when there is none.
     """
     protocol = ServerProtocol(
         subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(COMPAT_SUBPROTOCOL)],
@@ -337,6 +338,8 @@ async def accept_websocket(
         refusal = await check(request)
         if refusal is None:
             response = protocol.accept(request)
+        elif isinstance(refusal, Response):
+            response = refusal
         else:
             status, text, extra = refusal
             response = protocol.reject(status, text)
