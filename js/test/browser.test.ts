@@ -1,7 +1,6 @@
 // The chat page (mcp_ws/web) in real headless Chromium (Debian's /usr/bin/chromium driven
 // by playwright-core), against `mcp-ws demo --web` / `mcp-ws serve --web` on loopback.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 
 import { type BrowserContext, type Page, chromium } from "playwright-core";
 
-import { connectClient, textOf } from "./server.js";
+import { connectClient, spawnPython, textOf } from "./server.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const SCREENSHOT = join(ROOT, "docs", "chat-page.png");
@@ -23,29 +22,8 @@ interface Served {
 
 /** `python -m mcp_ws ARGS` until it prints its page URL. */
 async function serve(args: string[]): Promise<Served> {
-  const child: ChildProcess = spawn(process.env["PYTHON"] ?? "python", ["-m", "mcp_ws", ...args], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const page = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const found = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-      if (found) resolve(found[1]!);
-    });
-    child.on("exit", (code) => reject(new Error(`mcp-ws ${args.join(" ")} exited with ${code}: ${out}`)));
-  });
-  return {
-    page,
-    ws: `${page.replace("http://", "ws://")}mcp`,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      await exited;
-    },
-  };
+  const server = await spawnPython(["-m", "mcp_ws", ...args], /(http:\/\/127\.0\.0\.1:\d+\/)/);
+  return { page: server.found, ws: `${server.found.replace("http://", "ws://")}mcp`, stop: () => server.stop() };
 }
 
 let browser: BrowserContext;
@@ -256,6 +234,33 @@ describe("the chat page's security", { timeout: 60000 }, () => {
       const page = await openChat(server.page);
       await page.waitForSelector("#problem:not([hidden])");
       assert.equal(await page.getAttribute("#status", "data-state"), "down");
+      await page.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe("the chat page with any server", { timeout: 60000 }, () => {
+  test("images and structured content render; a dropped connection says so and offers to retry", async () => {
+    // the Python test app marks no tool as streaming: the page then lists them all
+    const server = await serve(["serve", "tests.apps:build_app", "--web", "--port", "0"]);
+    try {
+      const page = await openChat(server.page);
+      await connected(page);
+      await page.selectOption("#tool", "mixed");
+      await page.press("#prompt", "Enter");
+      await page.waitForSelector('.turn[data-state="completed"]');
+      const image = await page.getAttribute(".turn .answer img", "src");
+      assert.equal(image, "data:image/png;base64,AAH/UE5H");
+      const structured = await page.$$eval(".turn .answer pre", (pres) => pres.map((p) => JSON.parse(p.textContent!)));
+      assert.deepEqual(structured, [{ rows: 1 }, { done: true }]);
+      assert.match((await page.textContent(".turn .answer"))!, /^Hello, world/);
+      await server.stop();
+      await page.waitForSelector("#problem:not([hidden])");
+      assert.match((await page.textContent("#problem-text"))!, /connection to the server was lost/);
+      assert.equal(await page.getAttribute("#status", "data-state"), "down");
+      assert.ok(await page.isVisible("#retry"));
       await page.close();
     } finally {
       await server.stop();

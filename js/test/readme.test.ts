@@ -1,8 +1,6 @@
 // The README's TypeScript quickstart against `mcp-ws serve`, as a newcomer runs it, and
 // keepalive against a server that goes silent.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -10,26 +8,12 @@ import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import WebSocket from "ws";
 
 import { McpWsTransport, type WebSocketConstructor, streamTool } from "../src/index.js";
-import { connectClient, startServer, textOf } from "./server.js";
-
-const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+import { connectClient, spawnPython, startServer, textOf } from "./server.js";
 
 test("the README quickstart works against mcp-ws serve", { timeout: 60000 }, async () => {
-  const python = process.env["PYTHON"] ?? "python";
-  const serve = spawn(python, ["-m", "mcp_ws", "serve", "tests.apps:build_app", "--port", "0"], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const serve = await spawnPython(["-m", "mcp_ws", "serve", "tests.apps:build_app", "--port", "0"], /serving .* at (ws:\/\/\S+)/);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = "";
-      serve.stdout!.on("data", (chunk: Buffer) => {
-        out += chunk.toString();
-        const found = /serving .* at (ws:\/\/\S+)/.exec(out);
-        if (found) resolve(found[1]!);
-      });
-      serve.on("exit", (code) => reject(new Error(`mcp-ws serve exited with ${code}: ${out}`)));
-    });
+    const url = serve.found;
     // as the README has it
     const client = new Client({ name: "app", version: "1.0.0" });
     await client.connect(new McpWsTransport(url, { WebSocket: WebSocket as unknown as WebSocketConstructor }));
@@ -41,9 +25,7 @@ test("the README quickstart works against mcp-ws serve", { timeout: 60000 }, asy
     assert.equal(text, "t0 t1 t2 t3 t4 ");
     await client.close();
   } finally {
-    const exited = new Promise((resolve) => serve.once("exit", resolve));
-    serve.kill("SIGTERM");
-    await exited;
+    await serve.stop();
   }
 });
 

@@ -18,42 +18,69 @@ export interface PythonServer {
   stop(): Promise<void>;
 }
 
-/** Start `python -m tests.apps SECONDS BACKEND ARGS`; resolves with its URL. */
-export async function startServer(args: string[] = [], seconds = 120): Promise<PythonServer> {
-  const python = process.env["PYTHON"] ?? "python";
-  const child = spawn(python, ["-m", "tests.apps", String(seconds), "asyncio", ...args], {
+/** A Python process of the repository's, running until `stop`. */
+export interface PythonProcess {
+  /** The first match of the pattern `spawnPython` waited for. */
+  found: string;
+  process: ChildProcess;
+  /** What it wrote to stderr so far. */
+  log(): string;
+  /** SIGTERM (SIGKILL with `kill`), then wait for the exit. */
+  stop(kill?: boolean): Promise<void>;
+}
+
+/** `python ARGS` from the repository root, until its stdout matches `pattern` (its first
+ * group is `found`); PYTHON names the interpreter (default: `python`, the active venv's). */
+export async function spawnPython(args: string[], pattern: RegExp, keepStdin = false): Promise<PythonProcess> {
+  const child = spawn(process.env["PYTHON"] ?? "python", args, {
     cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [keepStdin ? "pipe" : "ignore", "pipe", "pipe"],
   });
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the server did not start:\n${stderr}`)), 20000);
+  const found = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`python ${args.join(" ")} did not start:\n${stderr}`)), 20000);
     let out = "";
     child.stdout!.on("data", (chunk: Buffer) => {
       out += chunk.toString();
-      const line = out.split("\n")[0];
-      if (out.includes("\n") && line) {
+      const match = pattern.exec(out);
+      if (match) {
         clearTimeout(timer);
-        resolve(line.trim());
+        resolve(match[1]!);
       }
     });
     child.on("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`the server exited with ${code}:\n${stderr}`));
+      reject(new Error(`python ${args.join(" ")} exited with ${code}:\n${stderr}`));
     });
   });
   return {
-    url,
+    found,
     process: child,
     log: () => stderr,
-    stop: async () => {
+    stop: async (kill = false) => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGKILL");
+      child.kill(kill ? "SIGKILL" : "SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
       await exited;
+      clearTimeout(timer);
     },
   };
+}
+
+export interface PythonServer {
+  url: string;
+  process: ChildProcess;
+  /** What the server wrote to stderr so far. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Start `python -m tests.apps SECONDS asyncio ARGS`; resolves with its URL. Stopped by SIGKILL. */
+export async function startServer(args: string[] = [], seconds = 120): Promise<PythonServer> {
+  const app = await spawnPython(["-m", "tests.apps", String(seconds), "asyncio", ...args], /^(\S+)\n/);
+  return { url: app.found, process: app.process, log: app.log, stop: () => app.stop(true) };
 }
 
 /** An SDK `Client` connected to `url` over `McpWsTransport` (with the `ws` package). */

@@ -4,6 +4,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
+import { spawnPython } from "./server.js";
+
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 
 export interface BenchServer {
@@ -32,21 +34,10 @@ function stopper(child: ChildProcess): () => Promise<void> {
   };
 }
 
-/** `python -m mcp_ws.bench ws`: resolves with its ws:// URL. */
+/** `python -m mcp_ws.bench ws` (it serves until its stdin closes): resolves with its URL. */
 export async function benchWs(): Promise<BenchServer> {
-  const child = spawn(process.env["PYTHON"] ?? "python", ["-m", "mcp_ws.bench", "ws"], {
-    cwd: ROOT,
-    stdio: ["pipe", "pipe", "inherit"],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes("\n")) resolve(out.split("\n")[0]!.trim());
-    });
-    child.on("exit", (code) => reject(new Error(`the mcp-ws bench server exited with ${code}`)));
-  });
-  return { url, stop: stopper(child) };
+  const server = await spawnPython(["-m", "mcp_ws.bench", "ws"], /^(\S+)\n/, true);
+  return { url: server.found, stop: () => server.stop() };
 }
 
 /** `python -m mcp_ws.bench http PORT`: resolves once it answers, with its /mcp URL. */
