@@ -72,3 +72,18 @@ def test_the_sans_io_example_runs_a_call_to_completion():
         "{'done': True}",
         "stream 1 ended",
     ]
+
+
+def test_the_distribution_name_is_ours_and_no_text_says_to_install_another():
+    """`mcp-ws` on the package index is an unrelated project: ours is mcp-ws-streaming."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import mcp_ws
+
+    assert version("mcp-ws-streaming") == mcp_ws.__version__
+    root = Path(__file__).resolve().parent.parent
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        wrong = re.findall(r"pip install ['\"]?mcp-ws(?![-\w])", doc.read_text())
+        assert wrong == [], f"{doc.name} tells users to install someone else's package"

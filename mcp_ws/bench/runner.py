@@ -235,7 +235,7 @@ def _machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "mcp": version("mcp"),
-        "mcp_ws": version("mcp-ws"),
+        "mcp_ws": version("mcp-ws-streaming"),
     }
 
 
