@@ -7,6 +7,7 @@ package loads nothing else: the I/O layers are imported on first use.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from .protocol.errors import (
     ConnectionClosedError,
@@ -49,6 +50,36 @@ _LAZY = {
     "Settings": "mcp_ws.protocol",
     "Limits": "mcp_ws.protocol",
 }
+
+
+if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports on first use
+    from .protocol import Limits, Settings
+    from .sdk import (
+        EXTENSION_ID,
+        PARTIAL_RESULT,
+        STREAMS,
+        CallCancelledError,
+        CallClosedError,
+        Completed,
+        Delta,
+        Failed,
+        McpWsServer,
+        PartialResults,
+        Started,
+        StreamEvent,
+        StreamingExtension,
+        ToolCallError,
+        ToolStream,
+        advertise_streaming,
+        asgi,
+        connect,
+        partial_result_binding,
+        partial_results,
+        serve,
+        serving,
+        stream_tool,
+    )
+    from .transport import HandshakeError, HandshakePolicy, bearer_token
 
 
 def __getattr__(name: str) -> object:
