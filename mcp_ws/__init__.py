@@ -10,11 +10,13 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .protocol.errors import (
+    CallCancelledError,
+    CallClosedError,
     ConnectionClosedError,
+    HandshakeError,
     McpWsError,
     ProtocolError,
-    StreamCancelledError,
-    StreamError,
+    ToolCallError,
     UsageError,
 )
 
@@ -26,7 +28,6 @@ _LAZY = {
     "serve": "mcp_ws.sdk",
     "serving": "mcp_ws.sdk",
     "McpWsServer": "mcp_ws.sdk",
-    "CallClosedError": "mcp_ws.sdk",
     "EXTENSION_ID": "mcp_ws.sdk",
     "PARTIAL_RESULT": "mcp_ws.sdk",
     "STREAMS": "mcp_ws.sdk",
@@ -37,15 +38,11 @@ _LAZY = {
     "Started": "mcp_ws.sdk",
     "StreamEvent": "mcp_ws.sdk",
     "StreamingExtension": "mcp_ws.sdk",
-    "CallCancelledError": "mcp_ws.sdk",
-    "ToolCallError": "mcp_ws.sdk",
     "ToolStream": "mcp_ws.sdk",
     "advertise_streaming": "mcp_ws.sdk",
     "partial_result_binding": "mcp_ws.sdk",
     "partial_results": "mcp_ws.sdk",
     "stream_tool": "mcp_ws.sdk",
-    "HandshakeError": "mcp_ws.transport",
-    "HandshakePolicy": "mcp_ws.transport",
     "bearer_token": "mcp_ws.transport",
     "Settings": "mcp_ws.protocol",
     "Limits": "mcp_ws.protocol",
@@ -58,8 +55,6 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports o
         EXTENSION_ID,
         PARTIAL_RESULT,
         STREAMS,
-        CallCancelledError,
-        CallClosedError,
         Completed,
         Delta,
         Failed,
@@ -68,7 +63,6 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports o
         Started,
         StreamEvent,
         StreamingExtension,
-        ToolCallError,
         ToolStream,
         advertise_streaming,
         asgi,
@@ -79,7 +73,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports o
         serving,
         stream_tool,
     )
-    from .transport import HandshakeError, HandshakePolicy, bearer_token
+    from .transport import bearer_token
 
 
 def __getattr__(name: str) -> object:
@@ -103,7 +97,6 @@ __all__ = [
     "Delta",
     "Failed",
     "HandshakeError",
-    "HandshakePolicy",
     "Limits",
     "McpWsError",
     "McpWsServer",
@@ -111,8 +104,6 @@ __all__ = [
     "ProtocolError",
     "Settings",
     "Started",
-    "StreamCancelledError",
-    "StreamError",
     "StreamEvent",
     "StreamingExtension",
     "ToolCallError",

@@ -87,3 +87,36 @@ def test_the_distribution_name_is_ours_and_no_text_says_to_install_another():
     for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
         wrong = re.findall(r"pip install ['\"]?mcp-ws(?![-\w])", doc.read_text())
         assert wrong == [], f"{doc.name} tells users to install someone else's package"
+
+
+def test_one_exception_tree_every_class_drawn_and_raised():
+    """mcp_ws/protocol/errors.py holds every exception, draws them all in its docstring,
+    and each one (but the abstract root) is raised somewhere in the package."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    import mcp_ws
+    from mcp_ws.protocol import errors
+
+    classes = {name: getattr(errors, name) for name in errors.__all__}
+    assert all(issubclass(cls, errors.McpWsError) for cls in classes.values())
+    drawn = set(re.findall(r"[├└]── (\w+)", errors.__doc__ or ""))
+    assert drawn == set(classes) - {"McpWsError"}
+    package = Path(mcp_ws.__file__).parent
+    source = "\n".join(
+        p.read_text() for p in package.rglob("*.py") if p.name != "errors.py"
+    )
+    never = [name for name in classes if name != "McpWsError" and not re.search(rf"\b{name}\(", source)]
+    assert never == []
+    # no other exception class a user can meet is defined elsewhere in the package (the
+    # core catches its InvalidMessage; the command turns a CommandError into its exit code)
+    internal = {"protocol/message.py: InvalidMessage", "cli/common.py: CommandError"}
+    elsewhere = [
+        f"{p.relative_to(package)}: {m}"
+        for p in package.rglob("*.py")
+        if p.name != "errors.py"
+        for m in re.findall(r"^class (\w+)\((?:\w+Error|Exception|McpWsError)\)", p.read_text(), re.M)
+    ]
+    assert set(elsewhere) == internal
+    assert inspect.getmodule(mcp_ws.HandshakeError) is errors

@@ -1,47 +1,54 @@
-"""Exceptions of mcp_ws. Every exception the library raises derives from ``McpWsError``::
+"""Exceptions of mcp_ws, all in this module. Every exception the library raises derives
+from ``McpWsError``, and every class here is raised somewhere::
 
     McpWsError
     ├── ProtocolError                 a peer broke the wire protocol (carries error_code)
     │   ├── FrameSizeError            FRAME_SIZE_ERROR
     │   ├── FlowControlError          FLOW_CONTROL_ERROR
-    │   ├── StreamClosedError         STREAM_CLOSED
-    │   ├── MessageTooLargeError      MESSAGE_TOO_LARGE
     │   ├── EnhanceYourCalmError      ENHANCE_YOUR_CALM (abuse limits)
     │   └── ProtocolTimeoutError      TIMEOUT (no HELLO, dead peer)
-    ├── StreamError                   one stream failed; the connection lives on
-    │   └── StreamCancelledError      cancelled or refused (by either side)
-    ├── ConnectionClosedError         the connection ended; every open stream fails with it
+    ├── ConnectionClosedError         the connection ended: the core's calls after the end
+    ├── HandshakeError                the WebSocket handshake failed (``status``: 401, ...)
+    ├── CallClosedError               a producer's send on a call that was answered
+    ├── CallCancelledError            the caller cancelled its `stream_tool` call
+    ├── ToolCallError                 the tool answered ``isError: true`` (``result``)
     └── UsageError                    the local application misused the API (a bug)
         ├── StreamStateError          send on a stream that cannot send
-        ├── StreamLimitError          opening past the peer's max_streams
+        ├── StreamLimitError          opening past max_streams
         └── MessageTooLargeForPeer    a message larger than the peer accepts
 
 A ``ProtocolError`` always describes the peer's input and names the ``error_code`` sent
-back for it; mistakes of the local application are ``UsageError``s. ``StreamError`` and
-``ConnectionClosedError`` say with ``remote`` which side ended the stream or connection.
+back for it; mistakes of the local application are ``UsageError``s. Through the SDK, a
+call that fails because of the wire is a JSON-RPC error (``MCPError``), not one of
+these: -32000 when its connection ended, -32003 when the peer cancelled or refused it
+(``docs/protocol.md`` section 7).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .constants import ErrorCode
 
+if TYPE_CHECKING:  # the core imports no SDK module at run time
+    from mcp_types import CallToolResult
+
 __all__ = [
+    "CallCancelledError",
+    "CallClosedError",
     "ConnectionClosedError",
     "EnhanceYourCalmError",
     "FlowControlError",
     "FrameSizeError",
+    "HandshakeError",
     "McpWsError",
-    "MessageTooLargeError",
     "MessageTooLargeForPeer",
     "ProtocolError",
     "ProtocolTimeoutError",
-    "StreamCancelledError",
-    "StreamClosedError",
-    "StreamError",
     "StreamLimitError",
     "StreamStateError",
+    "ToolCallError",
     "UsageError",
-    "error_for_code",
 ]
 
 
@@ -75,18 +82,6 @@ class FlowControlError(ProtocolError):
     error_code = ErrorCode.FLOW_CONTROL_ERROR
 
 
-class StreamClosedError(ProtocolError):
-    """The peer sent on a stream it had already ended."""
-
-    error_code = ErrorCode.STREAM_CLOSED
-
-
-class MessageTooLargeError(ProtocolError):
-    """A reassembled message exceeded ``max_message_size`` or the reassembly budget."""
-
-    error_code = ErrorCode.MESSAGE_TOO_LARGE
-
-
 class EnhanceYourCalmError(ProtocolError):
     """The peer crossed an abuse limit (floods, rapid open/cancel, unread replies)."""
 
@@ -99,22 +94,6 @@ class ProtocolTimeoutError(ProtocolError):
     error_code = ErrorCode.TIMEOUT
 
 
-class StreamError(McpWsError):
-    """One stream failed; other streams and the connection are unaffected."""
-
-    def __init__(
-        self, message: str, *, stream_id: int, error_code: ErrorCode, remote: bool
-    ) -> None:
-        super().__init__(message)
-        self.stream_id = stream_id
-        self.error_code = error_code
-        self.remote = remote
-
-
-class StreamCancelledError(StreamError):
-    """The stream was cancelled (CANCEL sent or received), including refusals."""
-
-
 class ConnectionClosedError(McpWsError):
     """The connection is closed; raised for every stream still open when it ended."""
 
@@ -124,6 +103,31 @@ class ConnectionClosedError(McpWsError):
         super().__init__(message)
         self.error_code = error_code
         self.remote = remote
+
+
+class HandshakeError(McpWsError):
+    """The WebSocket opening handshake failed (``status`` is the HTTP status, if any)."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class CallClosedError(McpWsError):
+    """A producer sent on a call that is over on the wire: it was already answered."""
+
+
+class CallCancelledError(McpWsError):
+    """The caller cancelled the call (`ToolStream.cancel`, a timeout, leaving the block)."""
+
+
+class ToolCallError(McpWsError):
+    """The tool answered with ``isError: true``; ``result`` holds its answer."""
+
+    def __init__(self, message: str, result: CallToolResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class UsageError(McpWsError):
@@ -140,22 +144,3 @@ class StreamLimitError(UsageError):
 
 class MessageTooLargeForPeer(UsageError):
     """The encoded message is larger than the peer's ``max_message_size``."""
-
-
-_BY_CODE: dict[ErrorCode, type[ProtocolError]] = {
-    cls.error_code: cls
-    for cls in (
-        ProtocolError,
-        FrameSizeError,
-        FlowControlError,
-        StreamClosedError,
-        MessageTooLargeError,
-        EnhanceYourCalmError,
-        ProtocolTimeoutError,
-    )
-}
-
-
-def error_for_code(code: ErrorCode) -> type[ProtocolError]:
-    """The most specific ``ProtocolError`` subclass for an error code."""
-    return _BY_CODE.get(code, ProtocolError)

@@ -36,7 +36,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """What one side allows its peer to do toward it (PROTOCOL.md section 4).
+    """What one side allows its peer to do toward it (docs/protocol.md section 4).
 
     Construct with keywords; out-of-range values raise ``ValueError`` locally, and
     ``Settings.from_wire`` raises ``ProtocolError`` for a peer's bad HELLO.

@@ -1,6 +1,6 @@
 """JSON-RPC <-> streams: the SDK's two message channels on top of one mux connection.
 
-Role-neutral (PROTOCOL.md section 7): a request we send opens a stream of ours, a request
+Role-neutral (docs/protocol.md section 7): a request we send opens a stream of ours, a request
 the peer sends arrived on a stream of theirs. Everything said *about* a peer request
 (notifications stamped with ``related_request_id``, then the response, with END) goes on
 that request's stream; the rest on stream 0. ``notifications/cancelled`` becomes CANCEL
@@ -40,8 +40,8 @@ from pydantic import ValidationError
 from ..protocol.connection import ConnectionState, Role
 from ..protocol.constants import ErrorCode
 from ..protocol.errors import (
+    CallClosedError,
     ConnectionClosedError,
-    McpWsError,
     MessageTooLargeForPeer,
     UsageError,
 )
@@ -85,10 +85,6 @@ REQUEST_REFUSED = -32003
 
 current_bridge: ContextVar[SessionBridge | None] = ContextVar("mcp_ws_bridge", default=None)
 """The server-side bridge of the session whose handlers run in this context (if mcp-ws)."""
-
-
-class CallClosedError(McpWsError):
-    """The call is over on the wire (cancelled, answered, or the connection is gone)."""
 
 
 _Item = tuple[SessionMessage | Exception, int, int]  # message, stream id, bytes to ack

@@ -33,7 +33,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, ContentBlock, TextContent
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from ..protocol.errors import McpWsError
+from ..protocol.errors import CallCancelledError, McpWsError, ToolCallError
 from .streaming import (
     EXTENSION_ID,
     PARTIAL_RESULT,
@@ -67,18 +67,6 @@ LATE_DELTA_GRACE = 1.0
 """Seconds to wait, on transports without ordering, for deltas the result says were sent."""
 
 _blocks_adapter: TypeAdapter[list[ContentBlock]] = TypeAdapter(list[ContentBlock])
-
-
-class CallCancelledError(McpWsError):
-    """The caller cancelled the call with `ToolStream.cancel`."""
-
-
-class ToolCallError(McpWsError):
-    """The tool answered with ``isError: true``; ``result`` holds its answer."""
-
-    def __init__(self, message: str, result: CallToolResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

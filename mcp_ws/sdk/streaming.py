@@ -1,6 +1,6 @@
 """The streaming extension's schema, shared by the server helper and the client API.
 
-PROTOCOL.md section 9 and ``docs/streaming.md``. A client opts in per call with
+See ``docs/streaming.md``. A client opts in per call with
 ``params._meta.partialResultToken``; the server answers with
 ``notifications/tools/partial_result`` (``seq`` 0 is ``start``, then ``delta`` events)
 and the call's JSON-RPC result, which holds the aggregate of every delta.

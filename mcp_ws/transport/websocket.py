@@ -26,7 +26,7 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
-from ..protocol.errors import McpWsError
+from ..protocol.errors import HandshakeError
 from ..protocol.reasons import close_reason
 from .policy import Refusal, select_subprotocol
 from .tcp import connect_tcp
@@ -40,15 +40,6 @@ _TRANSPORT_ERRORS = (
     anyio.ClosedResourceError,
     OSError,
 )
-
-
-class HandshakeError(McpWsError):
-    """The WebSocket opening handshake failed (``status`` is the HTTP status, if any)."""
-
-    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
 
 
 class MessageChannel(_Protocol):
