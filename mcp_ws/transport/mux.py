@@ -120,6 +120,7 @@ class MuxConnection:
 
     async def run(self) -> None:
         """Pump until the connection ends; never raises for the peer's misbehaviour."""
+        self.wake()  # our HELLO is queued: it goes out first, before anything is asked
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._reader, tg.cancel_scope)

@@ -1,0 +1,183 @@
+"""The I/O layer and the SDK binding without sockets: `MuxConnection`, `SessionBridge`
+and the SDK's sessions over `memory_channel_pair`, on asyncio and trio. Cancel, credit
+waits, connection loss and a clean close, with nothing but memory streams underneath."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, TextContent
+
+import mcp_ws
+from mcp_ws.protocol import ErrorCode, Role
+from mcp_ws.protocol.events import ConnectionTerminated, Event, HelloReceived, MessageReceived
+from mcp_ws.sdk.client import client_streams
+from mcp_ws.sdk.server import McpWsServer, session_runner
+from mcp_ws.transport import MemoryChannel, MuxConnection, memory_channel_pair
+from mcp_ws.transport.policy import HandshakePolicy
+
+from .apps import Probe, build_app
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.changed = anyio.Event()
+
+    def __call__(self, events: list[Event]) -> None:
+        self.events.extend(events)
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def until(self, kind: type, count: int = 1) -> list[Event]:
+        with anyio.fail_after(5):
+            while len(found := [e for e in self.events if isinstance(e, kind)]) < count:
+                await self.changed.wait()
+        return found
+
+
+@asynccontextmanager
+async def mux_pair() -> AsyncIterator[tuple[MuxConnection, Recorder, MuxConnection, Recorder]]:
+    a, b = memory_channel_pair()
+    client_events, server_events = Recorder(), Recorder()
+    client = MuxConnection(a, Role.CLIENT, client_events)
+    server = MuxConnection(b, Role.SERVER, server_events)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.run)
+        tg.start_soon(server.run)
+        yield client, client_events, server, server_events
+        tg.cancel_scope.cancel()
+
+
+async def test_the_pump_carries_messages_both_ways() -> None:
+    async with mux_pair() as (client, client_events, server, server_events):
+        await client_events.until(HelloReceived)
+        sid = client.core.open_stream({"jsonrpc": "2.0", "id": 1, "method": "ping"}, end=True)
+        client.wake()
+        (request,) = await server_events.until(MessageReceived)
+        assert isinstance(request, MessageReceived)
+        assert request.stream_id == sid
+        server.core.send_message(sid, {"jsonrpc": "2.0", "id": 1, "result": {}}, end=True)
+        server.wake()
+        (response,) = await client_events.until(MessageReceived)
+        assert isinstance(response, MessageReceived)
+        assert response.message == {"jsonrpc": "2.0", "id": 1, "result": {}}
+
+
+async def test_a_graceful_close_ends_both_sides_with_no_error() -> None:
+    async with mux_pair() as (client, client_events, server, server_events):
+        await client_events.until(HelloReceived)
+        client.close()
+        (mine,) = await client_events.until(ConnectionTerminated)
+        (theirs,) = await server_events.until(ConnectionTerminated)
+        assert isinstance(mine, ConnectionTerminated)
+        assert isinstance(theirs, ConnectionTerminated)
+        assert (mine.error_code, mine.close_code) == (ErrorCode.NO_ERROR, 1000)
+        assert (theirs.error_code, theirs.close_code) == (ErrorCode.NO_ERROR, 1000)
+
+
+async def test_a_dropped_channel_is_a_lost_connection_on_the_other_side() -> None:
+    a, b = memory_channel_pair()
+    events = Recorder()
+    server = MuxConnection(b, Role.SERVER, events)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.run)
+        await a.aclose()
+        (ended,) = await events.until(ConnectionTerminated)
+        assert isinstance(ended, ConnectionTerminated)
+        assert (ended.error_code, ended.close_code) == (ErrorCode.INTERNAL_ERROR, 1006)
+
+
+@asynccontextmanager
+async def session_pair(
+    probe: Probe | None = None,
+) -> AsyncIterator[tuple[ClientSession, MemoryChannel, MemoryChannel]]:
+    """A ClientSession and the test app's server session, over memory channels."""
+    a, b = memory_channel_pair()
+    server = McpWsServer(
+        session_runner(build_app(probe)),
+        policy=HandshakePolicy(),
+        settings=mcp_ws.Settings(),
+        limits=None,
+        handshake_timeout=5,
+        send_budget=1 << 20,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve_mux, b)
+        async with client_streams(a) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session, a, b
+        tg.cancel_scope.cancel()
+
+
+async def test_a_call_through_the_sdk_with_no_socket() -> None:
+    async with session_pair() as (session, _, _):
+        result = await session.call_tool("add", {"a": 2, "b": 40})
+        assert isinstance(result.content[0], TextContent)
+        assert result.content[0].text == "42"
+
+
+async def test_a_cancel_reaches_the_handler() -> None:
+    probe = Probe()
+    async with session_pair(probe) as (session, _, _):
+        with anyio.move_on_after(0.3):
+            await session.call_tool("sleepy", {"seconds": 30})
+        with anyio.fail_after(5):
+            await probe.cancelled.wait()
+        assert not probe.finished.is_set()
+        assert (await session.call_tool("add", {"a": 1, "b": 1})).content
+
+
+async def test_a_stalled_reader_holds_the_producer_at_one_window() -> None:
+    probe = Probe()
+    async with session_pair(probe) as (session, _, _):
+        async with mcp_ws.stream_tool(session, "bulk", {"chunks": 1000, "size": 16384}) as stream:
+            assert isinstance(await stream.__anext__(), mcp_ws.Started)
+            with anyio.fail_after(5):
+                previous = -1
+                while probe.sent != previous:  # until the producer stops on credit
+                    previous = probe.sent
+                    await anyio.sleep(0.05)
+            assert 10 <= probe.sent <= 262144 // 16384 + 2
+            assert (await session.call_tool("add", {"a": 1, "b": 2})).content  # others flow
+            stream.cancel()
+
+
+async def test_losing_the_channel_fails_the_call_and_cancels_the_handler() -> None:
+    probe = Probe()
+    async with session_pair(probe) as (session, a, _):
+        async with anyio.create_task_group() as tg:
+
+            async def drop_when_started() -> None:
+                await probe.started.wait()
+                await a.aclose()
+
+            tg.start_soon(drop_when_started)
+            with pytest.raises(MCPError) as caught:
+                await session.call_tool("sleepy", {"seconds": 30})
+        assert caught.value.error.code == CONNECTION_CLOSED
+        with anyio.fail_after(5):
+            await probe.cancelled.wait()
+
+
+async def test_a_quiet_client_still_says_hello_and_is_not_dropped() -> None:
+    """HELLO goes out when the pump starts, not with the first request: a client that
+    connects and waits is not taken for a peer that never said HELLO."""
+    a, b = memory_channel_pair()
+    server_events = Recorder()
+    client = MuxConnection(a, Role.CLIENT, Recorder())
+    server = MuxConnection(b, Role.SERVER, server_events, limits=mcp_ws.Limits(hello_timeout=0.5))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.run)
+        tg.start_soon(server.run)
+        await server_events.until(HelloReceived)
+        await anyio.sleep(0.7)  # past the server's HELLO timeout
+        assert not [e for e in server_events.events if isinstance(e, ConnectionTerminated)]
+        tg.cancel_scope.cancel()
