@@ -181,3 +181,42 @@ async def test_a_quiet_client_still_says_hello_and_is_not_dropped() -> None:
         await anyio.sleep(0.7)  # past the server's HELLO timeout
         assert not [e for e in server_events.events if isinstance(e, ConnectionTerminated)]
         tg.cancel_scope.cancel()
+
+
+async def test_credit_wakes_only_the_producer_of_that_stream() -> None:
+    async with mux_pair() as (client, client_events, server, server_events):
+        await client_events.until(HelloReceived)
+        first = client.open_stream({"jsonrpc": "2.0", "id": 1, "method": "a"}, end=True)
+        second = client.open_stream({"jsonrpc": "2.0", "id": 2, "method": "b"}, end=True)
+        await server_events.until(MessageReceived, 2)
+        note = {"jsonrpc": "2.0", "method": "n", "params": {"blob": "y" * 16000}}
+        for sid in (first, second):  # fill both windows; the client reads nothing yet
+            while server.credit(sid) > 0:
+                server.send(sid, note)
+        woken: list[int] = []
+
+        async def produce(sid: int) -> None:
+            await server.wait_credit(sid)
+            woken.append(sid)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce, first)
+            tg.start_soon(produce, second)
+            received = await client_events.until(MessageReceived, 2 * 16)
+            for event in received:  # the client reads the first stream only
+                assert isinstance(event, MessageReceived)
+                if event.stream_id == first:
+                    client.acknowledge(first, event.flow_controlled_length)
+            with anyio.fail_after(5):
+                while not woken:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.1)
+            assert woken == [first]  # the second stream's producer still waits
+            for event in received:
+                assert isinstance(event, MessageReceived)
+                if event.stream_id == second:
+                    client.acknowledge(second, event.flow_controlled_length)
+            with anyio.fail_after(5):
+                while len(woken) < 2:
+                    await anyio.sleep(0.01)
+        assert woken == [first, second]

@@ -37,7 +37,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from ..protocol.connection import ConnectionState, Role
+from ..protocol.connection import Role
 from ..protocol.constants import ErrorCode
 from ..protocol.errors import (
     CallClosedError,
@@ -104,7 +104,6 @@ class SessionBridge:
         self._peer_sid: dict[int, RequestId] = {}
         self._peer_cancelled: deque[RequestId] = deque(maxlen=RECENT_CANCELS)
         self._direct: dict[int, Subscriber] = {}  # our streaming calls, by stream
-        self._changed: anyio.Event | None = None  # set on the next batch of events
         self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
         self._budget_lock = anyio.Lock()
         self._partial_yield_at = -math.inf
@@ -138,20 +137,17 @@ class SessionBridge:
                 logger.warning("dropped a message on stream %d: %s", event.stream_id, event.reason)
             elif isinstance(event, GoAwayReceived):
                 logger.debug("the peer is going away: %s", event.reason or "no reason given")
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
         self._wake_slot_waiters()
 
     def _wake_slot_waiters(self) -> None:
         """Let as many waiting requests go as there are free stream slots (all at the end)."""
         if not self._slot_waiters:
             return
-        core = self.mux.core if self.mux is not None else None
-        if core is None or self._closed or core.state is not ConnectionState.OPEN:
+        mux = self.mux
+        if mux is None or self._closed or not mux.accepting_streams:
             free = len(self._slot_waiters)  # the end: everyone gets their answer
         else:
-            free = core.stream_slots
+            free = mux.stream_slots
         for _ in range(min(free, len(self._slot_waiters))):
             self._slot_waiters.popleft().set()
 
@@ -175,11 +171,9 @@ class SessionBridge:
         if isinstance(message, JSONRPCRequest) and sid and sid not in self._own_sid:
             if sid not in self._peer_sid:
                 if message.id in self._peer:
-                    self._core_mux.core.cancel_stream(
+                    self._core_mux.cancel(
                         sid, ErrorCode.PROTOCOL_ERROR, f"request id {message.id!r} is in flight"
                     )
-                    self._core_mux.core.acknowledge_received(sid, size)
-                    self._core_mux.wake()
                     return
                 self._peer[message.id] = sid
                 self._peer_sid[sid] = message.id
@@ -199,8 +193,7 @@ class SessionBridge:
             rid = self._peer_sid.pop(sid, None)
             if rid is not None:
                 self._peer.pop(rid, None)
-                self._core_mux.core.cancel_stream(sid, ErrorCode.CANCELLED, "request not answered")
-                self._core_mux.wake()
+                self._core_mux.cancel(sid, ErrorCode.CANCELLED, "request not answered")
 
         return unanswered
 
@@ -269,7 +262,7 @@ class SessionBridge:
     async def send(self, item: SessionMessage) -> None:
         """Route one message from the SDK; waits only on the connection-wide budget."""
         mux = self._core_mux
-        if mux.core.buffered() > self.send_budget or self._budget_lock.locked():
+        if mux.buffered() > self.send_budget or self._budget_lock.locked():
             # Over budget: writers queue up here, one at a time, so the connection
             # holds at most the budget plus one message.
             async with self._budget_lock:
@@ -277,10 +270,9 @@ class SessionBridge:
                 await self._route(item)
         else:
             await self._route(item)
-        mux.wake()
 
     async def _route(self, item: SessionMessage) -> None:
-        if self._closed or self._core_mux.core.closed:
+        if self._closed or self._core_mux.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         message = item.message
         if isinstance(message, JSONRPCRequest):
@@ -291,8 +283,8 @@ class SessionBridge:
             self._send_response(message)
 
     async def _send_request(self, message: JSONRPCRequest) -> None:
-        core = self._core_mux.core
-        while not core.can_open_stream and core.state is ConnectionState.OPEN:
+        mux = self._core_mux
+        while mux.stream_slots == 0 and mux.accepting_streams:
             # The peer's max_streams is reached: wait in line for a slot (FIFO, and one
             # wake-up per freed slot rather than every waiter on every event).
             turn = anyio.Event()
@@ -306,7 +298,7 @@ class SessionBridge:
                     self._slot_waiters.remove(turn)
                 raise
         try:
-            sid = core.open_stream(_dump(message), end=True)
+            sid = mux.open_stream(_dump(message), end=True)
         except ConnectionClosedError:
             # It waited for a slot and the connection ended meanwhile: the same failure
             # as the calls already sent, which the SDK reports as CONNECTION_CLOSED.
@@ -326,7 +318,7 @@ class SessionBridge:
                 subscriber.attach_direct(lambda size: self._acknowledge(sid, size))
 
     def _send_notification(self, message: JSONRPCNotification, metadata: object) -> None:
-        core = self._core_mux.core
+        mux = self._core_mux
         if message.method == "notifications/cancelled" and message.params:
             rid = message.params.get("requestId")
             sid = self._own.pop(rid, None) if isinstance(rid, int | str) else None
@@ -334,13 +326,13 @@ class SessionBridge:
                 del self._own_sid[sid]
                 self._direct.pop(sid, None)
                 reason = str(message.params.get("reason") or "")
-                core.cancel_stream(sid, ErrorCode.CANCELLED, reason)
+                mux.cancel(sid, ErrorCode.CANCELLED, reason)
                 return
         sid = 0
         if isinstance(metadata, ServerMessageMetadata) and metadata.related_request_id is not None:
             sid = self._peer.get(metadata.related_request_id, 0)
         try:
-            core.send_message(sid, _dump(message))
+            mux.send(sid, _dump(message))
         except UsageError as exc:
             logger.debug("dropped %s on stream %d: %s", message.method, sid, exc)
 
@@ -350,16 +342,16 @@ class SessionBridge:
             logger.debug("dropped the response to %r: the request is gone", message.id)
             return
         del self._peer_sid[sid]
-        core = self._core_mux.core
+        mux = self._core_mux
         try:
-            core.send_message(sid, _dump(message), end=True)
+            mux.send(sid, _dump(message), end=True)
         except MessageTooLargeForPeer as exc:
             error = JSONRPCError(
                 jsonrpc="2.0",
                 id=message.id,
                 error=ErrorData(code=-32603, message=f"result not sent: {exc}"),
             )
-            core.send_message(sid, _dump(error), end=True)
+            mux.send(sid, _dump(error), end=True)
         except UsageError as exc:
             logger.debug("dropped the response to %r: %s", message.id, exc)
 
@@ -377,10 +369,10 @@ class SessionBridge:
         `CallClosedError` once the request is answered. Once the peer cancelled it or
         the connection is gone, waits (at most `CANCEL_ARRIVAL_GRACE`) to be cancelled.
         """
-        core = self._core_mux.core
+        mux = self._core_mux
         while True:
             sid = self._peer.get(request_id) if not self._closed else None
-            if sid is None or core.closed:
+            if sid is None or mux.closed:
                 if self._closed or request_id in self._peer_cancelled:
                     # The peer's cancel (or the connection's loss, which ends every
                     # handler) is on its way to the SDK: let it cancel this handler,
@@ -390,21 +382,18 @@ class SessionBridge:
                     with anyio.move_on_after(CANCEL_ARRIVAL_GRACE):
                         await anyio.sleep_forever()
                 raise CallClosedError(f"request {request_id!r} is no longer open")
-            if core.available_credit(sid) > 0:
+            if mux.credit(sid) > 0:
                 break
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
+            await mux.wait_credit(sid)  # this stream's credit (or its end) wakes it
         try:
-            core.send_message(sid, message)
+            mux.send(sid, message)
         except UsageError as exc:
             raise CallClosedError(f"request {request_id!r}: {exc}") from None
         if urgent:
             # Not just a yield: on trio the writer may run after this task's next step.
             self._partial_yield_at = anyio.current_time()
-            await self._core_mux.flush()
+            await mux.flush()
             return
-        self._core_mux.wake()
         # A cancelled producer always stops here. It also yields to the writer at least
         # every PARTIAL_YIELD_INTERVAL: a fast producer's deltas are coalesced into few
         # WebSocket messages in between.
@@ -418,22 +407,20 @@ class SessionBridge:
     def _acknowledge(self, sid: int, size: int) -> None:
         if not size or self.mux is None:
             return
-        if self.mux.core.acknowledge_received(sid, size):
-            self.mux.wake()  # a CREDIT frame is due (they are batched, a quarter window each)
+        self.mux.acknowledge(sid, size)
         if self._slot_waiters:
             self._wake_slot_waiters()  # a stream read to its end gives its slot back
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every stream still open (we are leaving)."""
-        core = self._core_mux.core
+        mux = self._core_mux
         for sid in [*self._own_sid, *self._peer_sid]:
-            core.cancel_stream(sid, ErrorCode.CANCELLED, reason)
+            mux.cancel(sid, ErrorCode.CANCELLED, reason)
         self._own.clear()
         self._own_sid.clear()
         self._peer.clear()
         self._peer_sid.clear()
         self._direct.clear()
-        self._core_mux.wake()
 
     def close(self) -> None:
         """Release the inbox (the connection and the SDK are both done with it)."""

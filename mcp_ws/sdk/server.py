@@ -118,7 +118,7 @@ class McpWsServer:
     @property
     def queued_bytes(self) -> int:
         """Bytes queued for peers across all mux connections (not yet on the wire)."""
-        return sum(mux.core.buffered() for mux in self._muxes)
+        return sum(mux.buffered() for mux in self._muxes)
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop accepting; GOAWAY every connection; wait up to ``grace`` for them to end."""

@@ -8,7 +8,10 @@ Three tasks per connection, all in one task group:
   one write (control frames first, data round-robin within credit, already coalesced);
 - the **timer** runs the core's timers (HELLO timeout, keepalive PING, dead peer).
 
-Core calls are synchronous and never block; whoever queues something calls `wake`.
+The layer above never touches the core: it uses the stream verbs here (`open_stream`,
+`send`, `end`, `cancel`, `acknowledge`, `wait_credit`), each of which wakes the writer
+itself, as websockets' connection does with its send context. Producers blocked on
+credit wait for their own stream only.
 """
 
 from __future__ import annotations
@@ -16,15 +19,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import anyio
 import anyio.abc
 
-from ..protocol.connection import Connection, Role
+from ..protocol.connection import Connection, ConnectionState, Role
 from ..protocol.constants import ErrorCode
 from ..protocol.errors import ConnectionClosedError
-from ..protocol.events import ConnectionTerminated, Event
+from ..protocol.events import (
+    ConnectionTerminated,
+    CreditGranted,
+    Event,
+    HelloReceived,
+    StreamCancelled,
+    StreamEnded,
+)
 from ..protocol.limits import Limits
 from ..protocol.settings import Settings
 from .websocket import MessageChannel
@@ -65,12 +76,93 @@ class MuxConnection:
         self._finished = anyio.Event()
         self._rearm = anyio.Event()
         self._armed: float | None = None
+        self._credit_waiters: dict[int, anyio.Event] = {}  # by stream: woken by its credit
 
-    # ------------------------------------------------------------------ for the binding
+    # ------------------------------------------------------------------ stream verbs
+
+    def open_stream(self, message: Mapping[str, Any], *, end: bool = False) -> int:
+        """Open a stream of ours carrying ``message``; returns its id (see
+        `Connection.open_stream` for what it raises)."""
+        sid = self.core.open_stream(message, end=end)
+        self.wake()
+        return sid
+
+    def send(self, stream_id: int, message: Mapping[str, Any], *, end: bool = False) -> None:
+        """Queue ``message`` on a stream (0: the session stream); ``end`` ends it after."""
+        self.core.send_message(stream_id, message, end=end)
+        self.wake()
+
+    def cancel(
+        self, stream_id: int, error_code: ErrorCode = ErrorCode.CANCELLED, reason: str = ""
+    ) -> None:
+        """Reset a stream (CANCEL); a finished or unknown stream is left alone."""
+        self.core.cancel_stream(stream_id, error_code, reason)
+        self.wake()
+        self._wake_credit_waiter(stream_id)
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The application consumed ``size`` bytes of ``stream_id``: credit goes back."""
+        if size and self.core.acknowledge_received(stream_id, size):
+            self.wake()  # a CREDIT frame is due (they are batched, a quarter window each)
+
+    def credit(self, stream_id: int) -> int:
+        """Bytes that could be sent on ``stream_id`` now."""
+        return self.core.available_credit(stream_id)
+
+    async def wait_credit(self, stream_id: int) -> None:
+        """Wait until ``stream_id`` may send (or it, or the connection, is over): woken by
+        that stream's CREDIT, the connection's, the peer's HELLO, or its end."""
+        if self.core.available_credit(stream_id) > 0 or self.core.closed or self.finished:
+            return
+        event = self._credit_waiters.get(stream_id)
+        if event is None:
+            event = self._credit_waiters[stream_id] = anyio.Event()
+        await event.wait()
+
+    @property
+    def stream_slots(self) -> int:
+        """How many more streams of ours may be opened now."""
+        return self.core.stream_slots
+
+    @property
+    def accepting_streams(self) -> bool:
+        """False once either side sent GOAWAY or the connection is over."""
+        return self.core.state is ConnectionState.OPEN and not self.finished
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended (the core says so)."""
+        return self.core.closed
+
+    def buffered(self) -> int:
+        """Bytes queued for the peer and not yet on the wire."""
+        return self.core.buffered()
 
     def wake(self) -> None:
-        """Something was queued on the core: let the writer send it."""
+        """Let the writer send what is queued (the verbs above do it themselves)."""
         self._wake.set()
+
+    def _wake_credit_waiter(self, stream_id: int) -> None:
+        event = self._credit_waiters.pop(stream_id, None)
+        if event is not None:
+            event.set()
+
+    def _wake_credit_waiters(self, events: list[Event]) -> None:
+        if not self._credit_waiters:
+            return
+        for event in events:
+            if isinstance(event, CreditGranted | StreamCancelled | StreamEnded):
+                if event.stream_id:
+                    self._wake_credit_waiter(event.stream_id)
+                    continue
+            elif not isinstance(event, HelloReceived | ConnectionTerminated):
+                continue
+            waiters, self._credit_waiters = self._credit_waiters, {}  # the whole connection
+            for waiter in waiters.values():
+                waiter.set()
+            return
+
+    # ------------------------------------------------------------------ for the binding
 
     @property
     def finished(self) -> bool:
@@ -132,6 +224,7 @@ class MuxConnection:
                 await self._channel.aclose()
                 self._finished.set()
                 self._signal_progress()
+                self._wake_credit_waiters([self.termination] if self.termination else [])
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
@@ -141,6 +234,7 @@ class MuxConnection:
                 logger.log(level, "connection terminated: %s", event)
         if events:
             self._on_events(events)
+            self._wake_credit_waiters(events)
 
     def _progress_event(self) -> anyio.Event:
         """The event the next write (or the end) sets."""
