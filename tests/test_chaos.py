@@ -159,10 +159,10 @@ async def test_a_server_killed_mid_flight_ends_every_call_once_within_5_s(
 async def test_half_open_handshakes_and_silent_connections_are_dropped_in_time(
     anyio_backend: str,
 ) -> None:
-    """With 1 s handshake and HELLO timeouts: 20 TCP connections that say nothing, 20
+    """With 2 s handshake and HELLO timeouts: 20 TCP connections that say nothing, 20
     that send half an HTTP request and 20 WebSockets that never send HELLO are all
-    dropped after about 1 s, while a well-behaved client is served throughout."""
-    async with served_app(anyio_backend, 50, timeouts=1.0) as app:
+    dropped after about 2 s, while a well-behaved client is served throughout."""
+    async with served_app(anyio_backend, 50, timeouts=2.0) as app:
         baseline = await app.stats()
         host, port = app.url.removeprefix("ws://").split("/")[0].rsplit(":", 1)
         async with AsyncExitStack() as stack:
@@ -184,14 +184,14 @@ async def test_half_open_handshakes_and_silent_connections_are_dropped_in_time(
             opened = anyio.current_time()
             stats = await app.stats()  # served while 60 bad connections hang on
             assert stats["connections"] == baseline["connections"] + 60
-            with anyio.fail_after(5):
+            with anyio.fail_after(8):
                 for stream in silent + half:
                     assert await receive_until_eof(stream) in (b"", b"HTTP/1.1 408")
                 for ws in mute:
                     while await ws.receive() is not None:
                         pass
                     assert ws.close_code == 1008  # GOAWAY(TIMEOUT), then close
-            assert anyio.current_time() - opened >= 0.9  # not before the timeout
+            assert anyio.current_time() - opened >= 1.8  # not before the timeout
         await assert_recovered(app, baseline)
 
 
