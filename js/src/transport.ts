@@ -159,6 +159,9 @@ export class McpWsTransport implements Transport {
       }, this.connectTimeout);
       ws.onopen = () => {
         clearTimeout(timeout);
+        // Everything is wired here, synchronously: the `ws` package may deliver the
+        // server's first message (its HELLO) in the same tick as the open event.
+        this.opened(ws);
         resolve();
       };
       ws.onerror = (event) => {
@@ -172,6 +175,14 @@ export class McpWsTransport implements Transport {
         reject(new HandshakeError(`the WebSocket closed during the handshake (${event.code})`));
       };
     });
+    if (ws.protocol !== SUBPROTOCOL && ws.protocol !== COMPAT_SUBPROTOCOL) {
+      ws.close(1002, "no subprotocol");
+      throw new HandshakeError(`the server chose subprotocol ${JSON.stringify(ws.protocol)}, not ${SUBPROTOCOL}`);
+    }
+  }
+
+  /** The WebSocket is open: route its messages by the subprotocol the server chose. */
+  private opened(ws: WebSocketLike): void {
     this.subprotocol = ws.protocol;
     ws.onclose = (event) => this.onSocketClosed(event.code, event.reason);
     ws.onerror = (event) => this.onerror?.(new Error((event as { message?: string }).message ?? "WebSocket error"));
@@ -179,14 +190,11 @@ export class McpWsTransport implements Transport {
       ws.onmessage = (event) => this.onJsonText(event.data);
       return;
     }
-    if (ws.protocol !== SUBPROTOCOL) {
-      ws.close(1002, "no subprotocol");
-      throw new HandshakeError(`the server chose subprotocol ${JSON.stringify(ws.protocol)}, not ${SUBPROTOCOL}`);
-    }
+    if (ws.protocol !== SUBPROTOCOL) return; // start() refuses it
     const settings = { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, ...this.options.settings };
     this.core = new Connection("client", settings, { limits: this.options.limits ?? {} });
     ws.onmessage = (event) => this.onSocketMessage(event.data);
-    this.flush();
+    this.flush(); // our HELLO
     this.arm();
   }
 

@@ -43,11 +43,29 @@ def chat_answer(prompt: str) -> str:
 
 
 class DemoProbe:
-    """What the demo's server saw: how far a cancelled count got."""
+    """What the demo's server saw: how far the last paced stream got, and whether it was
+    cancelled."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.cancelled = anyio.Event()
+
+    async def paced(
+        self, ctx: Context, pieces: list[str], pace: float, meta: dict[str, str] | None = None
+    ) -> CallToolResult:
+        """Stream ``pieces`` ``pace`` seconds apart, counting them and noting a cancel."""
+        self.sent = 0
+        self.cancelled = anyio.Event()
+        try:
+            async with partial_results(ctx, meta=meta) as out:
+                for piece in pieces:
+                    await out.send_text(piece)
+                    self.sent += 1
+                    await anyio.sleep(pace)
+        except BaseException:
+            self.cancelled.set()
+            raise
+        return out.result()
 
 
 def build_demo_app(probe: DemoProbe | None = None) -> MCPServer:
@@ -60,19 +78,8 @@ def build_demo_app(probe: DemoProbe | None = None) -> MCPServer:
     async def chat(prompt: str, ctx: Context, pace: float = 0.03) -> CallToolResult:
         """Answer ``prompt`` token by token, as a model would (a canned answer that
         quotes the prompt; ``pace`` seconds between tokens)."""
-        probe.sent = 0
-        probe.cancelled = anyio.Event()
-        words = chat_answer(prompt).split(" ")
-        try:
-            async with partial_results(ctx, meta={"model": "canned"}) as out:
-                for word in words:
-                    await out.send_text(word + " ")
-                    probe.sent += 1
-                    await anyio.sleep(pace)
-        except BaseException:
-            probe.cancelled.set()
-            raise
-        return out.result()
+        words = [word + " " for word in chat_answer(prompt).split(" ")]
+        return await probe.paced(ctx, words, pace, meta={"model": "canned"})
 
     @app.tool()
     def progress() -> dict[str, int | bool]:
@@ -91,17 +98,7 @@ def build_demo_app(probe: DemoProbe | None = None) -> MCPServer:
     @app.tool(meta=STREAMS)
     async def count(to: int, ctx: Context, pause: float = 0.05) -> CallToolResult:
         """Stream the numbers 1..to, ``pause`` seconds apart."""
-        probe.sent = 0
-        try:
-            async with partial_results(ctx) as out:
-                for i in range(1, to + 1):
-                    await out.send_text(f"{i} ")
-                    probe.sent += 1
-                    await anyio.sleep(pause)
-        except BaseException:
-            probe.cancelled.set()
-            raise
-        return out.result()
+        return await probe.paced(ctx, [f"{i} " for i in range(1, to + 1)], pause)
 
     @app.tool(meta=STREAMS)
     async def stream(deltas: int, ctx: Context) -> CallToolResult:

@@ -1,0 +1,57 @@
+// McpWsTransport against a fake WebSocket: what the `ws` package may do, deterministically.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { Connection, McpWsTransport, type WebSocketConstructor, type WebSocketLike } from "../src/index.js";
+
+/** A WebSocket whose server speaks through a sans-I/O server Connection, and which emits
+ * `open` and the server's first message in the same tick, as `ws` can. */
+class SameTickSocket implements WebSocketLike {
+  binaryType = "blob";
+  protocol = "";
+  readyState = 0;
+  onopen: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+  readonly server = new Connection("server");
+  readonly fromClient: Uint8Array[] = [];
+
+  constructor() {
+    setTimeout(() => {
+      this.protocol = "mcp-ws.v1";
+      this.readyState = 1;
+      this.onopen?.({});
+      for (const message of this.server.dataToSend()) {
+        this.onmessage?.({ data: message.slice().buffer }); // same tick: the HELLO
+      }
+    }, 0);
+  }
+
+  send(data: string | ArrayBufferLike | Uint8Array): void {
+    this.fromClient.push(data as Uint8Array);
+  }
+
+  close(): void {
+    this.readyState = 3;
+  }
+}
+
+test("a HELLO delivered in the same tick as the open event is not lost", async () => {
+  let socket: SameTickSocket | undefined;
+  const Fake = class extends SameTickSocket {
+    constructor() {
+      super();
+      socket = this;
+    }
+  };
+  const transport = new McpWsTransport("ws://fake/mcp", { WebSocket: Fake as unknown as WebSocketConstructor });
+  await transport.start();
+  assert.equal(transport.core?.peerHelloReceived, true);
+  assert.ok(socket!.fromClient.length >= 1, "our HELLO went out at once");
+  const ended: boolean[] = [];
+  transport.onclose = () => ended.push(true);
+  socket!.onclose?.({ code: 1006, reason: "" });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(ended, [true]);
+});
