@@ -13,6 +13,9 @@ import { connectClient, spawnPython, textOf } from "./server.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const SCREENSHOT = join(ROOT, "docs", "chat-page.png");
+/** Poll page conditions on a timer: the default, requestAnimationFrame, stalls in a tab
+ * that is not in front (the first of two tabs). */
+const POLL = { polling: 20, timeout: 20000 };
 
 interface Served {
   page: string;
@@ -114,7 +117,7 @@ describe("the chat page", { timeout: 120000 }, () => {
       }).observe(document.querySelector("#log")!, { childList: true, subtree: true, characterData: true });
     });
     await ask(page, "why stream?");
-    await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 80);
+    await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 80, undefined, POLL);
     await page.screenshot({ path: SCREENSHOT }); // mid-answer, for the README
     await page.waitForSelector('.turn[data-state="completed"]', { timeout: 20000 });
     const seen = await page.evaluate(() => (window as unknown as { seen: number[] }).seen);
@@ -133,7 +136,7 @@ describe("the chat page", { timeout: 120000 }, () => {
     const page = await openChat(server.page);
     await connected(page);
     await ask(page, "stop me");
-    await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").split(" ").length > 5);
+    await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").split(" ").length > 5, undefined, POLL);
     await page.click("#stop");
     await page.waitForSelector('.turn[data-state="failed"]');
     assert.equal(await page.textContent(".turn .meta"), "stopped");
@@ -143,7 +146,7 @@ describe("the chat page", { timeout: 120000 }, () => {
     assert.equal((await serverProgress(server.ws)).sent, sent, "the handler went on after Stop");
     // Escape works the same way
     await ask(page, "escape me");
-    await page.waitForFunction(() => (document.querySelectorAll(".turn")[1]?.querySelector(".answer")?.textContent ?? "").length > 20);
+    await page.waitForFunction(() => (document.querySelectorAll(".turn")[1]?.querySelector(".answer")?.textContent ?? "").length > 20, undefined, POLL);
     await page.keyboard.press("Escape");
     await page.waitForSelector('.turn:nth-child(2)[data-state="failed"]');
     await page.close();
@@ -183,8 +186,10 @@ describe("the chat page", { timeout: 120000 }, () => {
     await connected(b);
     await ask(a, "alpha");
     await ask(b, "bravo");
-    await a.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 20);
+    await a.bringToFront();
+    await a.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 20, undefined, POLL);
     await a.click("#stop");
+    await b.bringToFront();
     await b.waitForSelector('.turn[data-state="completed"]', { timeout: 20000 });
     await a.waitForSelector('.turn[data-state="failed"]');
     assert.match((await b.textContent(".turn .answer"))!, /^You asked: bravo\./);
@@ -198,7 +203,7 @@ describe("the chat page", { timeout: 120000 }, () => {
     const page = await openChat(server.page);
     await connected(page);
     await ask(page, "close me");
-    await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 20);
+    await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 20, undefined, POLL);
     await page.close();
     await until(async () => (await serverProgress(server.ws)).cancelled);
     const again = await openChat(server.page);
