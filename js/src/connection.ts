@@ -588,13 +588,7 @@ export class Connection {
   /** Charge received bytes to the windows; bytes of streams other than 0 refill the
    * connection window at once, their stream's window only when consumed (section 6). */
   private chargeReceived(stream: Stream, size: number): void {
-    if (size > this.recvConnection.remaining) {
-      throw new ProtocolError(
-        `${size} bytes received with ${this.recvConnection.remaining} of connection credit`,
-        ErrorCode.FLOW_CONTROL_ERROR,
-      );
-    }
-    this.recvConnection.remaining -= size;
+    this.chargeConnection(size);
     if (stream.id === 0) return;
     if (size > stream.recv.remaining) {
       throw new ProtocolError(
@@ -869,6 +863,11 @@ export class Connection {
 
   /** Bytes nobody will consume: the connection window refilled at once. */
   private dropped(size: number): void {
+    this.chargeConnection(size);
+    this.grant(0, this.recvConnection.refill(size));
+  }
+
+  private chargeConnection(size: number): void {
     if (size > this.recvConnection.remaining) {
       throw new ProtocolError(
         `${size} bytes received with ${this.recvConnection.remaining} of connection credit`,
@@ -876,7 +875,6 @@ export class Connection {
       );
     }
     this.recvConnection.remaining -= size;
-    this.grant(0, this.recvConnection.refill(size));
   }
 
   private reply(frame: Frame): void {

@@ -58,15 +58,18 @@ export async function spawnPython(args: string[], pattern: RegExp, keepStdin = f
     found,
     process: child,
     log: () => stderr,
-    stop: async (kill = false) => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill(kill ? "SIGKILL" : "SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: (kill = false) => stopChild(child, kill),
   };
+}
+
+/** SIGTERM `child` (SIGKILL with `kill`, or after 5 s) and wait for it to exit. */
+export async function stopChild(child: ChildProcess, kill = false): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill(kill ? "SIGKILL" : "SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
 }
 
 export interface PythonServer {

@@ -1,10 +1,10 @@
 // The Python bench app (mcp_ws/bench/app.py) over mcp-ws and over the SDK's streamable
 // HTTP, each in a process of its own: the same MCPServer behind both transports.
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
-import { spawnPython } from "./server.js";
+import { spawnPython, stopChild } from "./server.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 
@@ -21,17 +21,6 @@ async function freePort(): Promise<number> {
       server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
     });
   });
-}
-
-function stopper(child: ChildProcess): () => Promise<void> {
-  return async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
 }
 
 /** `python -m mcp_ws.bench ws` (it serves until its stdin closes): resolves with its URL. */
@@ -58,5 +47,5 @@ export async function benchHttp(): Promise<BenchServer> {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-  return { url, stop: stopper(child) };
+  return { url, stop: () => stopChild(child) };
 }

@@ -107,8 +107,12 @@ class McpWsServer:
     @property
     def url(self) -> str:
         """The URL clients connect to."""
+        return f"{self.scheme}://{self._authority}{self.policy.path or '/'}"
+
+    @property
+    def _authority(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}{self.policy.path or '/'}"
+        return f"{host}:{self.port}"
 
     @property
     def connection_count(self) -> int:
@@ -159,8 +163,7 @@ class McpWsServer:
         """The chat page's URL when serving it (``web=True``), else ``None``."""
         if not self.web:
             return None
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.scheme == 'wss' else 'http'}://{host}:{self.port}/"
+        return f"{'https' if self.scheme == 'wss' else 'http'}://{self._authority}/"
 
     async def _check(self, request: Request) -> Refusal | Response | None:
         if self.web:

@@ -9,7 +9,7 @@ Three tasks per connection, all in one task group:
 - the **timer** runs the core's timers (HELLO timeout, keepalive PING, dead peer).
 
 The layer above never touches the core: it uses the stream verbs here (`open_stream`,
-`send`, `end`, `cancel`, `acknowledge`, `wait_credit`), each of which wakes the writer
+`send`, `cancel`, `acknowledge`, `wait_credit`), each of which wakes the writer
 itself, as websockets' connection does with its send context. Producers blocked on
 credit wait for their own stream only.
 """
@@ -224,7 +224,6 @@ class MuxConnection:
                 await self._channel.aclose()
                 self._finished.set()
                 self._signal_progress()
-                self._wake_credit_waiters([self.termination] if self.termination else [])
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
