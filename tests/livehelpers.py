@@ -20,9 +20,42 @@ import mcp_ws
 from mcp_ws.protocol import Connection, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event
 from mcp_ws.protocol.frames import Frame, decode_message
-from mcp_ws.transport import WebSocket, accept_websocket, open_websocket
+from mcp_ws.sdk.bridge import SessionBridge
+from mcp_ws.sdk.client import client_streams
+from mcp_ws.sdk.server import McpWsServer, session_runner
+from mcp_ws.transport import (
+    MemoryChannel,
+    WebSocket,
+    accept_websocket,
+    memory_channel_pair,
+    open_websocket,
+)
+from mcp_ws.transport.policy import HandshakePolicy
 
 from .apps import Probe, build_app
+
+
+@asynccontextmanager
+async def memory_session(
+    probe: Probe | None = None,
+) -> AsyncIterator[tuple[ClientSession, SessionBridge, MemoryChannel, MemoryChannel]]:
+    """A ClientSession and the test app's server session, over memory channels (no
+    socket): the session, its bridge, and the client's and the server's channels."""
+    a, b = memory_channel_pair()
+    server = McpWsServer(
+        session_runner(build_app(probe)),
+        policy=HandshakePolicy(),
+        settings=mcp_ws.Settings(),
+        limits=None,
+        handshake_timeout=5,
+        send_budget=1 << 20,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve_mux, b)
+        async with client_streams(a) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session, read.bridge, a, b
+        tg.cancel_scope.cancel()
 
 
 @asynccontextmanager

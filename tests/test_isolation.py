@@ -13,6 +13,7 @@ from mcp_types import TextContent
 
 import mcp_ws
 from mcp_ws.protocol import Connection
+from mcp_ws.sdk.bridge import BridgeReadStream
 
 from .livehelpers import live_server
 
@@ -22,9 +23,9 @@ PAUSED = 100
 CHUNK = 16384  # characters per delta: a paused stream's window fills in ~16 deltas
 
 
-def client_core(read: object) -> Connection:
+def client_core(read: BridgeReadStream) -> Connection:
     """The sans-I/O core under ``mcp_ws.connect``'s read stream (for its byte counts)."""
-    mux = read._bridge.mux  # type: ignore[attr-defined]
+    mux = read.bridge.mux
     assert mux is not None
     return mux.core
 

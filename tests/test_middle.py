@@ -9,19 +9,16 @@ from contextlib import asynccontextmanager
 
 import anyio
 import pytest
-from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, TextContent
 
 import mcp_ws
 from mcp_ws.protocol import ErrorCode, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event, HelloReceived, MessageReceived
-from mcp_ws.sdk.client import client_streams
-from mcp_ws.sdk.server import McpWsServer, session_runner
-from mcp_ws.transport import MemoryChannel, MuxConnection, memory_channel_pair
-from mcp_ws.transport.policy import HandshakePolicy
+from mcp_ws.transport import MuxConnection, memory_channel_pair
 
-from .apps import Probe, build_app
+from .apps import Probe
+from .livehelpers import memory_session as session_pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -95,30 +92,8 @@ async def test_a_dropped_channel_is_a_lost_connection_on_the_other_side() -> Non
         assert (ended.error_code, ended.close_code) == (ErrorCode.INTERNAL_ERROR, 1006)
 
 
-@asynccontextmanager
-async def session_pair(
-    probe: Probe | None = None,
-) -> AsyncIterator[tuple[ClientSession, MemoryChannel, MemoryChannel]]:
-    """A ClientSession and the test app's server session, over memory channels."""
-    a, b = memory_channel_pair()
-    server = McpWsServer(
-        session_runner(build_app(probe)),
-        policy=HandshakePolicy(),
-        settings=mcp_ws.Settings(),
-        limits=None,
-        handshake_timeout=5,
-        send_budget=1 << 20,
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve_mux, b)
-        async with client_streams(a) as (read, write), ClientSession(read, write) as session:
-            await session.initialize()
-            yield session, a, b
-        tg.cancel_scope.cancel()
-
-
 async def test_a_call_through_the_sdk_with_no_socket() -> None:
-    async with session_pair() as (session, _, _):
+    async with session_pair() as (session, _, _, _):
         result = await session.call_tool("add", {"a": 2, "b": 40})
         assert isinstance(result.content[0], TextContent)
         assert result.content[0].text == "42"
@@ -126,7 +101,7 @@ async def test_a_call_through_the_sdk_with_no_socket() -> None:
 
 async def test_a_cancel_reaches_the_handler() -> None:
     probe = Probe()
-    async with session_pair(probe) as (session, _, _):
+    async with session_pair(probe) as (session, _, _, _):
         with anyio.move_on_after(0.3):
             await session.call_tool("sleepy", {"seconds": 30})
         with anyio.fail_after(5):
@@ -137,7 +112,7 @@ async def test_a_cancel_reaches_the_handler() -> None:
 
 async def test_a_stalled_reader_holds_the_producer_at_one_window() -> None:
     probe = Probe()
-    async with session_pair(probe) as (session, _, _):
+    async with session_pair(probe) as (session, _, _, _):
         async with mcp_ws.stream_tool(session, "bulk", {"chunks": 1000, "size": 16384}) as stream:
             assert isinstance(await stream.__anext__(), mcp_ws.Started)
             with anyio.fail_after(5):
@@ -152,7 +127,7 @@ async def test_a_stalled_reader_holds_the_producer_at_one_window() -> None:
 
 async def test_losing_the_channel_fails_the_call_and_cancels_the_handler() -> None:
     probe = Probe()
-    async with session_pair(probe) as (session, a, _):
+    async with session_pair(probe) as (session, _, a, _):
         async with anyio.create_task_group() as tg:
 
             async def drop_when_started() -> None:

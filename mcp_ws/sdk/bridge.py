@@ -17,7 +17,6 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
@@ -55,14 +54,13 @@ from ..protocol.events import (
     StreamEnded,
 )
 from ..transport.mux import MuxConnection
-from .streaming import PARTIAL_RESULT, Subscriber, subscriber_for, token_of_call
+from .calls import Call, CallTable, claim_route
 
 __all__ = [
     "DEFAULT_SEND_BUDGET",
     "REQUEST_REFUSED",
     "CallClosedError",
     "SessionBridge",
-    "current_bridge",
 ]
 
 logger = logging.getLogger("mcp_ws.sdk")
@@ -74,18 +72,12 @@ CANCEL_ARRIVAL_GRACE = 5.0
 """Seconds a producer of a call the peer cancelled waits for the SDK to cancel it, so
 it ends as cancelled rather than with an error logged as a tool failure."""
 
-RECENT_CANCELS = 1024
-"""How many peer-cancelled request ids are remembered for that wait."""
-
-PARTIAL_YIELD_INTERVAL = 0.001
-"""Seconds a producer of partial results may run before it lets the writer send."""
+RELATED_YIELD_INTERVAL = 0.001
+"""Seconds a producer writing on a request's stream may run before it lets the writer
+send (see `SessionBridge.send_related`)."""
 
 REQUEST_REFUSED = -32003
 """JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
-
-current_bridge: ContextVar[SessionBridge | None] = ContextVar("mcp_ws_bridge", default=None)
-"""The server-side bridge of the session whose handlers run in this context (if mcp-ws)."""
-
 
 _Item = tuple[SessionMessage | Exception, int, int]  # message, stream id, bytes to ack
 
@@ -98,15 +90,10 @@ class SessionBridge:
         self.send_budget = send_budget
         self.mux: MuxConnection | None = None
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](math.inf)
-        self._own: dict[RequestId, int] = {}  # requests we sent -> their stream
-        self._own_sid: dict[int, RequestId] = {}
-        self._peer: dict[RequestId, int] = {}  # requests the peer sent -> their stream
-        self._peer_sid: dict[int, RequestId] = {}
-        self._peer_cancelled: deque[RequestId] = deque(maxlen=RECENT_CANCELS)
-        self._direct: dict[int, Subscriber] = {}  # our streaming calls, by stream
+        self.calls = CallTable()
         self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
         self._budget_lock = anyio.Lock()
-        self._partial_yield_at = -math.inf
+        self._related_yield_at = -math.inf
         self._closed = False
         self.read_stream = BridgeReadStream(self)
         self.write_stream = BridgeWriteStream(self)
@@ -159,30 +146,28 @@ class SessionBridge:
 
     def _received(self, event: MessageReceived) -> None:
         sid, size = event.stream_id, event.flow_controlled_length
-        direct = self._direct.get(sid)
-        if direct is not None and event.message.get("method") == PARTIAL_RESULT:
-            direct.deliver(event.message.get("params"), size)  # straight to stream_tool
-            return
+        call = self.calls.on_stream(sid) if sid else None
+        if call is not None and call.route is not None and call.route.take(event.message, size):
+            return  # the call's route took it (and acknowledges it when consumed)
         try:
             message = jsonrpc_message_adapter.validate_python(event.message, by_name=False)
         except ValidationError as exc:
             self._deliver(ValueError(f"invalid JSON-RPC message on stream {sid}: {exc}"), sid, size)
             return
-        if isinstance(message, JSONRPCRequest) and sid and sid not in self._own_sid:
-            if sid not in self._peer_sid:
-                if message.id in self._peer:
-                    self._core_mux.cancel(
-                        sid, ErrorCode.PROTOCOL_ERROR, f"request id {message.id!r} is in flight"
-                    )
-                    return
-                self._peer[message.id] = sid
-                self._peer_sid[sid] = message.id
-        elif isinstance(message, JSONRPCResponse | JSONRPCError):
-            owner = self._own.get(message.id) if message.id is not None else None
-            if owner is not None and owner == sid and message.id is not None:
-                del self._own[message.id]
-                del self._own_sid[sid]
-                self._direct.pop(sid, None)
+        if isinstance(message, JSONRPCRequest) and sid and call is None:
+            if self.calls.peer(message.id) is not None:
+                self._core_mux.cancel(
+                    sid, ErrorCode.PROTOCOL_ERROR, f"request id {message.id!r} is in flight"
+                )
+                return
+            self.calls.add(Call(message.id, sid, ours=False))
+        elif (
+            isinstance(message, JSONRPCResponse | JSONRPCError)
+            and call is not None
+            and call.ours
+            and call.request_id == message.id
+        ):
+            self.calls.remove(call)
         metadata = None
         if self.role is Role.SERVER and isinstance(message, JSONRPCRequest) and sid:
             metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
@@ -190,35 +175,32 @@ class SessionBridge:
 
     def _unanswered_hook(self, sid: int) -> Callable[[], Awaitable[None]]:
         async def unanswered() -> None:
-            rid = self._peer_sid.pop(sid, None)
-            if rid is not None:
-                self._peer.pop(rid, None)
+            call = self.calls.on_stream(sid)
+            if call is not None and not call.ours:
+                self.calls.remove(call)
                 self._core_mux.cancel(sid, ErrorCode.CANCELLED, "request not answered")
 
         return unanswered
 
     def _cancelled(self, event: StreamCancelled) -> None:
-        sid = event.stream_id
-        self._direct.pop(sid, None)
-        rid = self._own_sid.pop(sid, None)
-        if rid is not None:
-            del self._own[rid]
+        call = self.calls.on_stream(event.stream_id)
+        if call is None:
+            return
+        self.calls.remove(call)
+        if call.ours:
             who = "the peer" if event.remote else "mcp-ws"
             detail = f": {event.reason}" if event.reason else ""
             self._answer_locally(
-                rid,
+                call.request_id,
                 REQUEST_REFUSED,
                 f"request cancelled by {who} ({event.error_code.name}){detail}",
             )
-            return
-        rid = self._peer_sid.pop(sid, None)
-        if rid is not None:
-            del self._peer[rid]
-            self._cancel_peer_request(rid, event.reason)
+        else:
+            self._cancel_peer_request(call.request_id, event.reason)
 
     def _cancel_peer_request(self, rid: RequestId, reason: str) -> None:
         """Tell the SDK the peer cancelled ``rid`` (``notifications/cancelled``)."""
-        self._peer_cancelled.append(rid)
+        self.calls.note_cancelled(rid)
         params: dict[str, Any] = {"requestId": rid}
         if reason:
             params["reason"] = reason
@@ -226,12 +208,11 @@ class SessionBridge:
         self._deliver(SessionMessage(message=note))
 
     def _ended(self, sid: int) -> None:
-        self._direct.pop(sid, None)
-        rid = self._own_sid.pop(sid, None)
-        if rid is not None:  # END without a response
-            del self._own[rid]
+        call = self.calls.on_stream(sid)
+        if call is not None and call.ours:  # END without a response
+            self.calls.remove(call)
             self._answer_locally(
-                rid, REQUEST_REFUSED, "the peer ended the request without answering"
+                call.request_id, REQUEST_REFUSED, "the peer ended the request without answering"
             )
 
     def _terminated(self) -> None:
@@ -239,18 +220,15 @@ class SessionBridge:
             return
         self._closed = True
         error = self._core_mux.closed_error()
-        for rid in list(self._own):
-            self._answer_locally(rid, CONNECTION_CLOSED, str(error))
-        # The peer's requests end as if it had cancelled each one: the SDK cancels their
-        # handlers (a producer waiting in send_partial ends cancelled, not with an error
-        # logged as a tool failure) and writes no answer to a connection that is gone.
-        for rid in self._peer:
-            self._cancel_peer_request(rid, "the connection was lost")
-        self._own.clear()
-        self._own_sid.clear()
-        self._peer.clear()
-        self._peer_sid.clear()
-        self._direct.clear()
+        # Our requests are answered with the loss. The peer's end as if it had cancelled
+        # each one: the SDK cancels their handlers (a producer waiting in send_related
+        # ends cancelled, not with an error logged as a tool failure) and writes no
+        # answer to a connection that is gone.
+        for call in self.calls.clear():
+            if call.ours:
+                self._answer_locally(call.request_id, CONNECTION_CLOSED, str(error))
+            else:
+                self._cancel_peer_request(call.request_id, "the connection was lost")
         self._inbox_send.close()
 
     def _answer_locally(self, rid: RequestId, code: int, message: str) -> None:
@@ -309,39 +287,36 @@ class SessionBridge:
         except UsageError as exc:
             self._answer_locally(message.id, REQUEST_REFUSED, f"request not sent: {exc}")
             return
-        self._own[message.id] = sid
-        self._own_sid[sid] = message.id
-        if message.method == "tools/call":
-            subscriber = subscriber_for(token_of_call(message.params))
-            if subscriber is not None:
-                self._direct[sid] = subscriber
-                subscriber.attach_direct(lambda size: self._acknowledge(sid, size))
+        route = claim_route(message.method, message.params)
+        self.calls.add(Call(message.id, sid, ours=True, route=route))
+        if route is not None:
+            route.attach(lambda size: self._acknowledge(sid, size))
 
     def _send_notification(self, message: JSONRPCNotification, metadata: object) -> None:
         mux = self._core_mux
         if message.method == "notifications/cancelled" and message.params:
-            rid = message.params.get("requestId")
-            sid = self._own.pop(rid, None) if isinstance(rid, int | str) else None
-            if sid is not None:
-                del self._own_sid[sid]
-                self._direct.pop(sid, None)
+            call = self.calls.own(message.params.get("requestId"))
+            if call is not None:
+                self.calls.remove(call)
                 reason = str(message.params.get("reason") or "")
-                mux.cancel(sid, ErrorCode.CANCELLED, reason)
+                mux.cancel(call.stream_id, ErrorCode.CANCELLED, reason)
                 return
         sid = 0
-        if isinstance(metadata, ServerMessageMetadata) and metadata.related_request_id is not None:
-            sid = self._peer.get(metadata.related_request_id, 0)
+        if isinstance(metadata, ServerMessageMetadata):
+            related = self.calls.peer(metadata.related_request_id)
+            sid = related.stream_id if related is not None else 0
         try:
             mux.send(sid, _dump(message))
         except UsageError as exc:
             logger.debug("dropped %s on stream %d: %s", message.method, sid, exc)
 
     def _send_response(self, message: JSONRPCResponse | JSONRPCError) -> None:
-        sid = self._peer.pop(message.id, None) if message.id is not None else None
-        if sid is None:
+        call = self.calls.peer(message.id)
+        if call is None:
             logger.debug("dropped the response to %r: the request is gone", message.id)
             return
-        del self._peer_sid[sid]
+        self.calls.remove(call)
+        sid = call.stream_id
         mux = self._core_mux
         try:
             mux.send(sid, _dump(message), end=True)
@@ -355,12 +330,13 @@ class SessionBridge:
         except UsageError as exc:
             logger.debug("dropped the response to %r: %s", message.id, exc)
 
-    # ------------------------------------------------------------------ streaming, direct
+    # ------------------------------------------------------------------ a request's stream
 
-    async def send_partial(
+    async def send_related(
         self, request_id: RequestId, message: dict[str, Any], *, urgent: bool = False
     ) -> None:
-        """Queue ``message`` on the stream of the peer's request ``request_id``.
+        """Queue ``message`` on the stream of the peer's request ``request_id``, with
+        that stream's flow control (the streaming extension's deltas go this way).
 
         ``urgent`` waits until the writer has handed it to the socket (no coalescing).
 
@@ -371,35 +347,33 @@ class SessionBridge:
         """
         mux = self._core_mux
         while True:
-            sid = self._peer.get(request_id) if not self._closed else None
-            if sid is None or mux.closed:
-                if self._closed or request_id in self._peer_cancelled:
+            call = self.calls.peer(request_id) if not self._closed else None
+            if call is None or mux.closed:
+                if self._closed or self.calls.cancelled(request_id):
                     # The peer's cancel (or the connection's loss, which ends every
                     # handler) is on its way to the SDK: let it cancel this handler,
                     # instead of failing it with an error logged as a tool failure.
-                    if request_id in self._peer_cancelled:
-                        self._peer_cancelled.remove(request_id)
                     with anyio.move_on_after(CANCEL_ARRIVAL_GRACE):
                         await anyio.sleep_forever()
                 raise CallClosedError(f"request {request_id!r} is no longer open")
-            if mux.credit(sid) > 0:
+            if mux.credit(call.stream_id) > 0:
                 break
-            await mux.wait_credit(sid)  # this stream's credit (or its end) wakes it
+            await mux.wait_credit(call.stream_id)  # this stream's credit (or end) wakes it
         try:
-            mux.send(sid, message)
+            mux.send(call.stream_id, message)
         except UsageError as exc:
             raise CallClosedError(f"request {request_id!r}: {exc}") from None
         if urgent:
             # Not just a yield: on trio the writer may run after this task's next step.
-            self._partial_yield_at = anyio.current_time()
+            self._related_yield_at = anyio.current_time()
             await mux.flush()
             return
         # A cancelled producer always stops here. It also yields to the writer at least
-        # every PARTIAL_YIELD_INTERVAL: a fast producer's deltas are coalesced into few
+        # every RELATED_YIELD_INTERVAL: a fast producer's messages are coalesced into few
         # WebSocket messages in between.
         now = anyio.current_time()
-        if now - self._partial_yield_at >= PARTIAL_YIELD_INTERVAL:
-            self._partial_yield_at = now
+        if now - self._related_yield_at >= RELATED_YIELD_INTERVAL:
+            self._related_yield_at = now
             await anyio.lowlevel.checkpoint()
         else:
             await anyio.lowlevel.checkpoint_if_cancelled()
@@ -414,13 +388,8 @@ class SessionBridge:
     def cancel_all(self, reason: str) -> None:
         """Cancel every stream still open (we are leaving)."""
         mux = self._core_mux
-        for sid in [*self._own_sid, *self._peer_sid]:
-            mux.cancel(sid, ErrorCode.CANCELLED, reason)
-        self._own.clear()
-        self._own_sid.clear()
-        self._peer.clear()
-        self._peer_sid.clear()
-        self._direct.clear()
+        for call in self.calls.clear():
+            mux.cancel(call.stream_id, ErrorCode.CANCELLED, reason)
 
     def close(self) -> None:
         """Release the inbox (the connection and the SDK are both done with it)."""
@@ -461,15 +430,16 @@ class BridgeReadStream(_ClosedOnExit):
     """The SDK's read stream (`mcp.shared._stream_protocols.ReadStream`)."""
 
     def __init__(self, bridge: SessionBridge) -> None:
-        self._bridge = bridge
+        self.bridge = bridge
+        """The bridge this stream belongs to."""
 
     async def receive(self) -> SessionMessage | Exception:
         """The next message; raises ``anyio.EndOfStream`` once the connection is over."""
-        return await self._bridge.receive()
+        return await self.bridge.receive()
 
     async def aclose(self) -> None:
         """Stop reading (messages still queued are acknowledged and dropped)."""
-        self._bridge._inbox.close()
+        self.bridge._inbox.close()
 
     def __aiter__(self) -> Self:
         return self
@@ -485,14 +455,15 @@ class BridgeWriteStream(_ClosedOnExit):
     """The SDK's write stream (`mcp.shared._stream_protocols.WriteStream`)."""
 
     def __init__(self, bridge: SessionBridge) -> None:
-        self._bridge = bridge
+        self.bridge = bridge
+        """The bridge this stream belongs to."""
         self.closed = False
 
     async def send(self, item: SessionMessage, /) -> None:
         """Route ``item``; raises ``anyio.ClosedResourceError`` after `aclose`."""
         if self.closed:
             raise anyio.ClosedResourceError
-        await self._bridge.send(item)
+        await self.bridge.send(item)
 
     async def aclose(self) -> None:
         """No more writes from the SDK."""

@@ -27,7 +27,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult
 from pydantic import BaseModel
 
-from .bridge import SessionBridge, current_bridge
+from .bridge import SessionBridge
+from .calls import handling_bridge
 from .streaming import EXTENSION_ID, PARTIAL_RESULT, Aggregate, as_json_safe, binary_block
 
 __all__ = ["PartialResults", "advertise_streaming", "partial_results"]
@@ -98,7 +99,7 @@ class PartialResults:
         self._request_id = request.request_id
         self._bridge: SessionBridge | None = None
         if self.token is not None:
-            self._bridge = current_bridge.get()
+            self._bridge = handling_bridge()
         self._aggregate = Aggregate()
         self._seq = 0
         self._open = False
@@ -214,7 +215,7 @@ class PartialResults:
             message = {"jsonrpc": "2.0", "method": PARTIAL_RESULT, "params": params}
             # the start and the first delta go out at once; later ones may coalesce
             urgent = params["seq"] <= 1
-            await self._bridge.send_partial(self._request_id, message, urgent=urgent)
+            await self._bridge.send_related(self._request_id, message, urgent=urgent)
             return
         if "content" in params:
             params["content"] = [as_json_safe(b) for b in params["content"]]

@@ -33,7 +33,8 @@ from ..transport.policy import (
 from ..transport.tcp import create_tcp_listener
 from ..transport.websocket import MessageChannel, accept_websocket
 from ..web import web_response
-from .bridge import DEFAULT_SEND_BUDGET, SessionBridge, current_bridge
+from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
+from .calls import handling
 from .compat import json_text_streams
 from .partial import advertise_streaming
 
@@ -203,11 +204,10 @@ class McpWsServer:
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(pump)
-                token = current_bridge.set(bridge)  # the session's handlers inherit it
                 try:
-                    await self._run_session(bridge.read_stream, bridge.write_stream)
+                    with handling(bridge):  # the session's handlers inherit it
+                        await self._run_session(bridge.read_stream, bridge.write_stream)
                 finally:
-                    current_bridge.reset(token)
                     session_done.set()
                     mux.close()
         finally:

@@ -13,6 +13,12 @@ notification queue, and credit goes back to the server only as the caller consum
 them, so a slow consumer slows the producer. Over other transports the deltas come
 through the SDK's notification binding (`StreamingExtension`). Leaving the block before
 the end cancels the call on the server.
+
+How the deltas find their call: over mcp-ws, the `ToolStream` is the call's route
+(`mcp_ws.sdk.calls`), offered to the bridge around ``session.call_tool`` and claimed by
+the request that carries its token. Over other transports, the session's binding holds
+a `PartialResultRoutes` (token -> stream), which the stream joins while it is open.
+Nothing is registered process-wide.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from mcp_types import CallToolResult, ContentBlock, TextContent
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from ..protocol.errors import CallCancelledError, McpWsError, ToolCallError
+from .calls import routing
 from .streaming import (
     EXTENSION_ID,
     PARTIAL_RESULT,
@@ -41,9 +48,7 @@ from .streaming import (
     as_json_safe,
     block_bytes,
     new_token,
-    subscribe,
-    subscriber_for,
-    unsubscribe,
+    token_of_call,
 )
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "Completed",
     "Delta",
     "Failed",
+    "PartialResultRoutes",
     "Started",
     "StreamEvent",
     "StreamingExtension",
@@ -158,6 +164,7 @@ class ToolStream:
         self._yielded_at = -math.inf
         self._outcome: Completed | Failed | None = None
         self._group: anyio.abc.TaskGroup | None = None
+        self._fallback: PartialResultRoutes | None = None
         self._call_scope: anyio.CancelScope  # created on entry, in the event loop
 
     # ------------------------------------------------------------------ for the caller
@@ -204,7 +211,9 @@ class ToolStream:
             raise RuntimeError("a ToolStream can be entered once")
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Delivery](math.inf)
         self._call_scope = anyio.CancelScope()
-        subscribe(self.token, self)
+        self._fallback = _fallback_routes(self._session)
+        if self._fallback is not None:
+            self._fallback.add(self)
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
         self._group.start_soon(self._call)
@@ -221,7 +230,8 @@ class ToolStream:
         try:
             return await self._group.__aexit__(exc_type, exc_val, exc_tb)
         finally:
-            unsubscribe(self.token)
+            if self._fallback is not None:
+                self._fallback.discard(self)
             self._inbox_send.close()
             self._release_unread()
             self._inbox.close()
@@ -265,12 +275,23 @@ class ToolStream:
 
     # ------------------------------------------------------------------ deliveries
 
-    def attach_direct(self, ack: Callable[[int], None]) -> None:
-        """The mcp-ws bridge carries this call; ``ack(size)`` returns stream credit."""
-        self._ack = ack
+    def claims(self, method: str, params: Mapping[str, Any] | None) -> bool:
+        """As a route (`mcp_ws.sdk.calls.Route`): the ``tools/call`` with this token."""
+        return method == "tools/call" and token_of_call(params) == self.token
+
+    def attach(self, acknowledge: Callable[[int], None]) -> None:
+        """As a route: mcp-ws carries this call; ``acknowledge(size)`` returns credit."""
+        self._ack = acknowledge
+
+    def take(self, message: Mapping[str, Any], size: int) -> bool:
+        """As a route: keep this call's partial results, leave the rest to the SDK."""
+        if message.get("method") != PARTIAL_RESULT:
+            return False
+        self.deliver(message.get("params"), size)
+        return True
 
     def deliver(self, params: Any, size: int = 0) -> None:
-        """A partial result for this call (from the bridge or the SDK binding)."""
+        """A partial result for this call (from its route or the SDK binding)."""
         try:
             self._inbox_send.send_nowait(("partial", params, size))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -331,7 +352,7 @@ class ToolStream:
         outcome: Completed | Failed = Failed(error=CallCancelledError("cancelled by the caller"))
         last_seq: int | None = None
         result: CallToolResult | None = None
-        with self._call_scope:
+        with self._call_scope, routing(self):
             try:
                 result = await self._session.call_tool(
                     self.name,
@@ -393,10 +414,43 @@ class _PartialResultParams(BaseModel):
     event: str
 
 
-async def _route_partial(params: _PartialResultParams) -> None:
-    subscriber = subscriber_for(params.partialResultToken)
-    if subscriber is not None:
-        subscriber.deliver(params.model_dump())
+class PartialResultRoutes:
+    """The open `ToolStream`s of one session that receive partial results through the
+    SDK (transports other than mcp-ws), by token. Each `partial_result_binding` has one;
+    a stream finds it through its session's binding and joins it while open."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str | int, ToolStream] = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def add(self, stream: ToolStream) -> None:
+        """Route partial results carrying ``stream.token`` to ``stream``."""
+        self._streams[stream.token] = stream
+
+    def discard(self, stream: ToolStream) -> None:
+        """Stop routing ``stream``'s token (a no-op if it is not routed)."""
+        if self._streams.get(stream.token) is stream:
+            del self._streams[stream.token]
+
+    async def deliver(self, params: _PartialResultParams) -> None:
+        """The binding's handler: hand ``params`` to the stream with its token, if open."""
+        stream = self._streams.get(params.partialResultToken)
+        if stream is not None:
+            stream.deliver(params.model_dump())
+
+
+def _fallback_routes(session: object) -> PartialResultRoutes | None:
+    """The routes behind ``session``'s partial-result binding, if it has ours.
+
+    The SDK keeps a session's bindings in ``_notification_bindings`` (method ->
+    binding); ours has a `PartialResultRoutes` method as its handler.
+    """
+    bindings = getattr(session, "_notification_bindings", None)
+    binding = bindings.get(PARTIAL_RESULT) if isinstance(bindings, Mapping) else None
+    routes = getattr(getattr(binding, "handler", None), "__self__", None)
+    return routes if isinstance(routes, PartialResultRoutes) else None
 
 
 def partial_result_binding() -> NotificationBinding[Any]:
@@ -404,10 +458,11 @@ def partial_result_binding() -> NotificationBinding[Any]:
 
     Needed on transports other than mcp-ws: ``ClientSession(...,
     notification_bindings=[partial_result_binding()])``, or use `StreamingExtension`
-    with ``mcp.Client``.
+    with ``mcp.Client``. Use one binding per session.
     """
+    routes = PartialResultRoutes()
     return NotificationBinding(
-        method=PARTIAL_RESULT, params_type=_PartialResultParams, handler=_route_partial
+        method=PARTIAL_RESULT, params_type=_PartialResultParams, handler=routes.deliver
     )
 
 

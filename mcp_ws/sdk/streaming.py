@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 import itertools
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "EXTENSION_ID",
@@ -156,36 +156,6 @@ class Aggregate:
     def text(self) -> str:
         """All text blocks of the aggregate, concatenated."""
         return "".join("".join(self._chunks[i]) for i in sorted(self._chunks))
-
-
-class Subscriber(Protocol):
-    """A client call waiting for its partial results (see `stream_tool`)."""
-
-    def attach_direct(self, ack: Callable[[int], None]) -> None:
-        """mcp-ws carries the call: deliveries hold stream bytes to ``ack`` when consumed."""
-
-    def deliver(self, params: Any, size: int = 0) -> None:
-        """One ``notifications/tools/partial_result``'s params (never blocks)."""
-
-
-_subscribers: dict[str | int, Subscriber] = {}
-
-
-def subscribe(token: str | int, subscriber: Subscriber) -> None:
-    """Route partial results carrying ``token`` to ``subscriber``."""
-    _subscribers[token] = subscriber
-
-
-def unsubscribe(token: str | int) -> None:
-    """Stop routing ``token``."""
-    _subscribers.pop(token, None)
-
-
-def subscriber_for(token: object) -> Subscriber | None:
-    """Who waits for ``token``'s partial results, if anyone."""
-    if isinstance(token, str | int) and not isinstance(token, bool):
-        return _subscribers.get(token)
-    return None
 
 
 def token_of_call(params: Mapping[str, Any] | None) -> object:
