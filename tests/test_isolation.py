@@ -64,7 +64,7 @@ async def test_a_plain_call_is_answered_beside_100_paused_streams() -> None:
         # the paused streams did not grow meanwhile: one window each, no more
         await anyio.sleep(0.2)
         window = core.local_settings.initial_window
-        assert held <= core.buffered_received <= PAUSED * window + core._reassembly
+        assert held <= core.buffered_received <= PAUSED * window + core._assembly.buffered
         # and a paused stream still has everything, in order, when its reader comes back
         with anyio.fail_after(30):
             events = [event async for event in streams[0]]

@@ -129,8 +129,8 @@ class World:
         for side in ("client", "server"):
             peer = self.peers[side]
             # everything delivered and not acknowledged is held, and never above the bound
-            held = sum(e.flow_controlled_length for e in self.unacked[side] if peer.stream_state(e.stream_id) is not None or e.stream_id in peer._lingering)
-            assert peer.buffered_received == held + peer._reassembly
+            held = sum(e.flow_controlled_length for e in self.unacked[side] if peer.stream_state(e.stream_id) is not None or e.stream_id in peer._streams.lingering)
+            assert peer.buffered_received == held + peer._assembly.buffered
             assert peer.buffered_received <= SMALL.receive_memory_bound
         for sender in ("client", "server"):
             receiver = self.other(sender)

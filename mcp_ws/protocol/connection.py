@@ -13,20 +13,26 @@ Peer misbehaviour never raises out of ``receive_data``: a stream error cancels t
 stream (``StreamCancelled``), a connection error queues GOAWAY and returns
 ``ConnectionTerminated`` with the WebSocket close code to use. Misuse of the API by the
 local application raises ``UsageError``.
+
+The connection dispatches frames and keeps the connection's life (HELLO, GOAWAY,
+keepalive); each concern it drives lives in a module of its own: ``streams`` (the stream
+table, states and ``max_streams`` slots), ``assembly`` (fragments back into messages,
+with early credit), ``windows`` (credit), ``scheduler`` (round-robin sending),
+``limits`` (the abuse guards) and ``frames`` (the codec, and coalescing frames into
+WebSocket messages).
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .assembly import MessageAssembler
 from .constants import ErrorCode, Flag, FrameType, close_code_for
 from .errors import (
     ConnectionClosedError,
-    EnhanceYourCalmError,
     MessageTooLargeForPeer,
     ProtocolError,
     ProtocolTimeoutError,
@@ -57,14 +63,16 @@ from .frames import (
     Hello,
     Open,
     Ping,
+    coalesce,
     decode_message,
     encode_frame,
 )
-from .limits import Limits, TokenBucket
+from .limits import Guards, Limits
 from .message import InvalidMessage, decode_payload, encode_payload, pack
 from .scheduler import Scheduler
 from .settings import MIN_FRAME_SIZE, MIN_WINDOW, Settings
 from .state import Outcome, StreamInput, StreamState, transition
+from .streams import Stream, StreamTable
 from .windows import FlowControl
 
 __all__ = ["Connection", "ConnectionState", "Role"]
@@ -73,7 +81,6 @@ __all__ = ["Connection", "ConnectionState", "Role"]
 DEAD_PEER_GRACE = 5.0
 
 _DATA = int(FrameType.DATA)
-_PEER_DONE = frozenset({StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED, StreamState.RESET})
 
 
 class Role(enum.Enum):
@@ -89,31 +96,6 @@ class ConnectionState(enum.Enum):
     OPEN = "open"
     GOING_AWAY = "going away"
     CLOSED = "closed"
-
-
-class _Stream:
-    __slots__ = (
-        "discarding",
-        "early",
-        "id",
-        "local",
-        "partial",
-        "partial_early",
-        "partial_withheld",
-        "state",
-        "unacked",
-    )
-
-    def __init__(self, stream_id: int, *, local: bool) -> None:
-        self.id = stream_id
-        self.local = local
-        self.state = StreamState.OPEN
-        self.partial: bytearray | None = None  # fragments of the message being reassembled
-        self.partial_early = 0  # bytes of ``partial`` credited back already
-        self.partial_withheld = 0  # bytes of ``partial`` not credited back yet
-        self.discarding = False  # stream 0: dropping the rest of an oversized message
-        self.unacked = 0  # delivered bytes the application has not acknowledged
-        self.early = 0  # of those, bytes credited back before they were consumed
 
 
 class Connection:
@@ -138,7 +120,6 @@ class Connection:
         self.local_settings = settings or Settings()
         self.limits = limits or Limits()
         self._clock = clock
-        self._auto_release = auto_release
         now = clock()
         # Until the peer's HELLO, assume the smallest legal limits so that nothing we
         # pipeline can exceed what the peer allows; the HELLO then raises them.
@@ -158,36 +139,26 @@ class Connection:
             peer_connection_window=self.peer_settings.connection_window,
         )
         self._scheduler = Scheduler()
-        self._streams: dict[int, _Stream] = {0: _Stream(0, local=False)}
-        self._lingering: dict[int, _Stream] = {}  # closed, still holding unacked messages
+        self._streams = StreamTable(
+            local_parity=1 if role is Role.CLIENT else 0,
+            auto_release=auto_release,
+            remember=self.limits.recently_closed,
+        )
+        self._assembly = MessageAssembler(
+            max_message_size=self.local_settings.max_message_size,
+            budget=self.local_settings.reassembly_budget,
+        )
+        self._guards = Guards(self.limits, clock)
         self._held = 0  # bytes of delivered messages not yet acknowledged (all streams)
-        self._recent: deque[int] = deque()
-        self._recent_set: set[int] = set()
-        self._next_local = 1 if role is Role.CLIENT else 2
-        self._highest_remote = 0
-        # Streams holding a slot: ours until the peer's END or CANCEL, theirs until closed
-        # (and released); either way until what arrived on them has been acknowledged, as
-        # it may hold up to a stream window of our memory (docs/protocol.md section 6).
-        self._local_active: set[int] = set()
-        self._remote_active: set[int] = set()
-        self._unreleased: set[int] = set()
-        self._reassembly = 0
-        self._early_total = 0
         self._goaway_sent = False
         self._goaway_received = False
 
         self._immediate: list[bytes] = []  # control frames and OPENs, in order
-        self._queued_replies = 0
         self._pings: dict[int, float] = {}
         self._ping_counter = 0
         self._keepalive_ping_sent = False
         self._created = now
         self._last_received = now
-        self._cancels = TokenBucket(self.limits.cancel_rate, self.limits.cancel_burst, now)
-        self._ping_bucket = TokenBucket(self.limits.ping_rate, self.limits.ping_burst, now)
-        self._useless_bucket = TokenBucket(
-            self.limits.useless_frame_rate, self.limits.useless_frame_burst, now
-        )
         self._hello_sent = False
         self._immediate.append(encode_frame(Hello(settings=self.local_settings.to_wire())))
 
@@ -201,7 +172,7 @@ class Connection:
     @property
     def open_stream_count(self) -> int:
         """Streams (other than 0) that are neither closed nor reset."""
-        return len(self._streams) - 1
+        return len(self._streams)
 
     def stream_state(self, stream_id: int) -> StreamState | None:
         """The state of a live stream; ``None`` once it is finished or unknown."""
@@ -221,7 +192,7 @@ class Connection:
         """Bytes received and held for the application: delivered messages it has not
         acknowledged, plus fragments of incomplete messages. Never above
         ``local_settings.receive_memory_bound``."""
-        return self._held + self._reassembly
+        return self._held + self._assembly.buffered
 
     @property
     def stream_limit(self) -> int:
@@ -234,7 +205,7 @@ class Connection:
         """How many more streams ``open_stream`` would accept now (0 when closing)."""
         if self.closed or self._goaway_received:
             return 0
-        return max(self.stream_limit - len(self._local_active), 0)
+        return max(self.stream_limit - len(self._streams.local_active), 0)
 
     @property
     def can_open_stream(self) -> bool:
@@ -261,18 +232,15 @@ class Connection:
         self._check_open()
         if self._goaway_received:
             raise StreamStateError("the peer sent GOAWAY: no new streams on this connection")
-        if len(self._local_active) >= self.stream_limit:
+        if len(self._streams.local_active) >= self.stream_limit:
             raise StreamLimitError(
-                f"{len(self._local_active)} streams hold a slot, the limit is "
+                f"{len(self._streams.local_active)} streams hold a slot, the limit is "
                 f"{self.stream_limit} (max_streams: the peer's "
                 f"{self.peer_settings.max_streams}, ours {self.local_settings.max_streams})"
             )
         payload = self._encode(message)
-        sid = self._next_local
-        self._next_local += 2
-        stream = _Stream(sid, local=True)
-        self._streams[sid] = stream
-        self._local_active.add(sid)
+        stream = self._streams.open_local()
+        sid = stream.id
         self._flow.add_stream(sid)
         if end:
             stream.state = StreamState.HALF_CLOSED_LOCAL
@@ -300,8 +268,11 @@ class Connection:
                 raise StreamStateError("stream 0 cannot be ended")
             self._scheduler.push(0, self._encode(message), end=False)
             return
-        inputs = (StreamInput.SEND_DATA, StreamInput.SEND_END) if end else (StreamInput.SEND_DATA,)
-        stream, next_state = self._check_send(stream_id, inputs)
+        stream = self._sending_on(stream_id)
+        if end:
+            next_state = stream.after_sending(StreamInput.SEND_DATA, StreamInput.SEND_END)
+        else:
+            next_state = stream.after_sending(StreamInput.SEND_DATA)
         self._scheduler.push(stream_id, self._encode(message), end=end)
         self._enter(stream, next_state)
 
@@ -310,7 +281,7 @@ class Connection:
         self._check_open()
         if stream_id == 0:
             raise StreamStateError("stream 0 cannot be ended")
-        stream, next_state = self._check_send(stream_id, (StreamInput.SEND_END,))
+        next_state = (stream := self._sending_on(stream_id)).after_sending(StreamInput.SEND_END)
         self._scheduler.push(stream_id, b"", end=True)
         self._enter(stream, next_state)
 
@@ -339,34 +310,25 @@ class Connection:
         """
         if size < 0:
             raise UsageError("size must not be negative")
-        stream = self._streams.get(stream_id) or self._lingering.get(stream_id)
+        stream = self._streams.find(stream_id)
         if stream is None or self.closed:
             return False
         if size > stream.unacked:
             raise UsageError(
                 f"acknowledging {size} bytes on stream {stream_id}, only {stream.unacked} delivered"
             )
-        stream.unacked -= size
         self._held -= size
-        early = min(size, stream.early)
-        stream.early -= early
-        self._early_total -= early
+        early = stream.consumed(size)
+        self._assembly.settle(early)
         grants = self._flow.acknowledge_received(stream_id, size - early)
         self._grant(grants)
         if stream.unacked == 0:
-            if stream.id in self._lingering:
-                del self._lingering[stream.id]
-            self._free_slot_if_done(stream)
+            self._streams.consumed_all(stream)
         return bool(grants)
 
     def release_stream(self, stream_id: int) -> None:
         """Free a peer-opened stream's ``max_streams`` slot (with ``auto_release=False``)."""
-        self._unreleased.discard(stream_id)
-        stream = self._streams.get(stream_id) or self._lingering.get(stream_id)
-        if stream is None:
-            self._remote_active.discard(stream_id)
-        else:
-            self._free_slot_if_done(stream)
+        self._streams.release(stream_id)
 
     def ping(self) -> int:
         """Send a PING; its ACK arrives as ``PingAcknowledged`` with the RTT."""
@@ -388,7 +350,9 @@ class Connection:
                 self.state = ConnectionState.GOING_AWAY
                 self._immediate.append(
                     encode_frame(
-                        GoAway(last_stream_id=self._highest_remote, error_code=0, reason=reason)
+                        GoAway(
+                            last_stream_id=self._streams.highest_remote, error_code=0, reason=reason
+                        )
                     )
                 )
             return
@@ -400,7 +364,7 @@ class Connection:
         frames = self._immediate
         self._immediate = []
         self._hello_sent = True
-        self._queued_replies = 0
+        self._guards.replies_sent()
         if not self.closed and self._scheduler.has_pending():
             for sid, flags, payload in self._scheduler.pop_frames(
                 self._flow.available_credit,
@@ -412,7 +376,7 @@ class Connection:
                     stream = self._streams.get(sid)
                     if stream is not None and stream.state is StreamState.CLOSED:
                         self._finish(stream)  # its END is on the wire at last
-        return _coalesce(frames, self.peer_settings.max_frame_size + MESSAGE_OVERHEAD)
+        return coalesce(frames, self.peer_settings.max_frame_size + MESSAGE_OVERHEAD)
 
     # ------------------------------------------------------------------ timers
 
@@ -509,7 +473,7 @@ class Connection:
             case Hello():
                 raise ProtocolError("second HELLO")
             case _:
-                self._useless("frame of unknown type")
+                self._guards.useless("frame of unknown type")
 
     def _on_hello(self, frame: Hello, events: list[Event]) -> None:
         settings = Settings.from_wire(frame.settings)
@@ -521,29 +485,20 @@ class Connection:
 
     def _on_open(self, frame: Open, events: list[Event]) -> None:
         sid = frame.stream_id
-        if self._is_local_id(sid):
-            raise ProtocolError(f"OPEN of stream {sid}: wrong parity for the peer", stream_id=sid)
-        if sid <= self._highest_remote:
-            raise ProtocolError(
-                f"OPEN of stream {sid} after stream {self._highest_remote}: ids must increase",
-                stream_id=sid,
-            )
-        self._highest_remote = sid
+        streams = self._streams
+        streams.check_remote_id(sid)
         size = len(frame.payload)
-        refuse = self._goaway_sent or len(self._remote_active) >= self.local_settings.max_streams
+        refuse = self._goaway_sent or len(streams.remote_active) >= self.local_settings.max_streams
         if refuse:
             # Not started: the bytes count and are credited straight back.
             self._grant(self._flow.dropped_received(size))
-            self._remember_closed(sid)
-            self._take_cancel_token()
+            streams.remember_closed(sid)
+            self._guards.cancel()
             self._reply(
                 Cancel(stream_id=sid, error_code=ErrorCode.REFUSED_STREAM, reason="refused")
             )
             return
-        self._streams[sid] = _Stream(sid, local=False)
-        self._remote_active.add(sid)
-        if not self._auto_release:
-            self._unreleased.add(sid)
+        streams.open_remote(sid)
         self._flow.add_stream(sid)
         events.append(StreamOpened(stream_id=sid))
         self._on_data(sid, frame.flags, frame.payload, events)
@@ -552,10 +507,10 @@ class Connection:
         size = len(payload)
         stream = self._streams.get(sid)
         if stream is None:
-            self._check_known(sid)
+            self._streams.check_known(sid)
             self._grant(self._flow.dropped_received(size))
-            if sid not in self._recent_set:
-                self._useless(f"DATA for forgotten stream {sid}")
+            if not self._streams.recently_closed(sid):
+                self._guards.useless(f"DATA for forgotten stream {sid}")
             return
         bits = int(flags)  # IntFlag arithmetic is slow per frame
         end = bool(bits & 1)
@@ -563,7 +518,7 @@ class Connection:
             raise ProtocolError("END on stream 0")
         more = bool(bits & 2)
         if size == 0 and not end and not more and stream.partial is None:
-            self._useless("empty DATA frame")
+            self._guards.useless("empty DATA frame")
             return
         if size or more or stream.partial is not None:
             outcome, _ = transition(stream.state, StreamInput.RECV_DATA)
@@ -589,52 +544,38 @@ class Connection:
                     )
                     return
                 stream.state = next_state
-                self._free_slot_if_done(stream)
+                self._streams.free_slot_if_done(stream)
                 events.append(StreamEnded(stream_id=sid))
                 if next_state is StreamState.CLOSED:
                     self._finish(stream)
 
     def _receive_fragment(
-        self, stream: _Stream, payload: bytes, more: bool, events: list[Event]
+        self, stream: Stream, payload: bytes, more: bool, events: list[Event]
     ) -> None:
-        size = len(payload)
         if stream.discarding:
             stream.discarding = more
-            self._grant(self._flow.acknowledge_received(0, size))
+            self._grant(self._flow.acknowledge_received(0, len(payload)))
             return
         early = 0
         if more or stream.partial is not None:
-            if stream.partial is None:
-                stream.partial = bytearray()
-            stream.partial += payload
-            self._reassembly += size
-            if len(stream.partial) > self.local_settings.max_message_size:
-                self._message_too_large(stream, "message above max_message_size", events)
-                return
-            if self._reassembly > self.local_settings.reassembly_budget:
-                self._message_too_large(stream, "reassembly budget exhausted", events)
+            assembly = self._assembly
+            too_much = assembly.add(stream, payload)
+            if too_much is not None:
+                self._message_too_large(stream, too_much, events)
                 return
             if more:
                 # Credit incomplete fragments back now, within a connection-wide budget,
                 # so a message larger than a window can finish.
-                if self._early_total + size <= self.local_settings.reassembly_budget:
-                    self._grant(self._flow.acknowledge_received(stream.id, size))
-                    stream.partial_early += size
-                    self._early_total += size
-                else:
-                    stream.partial_withheld += size
+                if assembly.credit_early(stream, len(payload)):
+                    self._grant(self._flow.acknowledge_received(stream.id, len(payload)))
                 return
-            body = bytes(stream.partial)
-            early = stream.partial_early
-            self._reassembly -= len(stream.partial)
-            stream.partial = None
-            stream.partial_early = stream.partial_withheld = 0
+            body, early = assembly.complete(stream)
         else:
             body = payload
         try:
             message = decode_payload(body)
         except InvalidMessage as exc:
-            self._early_total -= early
+            self._assembly.settle(early)
             if stream.id == 0:
                 # Its bytes will never be consumed: credit back what was not credited yet.
                 self._grant(self._flow.acknowledge_received(0, len(body) - early))
@@ -642,14 +583,13 @@ class Connection:
             else:
                 self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, str(exc), events)
             return
-        stream.unacked += len(body)
+        stream.delivered(len(body), early)
         self._held += len(body)
-        stream.early += early
         events.append(
             MessageReceived(stream_id=stream.id, message=message, flow_controlled_length=len(body))
         )
 
-    def _message_too_large(self, stream: _Stream, reason: str, events: list[Event]) -> None:
+    def _message_too_large(self, stream: Stream, reason: str, events: list[Event]) -> None:
         if stream.id != 0:
             self._stream_error(stream, ErrorCode.MESSAGE_TOO_LARGE, reason, events)
             return
@@ -663,26 +603,26 @@ class Connection:
         if frame.increment == 0:
             raise ProtocolError(f"CREDIT of 0 on stream {sid}", stream_id=sid)
         if sid:
-            self._check_known(sid)
+            self._streams.check_known(sid)
         if self._flow.credit_received(sid, frame.increment):
             if sid:
                 self._scheduler.wake(sid)
             else:
                 self._scheduler.wake_all()
             events.append(CreditGranted(stream_id=sid, increment=frame.increment))
-        elif sid not in self._recent_set:
-            self._useless(f"CREDIT for forgotten stream {sid}")
+        elif not self._streams.recently_closed(sid):
+            self._guards.useless(f"CREDIT for forgotten stream {sid}")
 
     def _on_cancel(self, frame: Cancel, events: list[Event]) -> None:
         sid = frame.stream_id
-        self._check_known(sid)
+        self._streams.check_known(sid)
         stream = self._streams.get(sid)
         if stream is None:
-            if sid not in self._recent_set:
-                self._useless(f"CANCEL for forgotten stream {sid}")
+            if not self._streams.recently_closed(sid):
+                self._guards.useless(f"CANCEL for forgotten stream {sid}")
             return
         if not stream.local:
-            self._take_cancel_token()
+            self._guards.cancel()
         code = ErrorCode.parse(frame.error_code)
         self._reset(stream, code, frame.reason, send=False)
         events.append(
@@ -693,13 +633,12 @@ class Connection:
         if frame.ack:
             sent = self._pings.pop(frame.opaque, None)
             if sent is None:
-                self._useless("PING ACK for no PING of ours")
+                self._guards.useless("PING ACK for no PING of ours")
                 return
             self.rtt = self._clock() - sent
             events.append(PingAcknowledged(opaque=frame.opaque, rtt=self.rtt))
             return
-        if not self._ping_bucket.take(self._clock()):
-            raise EnhanceYourCalmError("PING flood")
+        self._guards.ping()
         self._reply(Ping(opaque=frame.opaque, ack=True))
 
     def _on_goaway(self, frame: GoAway, events: list[Event]) -> None:
@@ -712,7 +651,7 @@ class Connection:
             self.state = ConnectionState.GOING_AWAY
         events.append(GoAwayReceived(last_stream_id=frame.last_stream_id, reason=frame.reason))
         for stream in [
-            s for s in self._streams.values() if s.local and s.id > frame.last_stream_id
+            s for s in self._streams.live.values() if s.local and s.id > frame.last_stream_id
         ]:
             self._reset(stream, ErrorCode.REFUSED_STREAM, "not processed", send=False)
             events.append(
@@ -741,29 +680,13 @@ class Connection:
                 "connection closed", error_code=self.error_code or ErrorCode.NO_ERROR
             )
 
-    def _is_local_id(self, sid: int) -> bool:
-        return sid % 2 == (1 if self.role is Role.CLIENT else 0)
-
-    def _check_known(self, sid: int) -> None:
-        highest = self._next_local - 2 if self._is_local_id(sid) else self._highest_remote
-        if sid > highest:
-            raise ProtocolError(f"frame for stream {sid}, which was never opened", stream_id=sid)
-
-    def _check_send(self, sid: int, inputs: tuple[StreamInput, ...]) -> tuple[_Stream, StreamState]:
-        """The state a stream would be in after sending ``inputs``; raises if illegal."""
+    def _sending_on(self, sid: int) -> Stream:
         stream = self._streams.get(sid)
         if stream is None:
             raise StreamStateError(f"stream {sid} is not open")
-        state = stream.state
-        for event in inputs:
-            outcome, state = transition(state, event)
-            if outcome is not Outcome.OK:
-                raise StreamStateError(
-                    f"cannot {event.value} on stream {sid} ({stream.state.value})"
-                )
-        return stream, state
+        return stream
 
-    def _enter(self, stream: _Stream, state: StreamState) -> None:
+    def _enter(self, stream: Stream, state: StreamState) -> None:
         stream.state = state
         if state is StreamState.CLOSED:
             self._finish(stream)
@@ -773,62 +696,24 @@ class Connection:
             self._immediate.append(encode_frame(Credit(stream_id=sid, increment=increment)))
 
     def _reply(self, frame: Frame) -> None:
-        self._queued_replies += 1
-        if self._queued_replies > self.limits.max_queued_control:
-            raise EnhanceYourCalmError(
-                "too many control replies queued for a peer that does not read"
-            )
+        self._guards.reply()
         self._immediate.append(encode_frame(frame))
 
-    def _useless(self, what: str) -> None:
-        if not self._useless_bucket.take(self._clock()):
-            raise EnhanceYourCalmError(f"flood of useless frames ({what})")
-
-    def _take_cancel_token(self) -> None:
-        if not self._cancels.take(self._clock()):
-            raise EnhanceYourCalmError("streams opened and cancelled too fast")
-
-    def _remember_closed(self, sid: int) -> None:
-        self._recent.append(sid)
-        self._recent_set.add(sid)
-        while len(self._recent) > self.limits.recently_closed:
-            self._recent_set.discard(self._recent.popleft())
-
-    def _drop_partial(self, stream: _Stream) -> None:
+    def _drop_partial(self, stream: Stream) -> None:
         """Discard a half-reassembled message (on stream 0, crediting back the withheld
         part: other streams' bytes refilled the connection window on receipt)."""
-        if stream.partial is None:
-            return
-        self._reassembly -= len(stream.partial)
-        self._early_total -= stream.partial_early
-        if stream.id == 0:
-            self._grant(self._flow.acknowledge_received(0, stream.partial_withheld))
-        stream.partial = None
-        stream.partial_early = stream.partial_withheld = 0
+        withheld = self._assembly.drop(stream)
+        if stream.id == 0 and withheld:
+            self._grant(self._flow.acknowledge_received(0, withheld))
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: Stream) -> None:
         """A stream leaves the table: reset, or closed with our END sent."""
         if stream.state is StreamState.CLOSED and self._scheduler.has_queued(stream.id):
             return  # data_to_send finishes it when the queued END goes out
-        del self._streams[stream.id]
         self._flow.remove_stream(stream.id)
-        self._remember_closed(stream.id)
-        if stream.unacked:
-            self._lingering[stream.id] = stream  # closed: its messages still count
-        self._free_slot_if_done(stream)
+        self._streams.finish(stream)
 
-    def _free_slot_if_done(self, stream: _Stream) -> None:
-        """Give back a stream's slot once the peer is done with it on the wire and the
-        application has acknowledged everything that arrived on it."""
-        if stream.unacked:
-            return
-        if stream.local:
-            if stream.state in _PEER_DONE:
-                self._local_active.discard(stream.id)
-        elif stream.id not in self._streams and stream.id not in self._unreleased:
-            self._remote_active.discard(stream.id)  # finished: reset, or both ENDs sent
-
-    def _reset(self, stream: _Stream, code: ErrorCode, reason: str, *, send: bool = True) -> None:
+    def _reset(self, stream: Stream, code: ErrorCode, reason: str, *, send: bool = True) -> None:
         stream.state = StreamState.RESET
         if send:
             self._immediate.append(
@@ -838,16 +723,16 @@ class Connection:
         # What the application will now never acknowledge stops counting (its bytes
         # refilled the connection window when they arrived).
         self._drop_partial(stream)
-        self._early_total -= stream.early
-        self._held -= stream.unacked
-        stream.unacked = stream.early = 0
+        unacked, early = stream.abandon()
+        self._assembly.settle(early)
+        self._held -= unacked
         self._finish(stream)
 
     def _stream_error(
-        self, stream: _Stream, code: ErrorCode, reason: str, events: list[Event]
+        self, stream: Stream, code: ErrorCode, reason: str, events: list[Event]
     ) -> None:
         if not stream.local:
-            self._take_cancel_token()
+            self._guards.cancel()
         self._reset(stream, code, reason)
         events.append(
             StreamCancelled(stream_id=stream.id, error_code=code, reason=reason, remote=False)
@@ -885,7 +770,9 @@ class Connection:
             self._immediate = self._immediate[:1] if not self._hello_sent else []
             self._immediate.append(
                 encode_frame(
-                    GoAway(last_stream_id=self._highest_remote, error_code=code, reason=reason)
+                    GoAway(
+                        last_stream_id=self._streams.highest_remote, error_code=code, reason=reason
+                    )
                 )
             )
         else:
@@ -893,7 +780,7 @@ class Connection:
         self.state = ConnectionState.CLOSED
         self.error_code = code
         self.close_code = close_code or close_code_for(code)
-        for sid in list(self._streams):
+        for sid in list(self._streams.live):
             if sid:
                 self._scheduler.drop(sid)
         if events is not None:
@@ -901,27 +788,9 @@ class Connection:
                 ConnectionTerminated(
                     error_code=code,
                     reason=reason,
-                    last_stream_id=self._highest_remote,
+                    last_stream_id=self._streams.highest_remote,
                     remote=remote,
                     close_code=self.close_code,
                     error=error,
                 )
             )
-
-
-def _coalesce(frames: list[bytes], limit: int) -> list[bytes]:
-    """Join frames into as few WebSocket messages as fit under ``limit`` bytes each."""
-    if len(frames) <= 1:
-        return frames
-    messages: list[bytes] = []
-    batch: list[bytes] = []
-    size = 0
-    for frame in frames:
-        if batch and size + len(frame) > limit:
-            messages.append(b"".join(batch))
-            batch, size = [], 0
-        batch.append(frame)
-        size += len(frame)
-    if batch:
-        messages.append(b"".join(batch))
-    return messages

@@ -1,6 +1,7 @@
 """Frame codec: one MessagePack array per frame, several frames per WebSocket message.
 
-``encode_frame`` turns a frame object into bytes; ``decode_message`` turns one WebSocket
+``encode_frame`` turns a frame object into bytes; ``coalesce`` packs encoded frames into
+as few WebSocket messages as fit the peer's limit; ``decode_message`` turns one WebSocket
 binary message into the frames it holds, validating every field and bounding every
 allocation by the message's own length. Only ``ProtocolError`` subclasses escape it.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "Open",
     "Ping",
     "UnknownFrame",
+    "coalesce",
     "decode_message",
     "encode_frame",
 ]
@@ -270,3 +272,22 @@ def decode_message(data: bytes, *, max_frame_size: int) -> list[Frame]:
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"malformed MessagePack: {exc or type(exc).__name__}") from None
     return frames
+
+
+def coalesce(frames: list[bytes], limit: int) -> list[bytes]:
+    """Join encoded frames, in order, into as few WebSocket messages as fit under
+    ``limit`` bytes each (a frame longer than ``limit`` goes alone)."""
+    if len(frames) <= 1:
+        return frames
+    messages: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if batch and size + len(frame) > limit:
+            messages.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(frame)
+        size += len(frame)
+    if batch:
+        messages.append(b"".join(batch))
+    return messages

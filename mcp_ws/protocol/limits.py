@@ -1,13 +1,16 @@
-"""Abuse limits: token buckets for floods, and the local knobs that set them.
+"""Abuse limits: the local knobs, token buckets for floods, and the guards that use them.
 
 These are not wire settings: each side chooses its own tolerance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Limits", "TokenBucket"]
+from .errors import EnhanceYourCalmError
+
+__all__ = ["Guards", "Limits", "TokenBucket"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,3 +58,49 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+
+class Guards:
+    """The abuse guards of one connection: what a peer can make us do for free, counted.
+
+    Each check raises ``EnhanceYourCalmError`` (the connection then ends with
+    ENHANCE_YOUR_CALM) once the peer crosses the limit it counts.
+    """
+
+    __slots__ = ("_cancels", "_clock", "_limits", "_pings", "_replies", "_useless")
+
+    def __init__(self, limits: Limits, clock: Callable[[], float]) -> None:
+        now = clock()
+        self._limits = limits
+        self._clock = clock
+        self._cancels = TokenBucket(limits.cancel_rate, limits.cancel_burst, now)
+        self._pings = TokenBucket(limits.ping_rate, limits.ping_burst, now)
+        self._useless = TokenBucket(limits.useless_frame_rate, limits.useless_frame_burst, now)
+        self._replies = 0
+
+    def cancel(self) -> None:
+        """A stream the peer opened was cancelled or refused before it finished."""
+        if not self._cancels.take(self._clock()):
+            raise EnhanceYourCalmError("streams opened and cancelled too fast")
+
+    def ping(self) -> None:
+        """The peer sent a PING that needs an answer."""
+        if not self._pings.take(self._clock()):
+            raise EnhanceYourCalmError("PING flood")
+
+    def useless(self, what: str) -> None:
+        """The peer sent a frame that does nothing (``what`` says which)."""
+        if not self._useless.take(self._clock()):
+            raise EnhanceYourCalmError(f"flood of useless frames ({what})")
+
+    def reply(self) -> None:
+        """A control reply was queued for the peer (they count until `replies_sent`)."""
+        self._replies += 1
+        if self._replies > self._limits.max_queued_control:
+            raise EnhanceYourCalmError(
+                "too many control replies queued for a peer that does not read"
+            )
+
+    def replies_sent(self) -> None:
+        """Every queued reply went to the writer."""
+        self._replies = 0
