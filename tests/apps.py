@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import warnings
+from typing import Any
 
 import anyio
 import sniffio
@@ -89,7 +90,8 @@ def build_app(probe: Probe | None = None) -> MCPServer:
     async def ask_user(ctx: Context) -> str:
         """Elicitation from inside a tool."""
         answer = await ctx.elicit("your name?", Answer)
-        return f"{answer.action}:{answer.data.name if answer.data else ''}"
+        name = answer.data.name if answer.action == "accept" and answer.data else ""
+        return f"{answer.action}:{name}"
 
     @app.tool()
     async def roots(ctx: Context) -> str:
@@ -159,7 +161,11 @@ def build_app(probe: Probe | None = None) -> MCPServer:
     @app.tool()
     def probe_state() -> str:
         """Which of the probe's events fired: started, cancelled, finished."""
-        fired = [("started", probe.started), ("cancelled", probe.cancelled), ("finished", probe.finished)]
+        fired = [
+            ("started", probe.started),
+            ("cancelled", probe.cancelled),
+            ("finished", probe.finished),
+        ]
         return ",".join(name for name, event in fired if event.is_set())
 
     @app.tool()
@@ -210,13 +216,15 @@ SERVING: list[mcp_ws.McpWsServer] = []  # the server `_main` runs, for the stats
 def task_count() -> int:
     """Tasks alive in this event loop (asyncio or trio)."""
     if sniffio.current_async_library() == "trio":
-        import trio  # noqa: PLC0415 - only on trio
+        import trio
 
         def count(task: trio.lowlevel.Task) -> int:
             return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
 
-        return count(trio.lowlevel.current_root_task())
-    import asyncio  # noqa: PLC0415
+        root = trio.lowlevel.current_root_task()
+        assert root is not None
+        return count(root)
+    import asyncio
 
     return len(asyncio.all_tasks())
 
@@ -229,19 +237,19 @@ async def _main(
     token: str | None,
 ) -> None:
     """Serve the app on a free port and print its URL (for subprocess tests)."""
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if token is not None:
         options["auth"] = mcp_ws.bearer_token(token)
     if timeouts is not None:  # short handshake and HELLO timeouts, for the chaos tests
         options["handshake_timeout"] = timeouts
         options["limits"] = mcp_ws.Limits(hello_timeout=timeouts)
-    settings: dict[str, float] = {}
-    if max_streams is not None:
-        settings["max_streams"] = max_streams
-    if ping is not None:
-        settings["ping_interval"] = ping
-    if settings:
-        options["settings"] = mcp_ws.Settings(max_message_size=2**26, **settings)  # type: ignore[arg-type]
+    if max_streams is not None or ping is not None:
+        defaults = mcp_ws.Settings()
+        options["settings"] = mcp_ws.Settings(
+            max_message_size=2**26,
+            max_streams=defaults.max_streams if max_streams is None else max_streams,
+            ping_interval=defaults.ping_interval if ping is None else ping,
+        )
     async with mcp_ws.serving(build_app(), port=0, **options) as server:
         SERVING.append(server)
         print(server.url, flush=True)

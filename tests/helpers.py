@@ -34,7 +34,7 @@ class FakeClock:
 
 def raw(*fields: Any) -> bytes:
     """One frame from raw fields, packed exactly as given (for bad-input tests)."""
-    return msgpack.packb(list(fields), use_bin_type=True)
+    return bytes(msgpack.packb(list(fields), use_bin_type=True))
 
 
 def hello(**settings: Any) -> bytes:
@@ -54,7 +54,7 @@ def notification(method: str = "notifications/progress", **params: Any) -> dict[
 
 
 def payload(message: dict[str, Any]) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)
+    return bytes(msgpack.packb(message, use_bin_type=True))
 
 
 def frames_of(messages: list[bytes]) -> list[Frame]:

@@ -35,7 +35,8 @@ class FakeAsgiClient:
         except anyio.EndOfStream:
             return None
         if message["type"] == "websocket.send":
-            return message.get("bytes") if message.get("bytes") is not None else message["text"]
+            data: bytes | str | None = message.get("bytes")
+            return data if data is not None else message["text"]
         return None  # websocket.close
 
     async def send(self, messages: Sequence[bytes | str]) -> None:
@@ -89,7 +90,8 @@ async def test_a_session_through_the_asgi_endpoint() -> None:
                 await s.initialize()
                 result = await s.call_tool("echo", {"text": "via asgi"})
                 block = result.content[0]
-                assert isinstance(block, TextContent) and block.text == "via asgi"
+                assert isinstance(block, TextContent)
+                assert block.text == "via asgi"
 
 
 async def test_asgi_refusals_are_http_answers() -> None:
@@ -99,7 +101,8 @@ async def test_asgi_refusals_are_http_answers() -> None:
             first,
             _,
         ):
-            assert first["type"] == "websocket.http.response.start" and first["status"] == 403
+            assert first["type"] == "websocket.http.response.start"
+            assert first["status"] == 403
         async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (first, _):
             assert first["status"] == 401
             assert (b"www-authenticate", b"Bearer") in first["headers"]

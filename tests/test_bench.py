@@ -45,11 +45,12 @@ async def test_every_transport_in_one_run_with_ratios_against_the_best_stock_one
         "rtt,throughput,streaming,large",
         "--large",
         "1",
-        timeout=140,
+        limit=140,
     )
     assert code == 0, err
     report = json.loads(out)
-    assert report["repeats"] == 1 and report["sizes"]["deltas"] == 40
+    assert report["repeats"] == 1
+    assert report["sizes"]["deltas"] == 40
     labels = [
         "mcp-ws",
         "mcp-ws (legacy)",
@@ -63,12 +64,15 @@ async def test_every_transport_in_one_run_with_ratios_against_the_best_stock_one
     assert list(results) == ["rtt", "throughput", "streaming", "large_1mib"]
     for label in labels:
         rtt = figures(results["rtt"]["targets"][label])
-        assert 0 < rtt["p50_ms"] <= rtt["p99_ms"] and rtt["cpu_ms"] > 0
+        assert 0 < rtt["p50_ms"] <= rtt["p99_ms"]
+        assert rtt["cpu_ms"] > 0
         stream = figures(results["streaming"]["targets"][label])
-        assert stream["deltas_per_s"] > 0 and stream["first_ms"] > 0
+        assert stream["deltas_per_s"] > 0
+        assert stream["first_ms"] > 0
     # a failing stock transport is reported as such, with its error, not dropped
     legacy_http = results["large_1mib"]["targets"]["streamable HTTP (legacy)"]
-    assert "1048576 byte limit" in legacy_http["error"] and len(legacy_http) == 1
+    assert "1048576 byte limit" in legacy_http["error"]
+    assert len(legacy_http) == 1
     assert figures(results["large_1mib"]["targets"]["mcp-ws"])["ms"] > 0
     # the headline compares mcp-ws with the best stock transport, by the figure's direction
     by_metric = {h["metric"]: h for h in report["headlines"]}
@@ -98,7 +102,7 @@ async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(
         "hol,memory,scale",
         "--save",
         str(saved),
-        timeout=110,
+        limit=110,
     )
     assert code == 0, err
     for title in (
@@ -120,17 +124,21 @@ async def test_head_of_line_memory_and_scale_on_mcp_ws_and_a_table(
     saved_data = json.loads(saved.read_text())
     assert set(saved_data["results"]) == {"hol", "memory", "connections", "streams"}
     code, _, err = await run_command(anyio_backend, "bench", "--load", str(tmp_path / "none"))
-    assert code == 1 and "cannot read bench results from" in err
+    assert code == 1
+    assert "cannot read bench results from" in err
 
 
 @pytest.mark.timeout(60)
 async def test_bad_options_are_clear_errors(anyio_backend: str) -> None:
     code, _, err = await run_command(anyio_backend, "bench", "--transports", "ws,pigeon")
-    assert code == 2 and "--transports takes some of ws, stdio, http, inproc" in err
+    assert code == 2
+    assert "--transports takes some of ws, stdio, http, inproc" in err
     code, _, err = await run_command(anyio_backend, "bench", "--large", "1.5")
-    assert code == 2 and "--large takes whole MiB" in err
+    assert code == 2
+    assert "--large takes whole MiB" in err
     code, _, err = await run_command(anyio_backend, "bench", "--repeats", "0")
-    assert code == 2 and "--repeats must be at least 1" in err
+    assert code == 2
+    assert "--repeats must be at least 1" in err
 
 
 def test_absolute_bounds_hold_for_every_era_of_mcp_ws() -> None:
@@ -141,8 +149,10 @@ def test_absolute_bounds_hold_for_every_era_of_mcp_ws() -> None:
     report.add("memory", "mcp-ws", {"server_mib": 1.0, "client_mib": 2.0})
     report.add("memory", "stdio", {"server_mib": 0.0, "client_mib": 150.0})
     found = {h.metric: h for h in report.headlines()}
-    assert found["ratio"].ours == 3.5 and found["ratio"].met is False  # the worse era counts
-    assert found["server_mib"].met is True and found["server_mib"].stock is None
+    assert found["ratio"].ours == 3.5
+    assert found["ratio"].met is False
+    assert found["server_mib"].met is True
+    assert found["server_mib"].stock is None
     assert found["client_mib"].ours == 2.0
 
 
@@ -156,7 +166,8 @@ def test_a_target_that_never_succeeded_has_no_median_and_its_error_is_kept() -> 
     assert report.failed("large_64mib", "stdio") == "timed out"
     assert report.spread("large_64mib", "mcp-ws", "ms") == (800.0, 700.0, 900.0)
     (headline,) = report.headlines()
-    assert headline.met is True and headline.ratio is None
+    assert headline.met is True
+    assert headline.ratio is None
     data = report.to_json()["results"]["large_64mib"]["targets"]
     assert data["stdio"] == {"error": "timed out"}
     assert data["mcp-ws"]["ms"]["samples"] == [900.0, 700.0]

@@ -242,7 +242,10 @@ async def test_a_server_that_goes_silent_fails_the_client_calls_by_keepalive(
                 app.process.send_signal(signal.SIGSTOP)
                 stopped = anyio.current_time()
                 try:
-                    with anyio.fail_after(DEAD_PEER_DEADLINE + 2), pytest.raises(MCPError) as caught:
+                    with (
+                        anyio.fail_after(DEAD_PEER_DEADLINE + 2),
+                        pytest.raises(MCPError) as caught,
+                    ):
                         await session.call_tool("echo", {"text": "anyone there?"})
                 finally:
                     app.process.send_signal(signal.SIGCONT)

@@ -41,9 +41,9 @@ def mcp_ws_command(backend: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "mcp_ws", "--backend", backend, *args]
 
 
-async def run_command(backend: str, *args: str, timeout: float = 30) -> tuple[int, str, str]:
+async def run_command(backend: str, *args: str, limit: float = 30) -> tuple[int, str, str]:
     """Run ``mcp-ws ARGS`` to its end; returns (exit code, stdout, stderr)."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(limit):
         done = await anyio.run_process(mcp_ws_command(backend, *args), cwd=ROOT, check=False)
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
@@ -53,7 +53,8 @@ class Running:
 
     def __init__(self, process: anyio.abc.Process) -> None:
         self.process = process
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         self._lines = BufferedByteReceiveStream(process.stdout)
         self.stderr = b""
 
@@ -120,7 +121,8 @@ async def test_serve_then_call_tools_and_a_graceful_shutdown(anyio_backend: str)
             code, out, err = await run_command(anyio_backend, "call", url, "stream_then_fail")
             assert code == 1
             assert out == "partial output\n"
-            assert "the tool failed" in err and "the model fell over" in err
+            assert "the tool failed" in err
+            assert "the model fell over" in err
 
             # SIGTERM while a call is in flight: GOAWAY, and the call still finishes
             async with session_to(url) as session:
@@ -137,7 +139,8 @@ async def test_serve_then_call_tools_and_a_graceful_shutdown(anyio_backend: str)
             assert text_of(results[0]) == "rested"
             assert await server.process.wait() == 0
             rest = await server.rest()
-            assert "SIGTERM: shutting down" in rest and "stopped" in rest
+            assert "SIGTERM: shutting down" in rest
+            assert "stopped" in rest
 
 
 async def test_call_renders_partial_output_live_and_ctrl_c_cancels_on_the_server(
@@ -200,7 +203,8 @@ async def test_bridge_gives_each_connection_its_own_isolated_child(anyio_backend
                 async with mcp_ws.stream_tool(two, "generate", {"count": 30}) as stream:
                     events = [event async for event in stream]
                 deltas = [e for e in events if isinstance(e, mcp_ws.Delta)]
-                assert stream.direct and len(deltas) == 30
+                assert stream.direct
+                assert len(deltas) == 30
                 assert "".join(d.text for d in deltas) == text_of(stream.result)
 
 
@@ -251,7 +255,8 @@ async def test_stdio_reverse_bridge_serves_a_stdio_client(anyio_backend: str) ->
                 async with mcp_ws.stream_tool(session, "generate", {"count": 25}) as stream:
                     events = [event async for event in stream]
                 deltas = [e for e in events if isinstance(e, mcp_ws.Delta)]
-                assert len(deltas) == 25 and not stream.direct
+                assert len(deltas) == 25
+                assert not stream.direct
                 assert "".join(d.text for d in deltas) == text_of(stream.result)
 
 
@@ -271,8 +276,10 @@ async def test_serve_refuses_a_bad_module_app(
     anyio_backend: str, target: str, message: str
 ) -> None:
     code, out, err = await run_command(anyio_backend, "serve", target, "--port", "0")
-    assert code in (1, 2) and out == ""
-    assert err.startswith("mcp-ws: ") and message in err
+    assert code in (1, 2)
+    assert out == ""
+    assert err.startswith("mcp-ws: ")
+    assert message in err
 
 
 async def test_serve_on_a_port_in_use_says_so(anyio_backend: str) -> None:
@@ -309,9 +316,11 @@ async def test_a_refused_token_and_an_accepted_one(anyio_backend: str, tmp_path:
         ) as server:
             url = await server.url()
             code, _, err = await run_command(anyio_backend, "tools", url)
-            assert code == 1 and "the server refused the connection: 401" in err
+            assert code == 1
+            assert "the server refused the connection: 401" in err
             code, _, err = await run_command(anyio_backend, "tools", url, "--token", "wrong")
-            assert code == 1 and "401" in err
+            assert code == 1
+            assert "401" in err
             code, out, _ = await run_command(
                 anyio_backend, "call", url, "echo", "text=ok", "--token-file", str(token_file)
             )
@@ -329,13 +338,16 @@ async def test_bad_arguments_are_usage_errors(anyio_backend: str) -> None:
     code, _, err = await run_command(
         anyio_backend, "call", "ws://127.0.0.1:1/mcp", "echo", "novalue"
     )
-    assert code == 2 and "expected key=value, got 'novalue'" in err
+    assert code == 2
+    assert "expected key=value, got 'novalue'" in err
     code, _, err = await run_command(anyio_backend, "call", "http://127.0.0.1:1/mcp", "echo")
-    assert code == 2 and "expected a ws:// or wss:// URL" in err
+    assert code == 2
+    assert "expected a ws:// or wss:// URL" in err
     code, _, err = await run_command(
         anyio_backend, "bridge", "--stdio", "no-such-command-xyz", "--port", "0"
     )
-    assert code == 1 and "command not found: no-such-command-xyz" in err
+    assert code == 1
+    assert "command not found: no-such-command-xyz" in err
 
 
 async def test_serve_over_tls_and_call_with_a_private_ca(
@@ -367,11 +379,14 @@ async def test_serve_over_tls_and_call_with_a_private_ca(
             )
             assert (code, out) == (0, "secure\n"), err
             code, _, err = await run_command(anyio_backend, "call", url, "echo", "text=x")
-            assert code == 1 and "cannot connect" in err and "certificate" in err.lower()
+            assert code == 1
+            assert "cannot connect" in err
+            assert "certificate" in err.lower()
     code, _, err = await run_command(
         anyio_backend, "serve", "tests.apps:build_app", "--tls-key", str(key)
     )
-    assert code == 2 and "--tls-key needs --tls-cert" in err
+    assert code == 2
+    assert "--tls-key needs --tls-cert" in err
 
 
 async def test_a_child_that_cannot_start_answers_the_first_request_with_the_reason() -> None:
@@ -388,7 +403,8 @@ async def test_a_child_that_cannot_start_answers_the_first_request_with_the_reas
             await to_bridge.send(SessionMessage(message=request))
             await stdio_bridge([str(ROOT / "no-such-server")])(read, write)
             answer = (await from_bridge.receive()).message
-    assert isinstance(answer, JSONRPCError) and answer.id == 7
+    assert isinstance(answer, JSONRPCError)
+    assert answer.id == 7
     assert answer.error.code == CONNECTION_CLOSED
     assert answer.error.message.startswith("cannot start the MCP server: ")
     assert "no-such-server" in answer.error.message

@@ -32,7 +32,9 @@ from mcp_ws.protocol.reasons import MAX_CLOSE_REASON_BYTES, MAX_REASON_BYTES, cl
 
 from .helpers import raw
 
-VECTORS = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "frames.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).resolve().parent.parent / "vectors" / "frames.json").read_text()
+)
 
 
 def frame_of(spec: dict[str, Any]) -> Frame:
@@ -42,7 +44,11 @@ def frame_of(spec: dict[str, Any]) -> Frame:
         return Hello(settings=spec["settings"])
     if kind in ("OPEN", "DATA"):
         cls = Open if kind == "OPEN" else Data
-        return cls(stream_id=spec["stream_id"], flags=Flag(spec["flags"]), payload=bytes.fromhex(spec["payload_hex"]))
+        return cls(
+            stream_id=spec["stream_id"],
+            flags=Flag(spec["flags"]),
+            payload=bytes.fromhex(spec["payload_hex"]),
+        )
     if kind == "CANCEL":
         return Cancel(stream_id=spec["stream_id"], error_code=spec["code"], reason=spec["reason"])
     if kind == "CREDIT":
@@ -50,12 +56,18 @@ def frame_of(spec: dict[str, Any]) -> Frame:
     if kind == "PING":
         return Ping(opaque=int(spec["opaque"]), ack=spec["ack"])
     if kind == "GOAWAY":
-        return GoAway(last_stream_id=spec["last_stream_id"], error_code=spec["code"], reason=spec["reason"])
+        return GoAway(
+            last_stream_id=spec["last_stream_id"], error_code=spec["code"], reason=spec["reason"]
+        )
     assert kind == "UNKNOWN"
-    return UnknownFrame(frame_type=spec["frame_type"], stream_id=spec["stream_id"], flags=spec["flags"])
+    return UnknownFrame(
+        frame_type=spec["frame_type"], stream_id=spec["stream_id"], flags=spec["flags"]
+    )
 
 
-GOLDEN = [(frame_of(v["frame"]), bytes.fromhex(v["hex"])) for v in VECTORS["good"]]
+GOLDEN: list[tuple[Frame, bytes]] = [
+    (frame_of(v["frame"]), bytes.fromhex(v["hex"])) for v in VECTORS["good"]
+]
 
 
 @pytest.mark.parametrize("vector", VECTORS["bad"], ids=lambda v: v["name"])
@@ -65,27 +77,29 @@ def test_bad_vectors_fail_with_their_documented_error(vector: dict[str, Any]) ->
     assert caught.value.error_code.name == vector["error"]
 
 
-@pytest.mark.parametrize("vector", VECTORS["messages"], ids=lambda v: str(v["message"].get("method", "response")))
+@pytest.mark.parametrize(
+    "vector", VECTORS["messages"], ids=lambda v: str(v["message"].get("method", "response"))
+)
 def test_message_vectors(vector: dict[str, Any]) -> None:
     assert encode_payload(vector["message"]) == bytes.fromhex(vector["hex"])
     assert decode_payload(bytes.fromhex(vector["hex"])) == vector["message"]
 
 
 @pytest.mark.parametrize(("frame", "wire"), GOLDEN, ids=lambda v: type(v).__name__)
-def test_golden_bytes(frame, wire):
+def test_golden_bytes(frame: Frame, wire: bytes) -> None:
     assert encode_frame(frame) == wire
     assert decode_message(wire, max_frame_size=65536) == [frame]
 
 
-def test_every_frame_type_has_a_golden_vector():
+def test_every_frame_type_has_a_golden_vector() -> None:
     from mcp_ws.protocol import FrameType
 
     covered = {msgpack.unpackb(wire)[0] for _, wire in GOLDEN}
     assert {int(t) for t in FrameType} <= covered
 
 
-def test_several_frames_in_one_message_all_decode_in_order():
-    frames = [
+def test_several_frames_in_one_message_all_decode_in_order() -> None:
+    frames: list[Frame] = [
         Credit(stream_id=0, increment=1),
         Data(stream_id=1, payload=b"a"),
         Ping(opaque=1, ack=True),
@@ -94,31 +108,31 @@ def test_several_frames_in_one_message_all_decode_in_order():
     assert decode_message(message, max_frame_size=65536) == frames
 
 
-def test_extra_trailing_fields_are_ignored():
+def test_extra_trailing_fields_are_ignored() -> None:
     assert decode_message(raw(2, 1, 0, b"x", "future", 1), max_frame_size=65536) == [
         Data(stream_id=1, payload=b"x")
     ]
 
 
-def test_unknown_flag_bits_are_ignored():
+def test_unknown_flag_bits_are_ignored() -> None:
     [frame] = decode_message(raw(2, 1, 0x81, b"x"), max_frame_size=65536)
     assert frame == Data(stream_id=1, flags=Flag.END, payload=b"x")
 
 
-def test_unknown_frame_type_decodes_as_unknown_frame():
+def test_unknown_frame_type_decodes_as_unknown_frame() -> None:
     assert decode_message(raw(42, 3, 7, "whatever", [1]), max_frame_size=65536) == [
         UnknownFrame(frame_type=42, stream_id=3, flags=7)
     ]
 
 
-def test_long_reasons_are_cut_when_sent():
+def test_long_reasons_are_cut_when_sent() -> None:
     frame = Cancel(stream_id=1, error_code=7, reason="r" * 10_000)
     [decoded] = decode_message(encode_frame(frame), max_frame_size=65536)
     assert isinstance(decoded, Cancel)
     assert decoded.reason == "r" * MAX_REASON_BYTES
 
 
-def test_reasons_are_cut_by_utf8_bytes_never_inside_a_character():
+def test_reasons_are_cut_by_utf8_bytes_never_inside_a_character() -> None:
     frame = GoAway(last_stream_id=0, error_code=1, reason="é" * 250)  # 500 bytes
     [decoded] = decode_message(encode_frame(frame), max_frame_size=65536)
     assert isinstance(decoded, GoAway)
@@ -193,14 +207,14 @@ BAD = [
 
 
 @pytest.mark.parametrize(("data", "error"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
-def test_bad_input_raises_the_specified_error(data, error):
+def test_bad_input_raises_the_specified_error(data: bytes, error: type[ProtocolError]) -> None:
     with pytest.raises(error) as info:
         decode_message(data, max_frame_size=65536)
     assert info.type is error
     assert info.value.error_code == error.error_code
 
 
-def test_frame_size_error_codes():
+def test_frame_size_error_codes() -> None:
     assert FrameSizeError.error_code is ErrorCode.FRAME_SIZE_ERROR
     assert ProtocolError.error_code is ErrorCode.PROTOCOL_ERROR
 
@@ -215,7 +229,7 @@ def test_frame_size_error_codes():
     ],
     ids=["bin", "str", "array", "map"],
 )
-def test_declared_4gib_value_in_20_bytes_does_not_allocate(header):
+def test_declared_4gib_value_in_20_bytes_does_not_allocate(header: bytes) -> None:
     data = bytes.fromhex("94 02 01 00") + header + b"\x00" * 11
     assert len(data) == 20
     tracemalloc.start()

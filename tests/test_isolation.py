@@ -97,4 +97,5 @@ async def test_a_paused_stream_holds_its_slot_until_it_is_read() -> None:
             assert (await session.call_tool("add", {"a": 1, "b": 1})).content
             rest = [event async for event in stream]
         assert isinstance(rest[-1], mcp_ws.Completed)
-        assert core.buffered_received == 0 and core.stream_slots == 2
+        assert core.buffered_received == 0
+        assert core.stream_slots == 2

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
@@ -47,7 +48,8 @@ async def assert_still_serving(url: str) -> None:
     async with session_to(url) as s:
         result = await s.call_tool("echo", {"text": "ok"})
         block = result.content[0]
-        assert isinstance(block, TextContent) and block.text == "ok"
+        assert isinstance(block, TextContent)
+        assert block.text == "ok"
 
 
 # ------------------------------------------------------------------ handshake
@@ -120,7 +122,7 @@ async def test_async_authenticator_and_wrong_path() -> None:
 
     async def auth(token: str | None) -> bool:
         seen.append(token)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return token == "t"
 
     async with live_server(auth=auth) as (server, _):
@@ -156,7 +158,8 @@ async def test_json_text_client_with_raw_websocket() -> None:
             answer = await ws.receive()
             assert isinstance(answer, str)
             reply = json.loads(answer)
-            assert reply["id"] == 1 and reply["result"]["serverInfo"]["name"] == "mcp-ws-test"
+            assert reply["id"] == 1
+            assert reply["result"]["serverInfo"]["name"] == "mcp-ws-test"
         finally:
             await ws.aclose()
 
@@ -208,7 +211,9 @@ async def test_bad_peer_gets_the_documented_error(case: str) -> None:
             if code is None:
                 assert ended is None  # 1003 needs no GOAWAY
             else:
-                assert ended is not None and ended.remote and ended.error_code is code
+                assert ended is not None
+                assert ended.remote
+                assert ended.error_code is code
         await assert_still_serving(server.url)
 
 
@@ -217,7 +222,8 @@ async def test_no_hello_times_out() -> None:
         async with RawPeer.connect(server.url, hello=False) as peer:
             assert await peer.pump() == 1008
             ended = peer.terminated()
-            assert ended is not None and ended.error_code is ErrorCode.TIMEOUT
+            assert ended is not None
+            assert ended.error_code is ErrorCode.TIMEOUT
         await assert_still_serving(server.url)
 
 

@@ -69,7 +69,7 @@ async def test_the_pump_carries_messages_both_ways() -> None:
 
 
 async def test_a_graceful_close_ends_both_sides_with_no_error() -> None:
-    async with mux_pair() as (client, client_events, server, server_events):
+    async with mux_pair() as (client, client_events, _server, server_events):
         await client_events.until(HelloReceived)
         client.close()
         (mine,) = await client_events.until(ConnectionTerminated)

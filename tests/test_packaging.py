@@ -8,22 +8,25 @@ import sys
 import pytest
 
 
-def test_importing_the_protocol_core_loads_no_io_module():
+def test_importing_the_protocol_core_loads_no_io_module() -> None:
     code = (
         "import sys, mcp_ws.protocol\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('anyio', 'websockets', 'socket', '_socket', 'trio', 'asyncio', 'mcp'))\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == ""
 
 
-def test_public_names_are_documented():
+def test_public_names_are_documented() -> None:
     import mcp_ws.protocol as core
 
     undocumented = [
-        name for name in core.__all__
+        name
+        for name in core.__all__
         if callable(getattr(core, name)) and not (getattr(core, name).__doc__ or "").strip()
     ]
     assert undocumented == []
@@ -31,7 +34,7 @@ def test_public_names_are_documented():
 
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_demo_command_streams_cancels_and_compares_with_stdio(backend):
+def test_demo_command_streams_cancels_and_compares_with_stdio(backend: str) -> None:
     from mcp_ws.cli.demo_app import ANSWER
 
     out = subprocess.run(
@@ -47,19 +50,28 @@ def test_demo_command_streams_cancels_and_compares_with_stdio(backend):
     assert ANSWER in text.replace("\n   ", "")
     assert "the final result matches them" in text
     assert "1 2 3 4 5 -> cancelled by the client; the server's handler stopped after" in text
-    rows = [line for line in text.splitlines() if "round trip p50" in line or "deltas per second" in line]
-    assert len(rows) == 2 and all("failed" not in row for row in rows)
+    rows = [
+        line
+        for line in text.splitlines()
+        if "round trip p50" in line or "deltas per second" in line
+    ]
+    assert len(rows) == 2
+    assert all("failed" not in row for row in rows)
     assert out.stderr == ""
 
 
-def test_version_flag():
+def test_version_flag() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "mcp_ws", "--version"], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-m", "mcp_ws", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert out.stdout.strip().startswith("mcp-ws ")
 
 
-def test_the_sans_io_example_runs_a_call_to_completion():
+def test_the_sans_io_example_runs_a_call_to_completion() -> None:
     import runpy
     from pathlib import Path
 
@@ -74,7 +86,7 @@ def test_the_sans_io_example_runs_a_call_to_completion():
     ]
 
 
-def test_the_distribution_name_is_ours_and_no_text_says_to_install_another():
+def test_the_distribution_name_is_ours_and_no_text_says_to_install_another() -> None:
     """`mcp-ws` on the package index is an unrelated project: ours is mcp-ws-streaming."""
     import re
     from importlib.metadata import version
@@ -89,7 +101,7 @@ def test_the_distribution_name_is_ours_and_no_text_says_to_install_another():
         assert wrong == [], f"{doc.name} tells users to install someone else's package"
 
 
-def test_one_exception_tree_every_class_drawn_and_raised():
+def test_one_exception_tree_every_class_drawn_and_raised() -> None:
     """mcp_ws/protocol/errors.py holds every exception, draws them all in its docstring,
     and each one (but the abstract root) is raised somewhere in the package."""
     import inspect
@@ -104,10 +116,10 @@ def test_one_exception_tree_every_class_drawn_and_raised():
     drawn = set(re.findall(r"[├└]── (\w+)", errors.__doc__ or ""))
     assert drawn == set(classes) - {"McpWsError"}
     package = Path(mcp_ws.__file__).parent
-    source = "\n".join(
-        p.read_text() for p in package.rglob("*.py") if p.name != "errors.py"
-    )
-    never = [name for name in classes if name != "McpWsError" and not re.search(rf"\b{name}\(", source)]
+    source = "\n".join(p.read_text() for p in package.rglob("*.py") if p.name != "errors.py")
+    never = [
+        name for name in classes if name != "McpWsError" and not re.search(rf"\b{name}\(", source)
+    ]
     assert never == []
     # no other exception class a user can meet is defined elsewhere in the package (the
     # core catches its InvalidMessage; the command turns a CommandError into its exit code)
@@ -116,7 +128,9 @@ def test_one_exception_tree_every_class_drawn_and_raised():
         f"{p.relative_to(package)}: {m}"
         for p in package.rglob("*.py")
         if p.name != "errors.py"
-        for m in re.findall(r"^class (\w+)\((?:\w+Error|Exception|McpWsError)\)", p.read_text(), re.M)
+        for m in re.findall(
+            r"^class (\w+)\((?:\w+Error|Exception|McpWsError)\)", p.read_text(), re.M
+        )
     ]
     assert set(elsewhere) == internal
     assert inspect.getmodule(mcp_ws.HandshakeError) is errors

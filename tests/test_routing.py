@@ -41,7 +41,8 @@ async def test_progress_and_result_ride_the_request_stream_then_end() -> None:
         ]
         assert [m.get("method") for m in on_stream] == ["notifications/progress"] * 5 + [None]
         assert [m["params"]["progress"] for m in on_stream[:5]] == [1, 2, 3, 4, 5]
-        assert on_stream[-1]["id"] == 2 and "result" in on_stream[-1]
+        assert on_stream[-1]["id"] == 2
+        assert "result" in on_stream[-1]
         assert sid % 2 == 1  # client streams are odd
         assert not any(
             isinstance(e, MessageReceived)
@@ -79,7 +80,7 @@ async def test_a_cancel_frame_cancels_the_handler_and_nothing_more_arrives() -> 
 
 
 async def test_a_reused_request_id_in_flight_is_a_stream_protocol_error() -> None:
-    async with live_server() as (server, probe), RawPeer.connect(server.url) as peer:
+    async with live_server() as (server, _probe), RawPeer.connect(server.url) as peer:
         await initialized(peer)
         call = request(7, "tools/call", {"name": "sleepy", "arguments": {"seconds": 30}})
         peer.core.open_stream(call, end=True)

@@ -108,7 +108,7 @@ async def test_sampling_elicitation_and_roots_from_inside_tools() -> None:
         return ElicitResult(action="accept", content={"name": "Ada"})
 
     async def list_roots(context: Any) -> ListRootsResult:
-        return ListRootsResult(roots=[Root(uri="file:///work", name="work")])
+        return ListRootsResult(roots=[Root.model_validate({"uri": "file:///work", "name": "work"})])
 
     callbacks = {
         "sampling_callback": sampling,
@@ -158,16 +158,15 @@ async def test_32_mib_result_while_other_calls_flow() -> None:
 
 async def test_server_killed_mid_call_fails_the_call_promptly(anyio_backend: str) -> None:
     async with app_process(anyio_backend, 30) as (process, url):
-        async with session_to(url) as s:
-            async with anyio.create_task_group() as tg:
+        async with session_to(url) as s, anyio.create_task_group() as tg:
 
-                async def kill_soon() -> None:
-                    await anyio.sleep(0.3)
-                    process.kill()
+            async def kill_soon() -> None:
+                await anyio.sleep(0.3)
+                process.kill()
 
-                tg.start_soon(kill_soon)
-                with anyio.fail_after(10), pytest.raises(MCPError) as caught:
-                    await s.call_tool("sleepy", {"seconds": 30})
+            tg.start_soon(kill_soon)
+            with anyio.fail_after(10), pytest.raises(MCPError) as caught:
+                await s.call_tool("sleepy", {"seconds": 30})
         assert caught.value.error.code == CONNECTION_CLOSED
         assert "connection" in caught.value.error.message
 
@@ -201,8 +200,11 @@ async def test_json_text_fallback_with_client_session() -> None:
                 assert text_of(await s.call_tool("echo", {"text": "json"})) == "json"
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 async def test_the_example_client_and_server_work_together() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     async with await anyio.open_process(
         [sys.executable, str(root / "examples" / "server.py"), "--port", "0"]
     ) as server:

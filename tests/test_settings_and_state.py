@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mcp_ws.protocol import ProtocolError, Settings, StreamState
 from mcp_ws.protocol.state import TRANSITIONS, Outcome, StreamInput, transition
 
 
-def test_defaults_match_the_protocol():
+def test_defaults_match_the_protocol() -> None:
     s = Settings()
     assert s.to_wire() == {
         "version": 1,
@@ -23,14 +25,14 @@ def test_defaults_match_the_protocol():
     assert s.reassembly_budget == 4 * 16777216
 
 
-def test_from_wire_ignores_unknown_keys_and_defaults_missing_ones():
+def test_from_wire_ignores_unknown_keys_and_defaults_missing_ones() -> None:
     s = Settings.from_wire({"max_streams": 4, "future_knob": [1, 2], "extensions": ["resume"]})
     assert s.max_streams == 4
     assert s.extensions == ("resume",)
     assert s.initial_window == 262144
 
 
-def test_a_higher_version_speaks_ours():
+def test_a_higher_version_speaks_ours() -> None:
     assert Settings.from_wire({"version": 7}).version == 1
 
 
@@ -57,17 +59,17 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize("wire", BAD_SETTINGS, ids=repr)
-def test_bad_peer_settings_are_protocol_errors(wire):
+def test_bad_peer_settings_are_protocol_errors(wire: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError, match="bad HELLO"):
         Settings.from_wire(wire)
 
 
 @pytest.mark.parametrize("wire", BAD_SETTINGS, ids=repr)
-def test_bad_local_settings_are_value_errors(wire):
+def test_bad_local_settings_are_value_errors(wire: dict[str, Any]) -> None:
     kwargs = dict(wire)
     if isinstance(kwargs.get("extensions"), list):
         kwargs["extensions"] = tuple(kwargs["extensions"])
-    with pytest.raises(ValueError):  # noqa: PT011 - the message names the key
+    with pytest.raises(ValueError):
         Settings(**kwargs)
 
 
@@ -108,16 +110,18 @@ EXPECTED = {
 }
 
 
-def test_expected_covers_every_pair():
+def test_expected_covers_every_pair() -> None:
     assert set(EXPECTED) == {(s, i) for s in StreamState for i in StreamInput}
 
 
-@pytest.mark.parametrize(("key", "expected"), EXPECTED.items(), ids=lambda v: str(v))
-def test_transition(key, expected):
+@pytest.mark.parametrize(("key", "expected"), EXPECTED.items(), ids=str)
+def test_transition(
+    key: tuple[StreamState, StreamInput], expected: tuple[Outcome, StreamState]
+) -> None:
     assert transition(*key) == expected
 
 
-def test_table_holds_no_usage_errors():
+def test_table_holds_no_usage_errors() -> None:
     # Usage errors are exactly the pairs left out of the table.
     assert all(outcome is not Outcome.USAGE_ERROR for outcome, _ in TRANSITIONS.values())
 
@@ -128,5 +132,7 @@ def test_the_documented_receive_memory_bounds() -> None:
 
     assert Settings().receive_memory_bound == 138_412_032
     assert BINDING_DEFAULTS.receive_memory_bound == 406_847_488
-    small = Settings(max_streams=4, initial_window=16384, connection_window=32768, max_message_size=1024)
+    small = Settings(
+        max_streams=4, initial_window=16384, connection_window=32768, max_message_size=1024
+    )
     assert small.receive_memory_bound == 2 * 4 * 16384 + 32768 + 4 * 1024

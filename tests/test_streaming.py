@@ -29,7 +29,8 @@ def check_shape(events: list[mcp_ws.StreamEvent]) -> list[mcp_ws.Delta]:
     """Started first, deltas with seq 1, 2, ... and no gap, exactly one terminal, last."""
     assert isinstance(events[0], mcp_ws.Started)
     terminals = [e for e in events if isinstance(e, mcp_ws.Completed | mcp_ws.Failed)]
-    assert len(terminals) == 1 and events[-1] is terminals[0]
+    assert len(terminals) == 1
+    assert events[-1] is terminals[0]
     deltas = [e for e in events if isinstance(e, mcp_ws.Delta)]
     assert [d.seq for d in deltas] == list(range(1, len(deltas) + 1))
     assert len(deltas) == len(events) - 2
@@ -55,7 +56,8 @@ async def test_deltas_in_order_then_one_completed_with_the_same_text() -> None:
             assert isinstance(final, mcp_ws.Completed)
             expected = "".join(f"t{i} " for i in range(300))
             assert "".join(d.text for d in deltas) == expected == text_of(final.result)
-            assert stream.result is final.result and stream.text == expected
+            assert stream.result is final.result
+            assert stream.text == expected
             meta = final.result.meta or {}
             assert meta[mcp_ws.EXTENSION_ID] == {"lastSeq": 300}
 
@@ -80,9 +82,12 @@ async def test_blocks_by_index_raw_binary_and_structured_deltas() -> None:
                 "TextContent",
             ]
             first, picture, second = result.content
-            assert isinstance(first, TextContent) and first.text == "Hello, world"
-            assert isinstance(picture, ImageContent) and picture.data == "AAH/UE5H"
-            assert isinstance(second, TextContent) and second.text == "second"
+            assert isinstance(first, TextContent)
+            assert first.text == "Hello, world"
+            assert isinstance(picture, ImageContent)
+            assert picture.data == "AAH/UE5H"
+            assert isinstance(second, TextContent)
+            assert second.text == "second"
             assert result.structured_content == {"rows": 1, "done": True}
             assert stream.text == "Hello, worldsecond"
 
@@ -98,7 +103,8 @@ async def test_a_tool_error_after_deltas_is_one_failed_event() -> None:
             assert isinstance(failed, mcp_ws.Failed)
             assert isinstance(failed.error, mcp_ws.ToolCallError)
             assert "the model fell over" in str(failed.error)
-            assert failed.result is not None and failed.result.is_error
+            assert failed.result is not None
+            assert failed.result.is_error
             assert stream.result is failed.result
 
 
@@ -137,7 +143,8 @@ async def test_the_first_delta_goes_out_before_the_producer_goes_on(anyio_backen
                     if isinstance(event, mcp_ws.Delta):
                         arrivals.append(anyio.current_time())
             assert stream.text == "first second"
-            assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= 0.5
+            assert len(arrivals) == 2
+            assert arrivals[1] - arrivals[0] >= 0.5
 
 
 async def test_a_fast_producer_cancelled_by_the_client_ends_cancelled_not_failed() -> None:
@@ -190,7 +197,8 @@ async def test_a_timeout_is_one_failed_event_and_cancels_the_server() -> None:
                 events = await collect(stream)
             check_shape(events)
             failed = events[-1]
-            assert isinstance(failed, mcp_ws.Failed) and isinstance(failed.error, MCPError)
+            assert isinstance(failed, mcp_ws.Failed)
+            assert isinstance(failed.error, MCPError)
             assert failed.error.error.code == REQUEST_TIMEOUT
             with pytest.raises(MCPError):
                 _ = stream.result
@@ -212,7 +220,8 @@ async def test_connection_loss_mid_stream_is_one_failed_event(anyio_backend: str
                             process.kill()
             check_shape(events)
             failed = events[-1]
-            assert isinstance(failed, mcp_ws.Failed) and isinstance(failed.error, MCPError)
+            assert isinstance(failed, mcp_ws.Failed)
+            assert isinstance(failed.error, MCPError)
             assert failed.error.error.code == CONNECTION_CLOSED
 
 
@@ -323,7 +332,8 @@ async def test_a_tool_without_the_extension_is_a_single_completed() -> None:
         async with live_server() as (server, _), session_to(server.url) as session:
             async with mcp_ws.stream_tool(session, "echo", {"text": "plain"}) as stream:
                 events = await collect(stream)
-            assert len(events) == 1 and isinstance(events[0], mcp_ws.Completed)
+            assert len(events) == 1
+            assert isinstance(events[0], mcp_ws.Completed)
             assert text_of(stream.result) == "plain"
 
 

@@ -40,7 +40,8 @@ def test_bad_indexes_are_refused_and_change_nothing() -> None:
         agg.add([{"type": "text", "text": "y", "index": 7}])
     with pytest.raises(TypeError, match="integer"):
         agg.add([{"type": "text", "text": "y", "index": "0"}])
-    assert agg.text == "x" and len(agg.content) == 2
+    assert agg.text == "x"
+    assert len(agg.content) == 2
 
 
 def test_binary_blocks_by_mime_type_raw_or_base64() -> None:
@@ -100,7 +101,7 @@ def test_a_boolean_token_is_no_opt_in() -> None:
 
 
 def test_stream_tool_wants_a_session() -> None:
-    with pytest.raises(TypeError, match="ClientSession or an mcp.Client"):
+    with pytest.raises(TypeError, match=r"ClientSession or an mcp\.Client"):
         mcp_ws.stream_tool(object(), "tool")
 
 

@@ -100,7 +100,8 @@ async def test_stream_tool_without_the_binding_is_a_single_completed() -> None:
         async with Client(stdio_server()) as client:  # no StreamingExtension: deltas dropped
             async with mcp_ws.stream_tool(client, "generate", {"count": 5}) as stream:
                 events = await collect(stream)
-            assert len(events) == 1 and isinstance(events[0], mcp_ws.Completed)
+            assert len(events) == 1
+            assert isinstance(events[0], mcp_ws.Completed)
             assert text_of(stream.result) == "".join(f"t{i} " for i in range(5))
 
 
@@ -108,4 +109,5 @@ async def test_the_stock_server_advertises_the_extension(http_url: str) -> None:
     with anyio.fail_after(30):
         async with Client(http_url, mode="legacy") as client:
             caps = client.server_capabilities
-            assert caps is not None and mcp_ws.EXTENSION_ID in (caps.experimental or {})
+            assert caps is not None
+            assert mcp_ws.EXTENSION_ID in (caps.experimental or {})

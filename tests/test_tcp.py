@@ -230,7 +230,7 @@ async def test_a_reader_that_does_not_read_stops_the_sender(anyio_backend: str) 
 
     sent = 0
 
-    async def sender(stream: anyio.abc.SocketStream) -> None:
+    async def sender(stream: anyio.abc.ByteStream) -> None:
         nonlocal sent
         for _ in range(limit):
             await stream.send(chunk)
@@ -325,7 +325,9 @@ async def test_the_accept_loop_outlives_resource_exhaustion_and_aborted_clients(
 async def test_the_listener_reports_its_address_and_stops_on_aclose() -> None:
     listener = await create_tcp_listener("127.0.0.1", 0)
     assert isinstance(listener, tcp.TCPListener)
-    host, port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
+    address = listener.extra(anyio.abc.SocketAttribute.local_address)
+    assert isinstance(address, tuple)
+    host, port = address[:2]
     assert host == "127.0.0.1"
     assert port == listener.extra(anyio.abc.SocketAttribute.local_port)
     await listener.aclose()

@@ -42,9 +42,7 @@ def client_tls(authority: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-async def test_a_session_over_wss(
-    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
-) -> None:
+async def test_a_session_over_wss(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> None:
     with anyio.fail_after(20):
         async with live_server(ssl=server_tls) as (server, _):
             assert server.url.startswith("wss://127.0.0.1:")
@@ -68,7 +66,9 @@ async def test_an_untrusted_certificate_is_refused_and_the_server_goes_on(
                     pass  # pragma: no cover - the handshake fails first
             # plain ws:// against the TLS port does not get a session either
             with pytest.raises((mcp_ws.HandshakeError, OSError, anyio.BrokenResourceError)):
-                async with mcp_ws.connect(server.url.replace("wss://", "ws://"), handshake_timeout=3):
+                async with mcp_ws.connect(
+                    server.url.replace("wss://", "ws://"), handshake_timeout=3
+                ):
                     pass  # pragma: no cover
             async with mcp_ws.connect(server.url, ssl=client_tls) as (read, write):
                 async with ClientSession(read, write) as session:
@@ -81,6 +81,7 @@ async def test_the_server_pings_an_idle_client_and_the_client_answers() -> None:
         async with live_server(settings=Settings(ping_interval=0.2)) as (server, _):
             async with RawPeer.connect(server.url) as peer:
                 await peer.flush()
+
                 # RawPeer answers PINGs as it reads, so the connection stays up.
                 def pings() -> int:
                     return sum(isinstance(f, Ping) and not f.ack for f in peer.frames)

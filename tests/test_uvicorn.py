@@ -30,15 +30,18 @@ def uvicorn_url() -> Iterator[str]:
 
 async def test_a_session_through_uvicorn(uvicorn_url: str) -> None:
     with anyio.fail_after(20):
-        async with mcp_ws.connect(uvicorn_url) as (read, write), ClientSession(
-            read, write
-        ) as session:
+        async with (
+            mcp_ws.connect(uvicorn_url) as (read, write),
+            ClientSession(read, write) as session,
+        ):
             await session.initialize()
             names = {tool.name for tool in (await session.list_tools()).tools}
             assert {"echo", "add", "progress"} <= names
             seen: list[float] = []
 
-            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
                 seen.append(progress)
 
             result = await session.call_tool(
@@ -51,7 +54,8 @@ async def test_a_session_through_uvicorn(uvicorn_url: str) -> None:
                     tg.start_soon(session.call_tool, "echo", {"text": f"call {i}"})
             echoed = await session.call_tool("echo", {"text": "still here"})
             block = echoed.content[0]
-            assert isinstance(block, TextContent) and block.text == "still here"
+            assert isinstance(block, TextContent)
+            assert block.text == "still here"
 
 
 async def test_uvicorn_refusals_are_http_answers(uvicorn_url: str) -> None:

@@ -21,7 +21,10 @@ async def generate(prompt: str, ctx: Context[Any, Any]) -> CallToolResult:
 
 async def main() -> None:
     async with mcp_ws.serving(app, port=0) as server:
-        async with mcp_ws.connect(server.url) as (read, write), ClientSession(read, write) as session:
+        async with (
+            mcp_ws.connect(server.url) as (read, write),
+            ClientSession(read, write) as session,
+        ):
             await session.initialize()
             async with mcp_ws.stream_tool(session, "generate", {"prompt": "hi"}) as stream:
                 async for event in stream:
