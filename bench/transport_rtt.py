@@ -1,4 +1,5 @@
-"""Transport-only round trip: mcp-ws against the SDK's stdio transport, no MCP session.
+"""Transport-only round trip: mcp-ws against the SDK's stdio transport and a raw
+``websockets`` echo, no MCP session.
 
 Run: ``python bench/transport_rtt.py [--calls 3000] [--repeats 5]``.
 
@@ -8,6 +9,12 @@ with a fixed result. No ``ClientSession`` or ``Server`` runs, so what is timed i
 transport alone: serialising, framing, the socket or pipe, parsing, and validating the
 JSON-RPC message with pydantic on each side. The full ``mcp-ws bench`` round trip adds
 the SDK's session work on both sides, which is the same on every transport.
+
+The floor is a raw ``websockets`` echo (its asyncio client and server, no mux, no
+pydantic): the client sends the bytes mcp-ws puts on the wire for the request, the
+server sends back the bytes of the response. That is what one WebSocket round trip
+costs on this machine in Python; the ratio mcp-ws / raw echo is the price of the mux and
+the SDK binding.
 
 CPU per call counts both processes (the server reports its own when asked). As in
 ``mcp-ws bench``, the client keeps to one CPU and each server to another when there are
@@ -60,6 +67,68 @@ async def serve_ws() -> None:
         await anyio.to_thread.run_sync(sys.stdin.read)  # until the parent closes stdin
 
 
+def _wire_bytes() -> tuple[bytes, bytes]:
+    """What mcp-ws sends for the request and for its response (one DATA/OPEN frame each)."""
+    from mcp_ws.protocol import Connection, Role  # noqa: PLC0415
+
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    for data in client.data_to_send():
+        server.receive_data(data)
+    for data in server.data_to_send():
+        client.receive_data(data)
+    params = {"name": "echo", "arguments": {"text": "x" * 48}}
+    sid = client.open_stream(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}, end=True
+    )
+    (request,) = client.data_to_send()
+    server.receive_data(request)
+    server.send_message(sid, {"jsonrpc": "2.0", "id": 1, "result": RESULT}, end=True)
+    (response,) = server.data_to_send()
+    return request, response
+
+
+async def serve_raw() -> None:
+    from websockets.asyncio.server import ServerConnection, serve  # noqa: PLC0415
+
+    _, response = _wire_bytes()
+
+    async def echo(websocket: ServerConnection) -> None:
+        async for _ in websocket:
+            if _ == b"cpu":
+                await websocket.send(str(time.process_time()).encode())
+            else:
+                await websocket.send(response)
+
+    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        print(f"ws://127.0.0.1:{port}", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.read)
+
+
+async def measure_raw(url: str, calls: int) -> tuple[float, float]:
+    """As `measure`, over a raw websockets echo."""
+    from websockets.asyncio.client import connect  # noqa: PLC0415
+
+    request, _ = _wire_bytes()
+    async with connect(url, compression=None) as websocket:
+        for _ in range(100):
+            await websocket.send(request)
+            await websocket.recv()
+        await websocket.send(b"cpu")
+        server_start = float(await websocket.recv())
+        own_start = time.process_time()
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            await websocket.send(request)
+            await websocket.recv()
+            times.append(time.perf_counter() - started)
+        own = time.process_time() - own_start
+        await websocket.send(b"cpu")
+        server = float(await websocket.recv()) - server_start
+    return statistics.median(times) * 1000, (own + server) / calls * 1000
+
+
 async def serve_stdio() -> None:
     async with stdio_server() as (read, write):
         await echo_session(read, write)
@@ -95,10 +164,10 @@ PLACEMENT = cpu_placement()
 SERVER_ENV = {CPU_ENV: str(PLACEMENT[1])} if PLACEMENT else {}
 
 
-async def run_ws(calls: int) -> tuple[float, float]:
+async def run_ws(calls: int, kind: str = "ws") -> tuple[float, float]:
     with anyio.fail_after(120):
         async with await anyio.open_process(
-            [sys.executable, __file__, "--serve", "ws"],
+            [sys.executable, __file__, "--serve", kind],
             stderr=None,
             env={**os.environ, **SERVER_ENV},
         ) as process:
@@ -109,6 +178,8 @@ async def run_ws(calls: int) -> tuple[float, float]:
             if not url.startswith("ws://"):
                 raise RuntimeError("the mcp-ws echo server did not start")
             try:
+                if kind == "raw":
+                    return await measure_raw(url, calls)
                 async with mcp_ws.connect(url) as (read, write):
                     return await measure(read, write, calls)
             finally:
@@ -128,18 +199,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--serve", choices=["ws", "stdio"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["ws", "stdio", "raw"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         keep_to_assigned_cpu()
-        anyio.run(serve_ws if args.serve == "ws" else serve_stdio)
+        serve = {"ws": serve_ws, "stdio": serve_stdio, "raw": serve_raw}[args.serve]
+        anyio.run(serve)
         return
     if PLACEMENT:
         os.sched_setaffinity(0, {PLACEMENT[0]})
-    figures: dict[str, list[tuple[float, float]]] = {"mcp-ws": [], "stdio": []}
-    for _ in range(args.repeats):  # interleaved, so both see the same machine
+    figures: dict[str, list[tuple[float, float]]] = {"mcp-ws": [], "stdio": [], "raw echo": []}
+    for _ in range(args.repeats):  # interleaved, so all see the same machine
         figures["mcp-ws"].append(anyio.run(run_ws, args.calls))
         figures["stdio"].append(anyio.run(run_stdio, args.calls))
+        figures["raw echo"].append(anyio.run(run_ws, args.calls, "raw"))
     print(f"{'transport':10} {'p50 ms (min-max)':>24} {'CPU ms/call (min-max)':>26}")
     for name, runs in figures.items():
         p50s, cpus = [r[0] for r in runs], [r[1] for r in runs]
@@ -147,8 +220,11 @@ def main() -> None:
             f"{name:10} {statistics.median(p50s):8.3f} ({min(p50s):.3f}-{max(p50s):.3f})"
             f"{statistics.median(cpus):12.3f} ({min(cpus):.3f}-{max(cpus):.3f})"
         )
-    ours, stock = (statistics.median(r[0] for r in figures[k]) for k in ("mcp-ws", "stdio"))
+    ours, stock, raw = (
+        statistics.median(r[0] for r in figures[k]) for k in ("mcp-ws", "stdio", "raw echo")
+    )
     print(f"round trip ratio, mcp-ws / stdio: {ours / stock:.2f}x")
+    print(f"round trip ratio, mcp-ws / raw websockets echo: {ours / raw:.2f}x")
 
 
 if __name__ == "__main__":

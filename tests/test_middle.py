@@ -4,20 +4,24 @@ waits, connection loss and a clean close, with nothing but memory streams undern
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
 import pytest
+from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, TextContent
 
 import mcp_ws
 from mcp_ws.protocol import ErrorCode, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event, HelloReceived, MessageReceived
-from mcp_ws.transport import MuxConnection, memory_channel_pair
+from mcp_ws.sdk.client import client_streams
+from mcp_ws.sdk.server import McpWsServer, session_runner
+from mcp_ws.transport import MemoryChannel, MuxConnection, memory_channel_pair
+from mcp_ws.transport.policy import HandshakePolicy
 
-from .apps import Probe
+from .apps import Probe, build_app
 from .livehelpers import memory_session as session_pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -195,3 +199,87 @@ async def test_credit_wakes_only_the_producer_of_that_stream() -> None:
                 while len(woken) < 2:
                     await anyio.sleep(0.01)
         assert woken == [first, second]
+
+
+class CountingChannel:
+    """A `MemoryChannel` that can send without waiting, and counts which path it took."""
+
+    def __init__(self, channel: MemoryChannel, *, ready: bool) -> None:
+        self._channel = channel
+        self.subprotocol = channel.subprotocol
+        self.ready = ready
+        self.waited: list[int] = []  # messages per send (the writer task)
+        self.direct: list[int] = []  # messages per send_now (the caller's task)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._channel.close_code
+
+    @property
+    def can_send_now(self) -> bool:
+        return self.ready
+
+    def send_now(self, messages: Sequence[bytes | str]) -> None:
+        self.direct.append(len(messages))
+        for message in messages:
+            self._channel._out.send_nowait(message)
+
+    async def send(self, messages: Sequence[bytes | str]) -> None:
+        self.waited.append(len(messages))
+        await self._channel.send(messages)
+
+    async def receive(self) -> bytes | str | None:
+        return await self._channel.receive()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._channel.close(code, reason)
+
+    async def aclose(self) -> None:
+        await self._channel.aclose()
+
+
+@asynccontextmanager
+async def counted_session(*, ready: bool) -> AsyncIterator[tuple[ClientSession, CountingChannel]]:
+    a, b = memory_channel_pair(buffer=1024)
+    channel = CountingChannel(a, ready=ready)
+    server = McpWsServer(
+        session_runner(build_app()),
+        policy=HandshakePolicy(),
+        settings=mcp_ws.Settings(),
+        limits=None,
+        handshake_timeout=5,
+        send_budget=1 << 20,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve_mux, b)
+        async with client_streams(channel) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session, channel
+        tg.cancel_scope.cancel()
+
+
+async def test_a_lone_request_is_written_by_its_caller_and_a_crowd_by_the_writer() -> None:
+    async with counted_session(ready=True) as (session, channel):
+        await session.call_tool("add", {"a": 0, "b": 0})  # the SDK lists the tools first
+        channel.direct.clear()
+        channel.waited.clear()
+        assert (await session.call_tool("add", {"a": 1, "b": 2})).content
+        assert channel.direct == [1]  # the request, in the caller's task
+        assert channel.waited == []  # the writer task had nothing to do
+        channel.direct.clear()
+        channel.waited.clear()
+        async with anyio.create_task_group() as tg:
+            for i in range(16):
+                tg.start_soon(session.call_tool, "add", {"a": i, "b": 1})
+        assert len(channel.direct) <= 1  # only a call that found itself alone
+        # The rest went out through the writer, coalesced: fewer WebSocket messages
+        # than requests.
+        assert channel.waited
+        assert sum(channel.waited) + sum(channel.direct) < 16
+
+
+async def test_a_channel_that_cannot_send_now_leaves_every_write_to_the_writer() -> None:
+    async with counted_session(ready=False) as (session, channel):
+        assert (await session.call_tool("add", {"a": 1, "b": 2})).content
+        assert channel.direct == []
+        assert channel.waited

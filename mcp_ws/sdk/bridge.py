@@ -258,7 +258,7 @@ class SessionBridge:
         elif isinstance(message, JSONRPCNotification):
             self._send_notification(message, item.metadata)
         else:
-            self._send_response(message)
+            await self._send_response(message)
 
     async def _send_request(self, message: JSONRPCRequest) -> None:
         mux = self._core_mux
@@ -276,7 +276,10 @@ class SessionBridge:
                     self._slot_waiters.remove(turn)
                 raise
         try:
-            sid = mux.open_stream(_dump(message), end=True)
+            # A lone call is written from this task, a task hop sooner; with others in
+            # flight the writer coalesces it with theirs (fewer, larger writes).
+            alone = len(self.calls) == 0
+            sid = mux.open_stream(_dump(message), end=True, deferred=alone)
         except ConnectionClosedError:
             # It waited for a slot and the connection ended meanwhile: the same failure
             # as the calls already sent, which the SDK reports as CONNECTION_CLOSED.
@@ -291,6 +294,8 @@ class SessionBridge:
         self.calls.add(Call(message.id, sid, ours=True, route=route))
         if route is not None:
             route.attach(lambda size: self._acknowledge(sid, size))
+        if alone:
+            mux.write_now()
 
     def _send_notification(self, message: JSONRPCNotification, metadata: object) -> None:
         mux = self._core_mux
@@ -310,7 +315,7 @@ class SessionBridge:
         except UsageError as exc:
             logger.debug("dropped %s on stream %d: %s", message.method, sid, exc)
 
-    def _send_response(self, message: JSONRPCResponse | JSONRPCError) -> None:
+    async def _send_response(self, message: JSONRPCResponse | JSONRPCError) -> None:
         call = self.calls.peer(message.id)
         if call is None:
             logger.debug("dropped the response to %r: the request is gone", message.id)
@@ -318,17 +323,21 @@ class SessionBridge:
         self.calls.remove(call)
         sid = call.stream_id
         mux = self._core_mux
+        alone = len(self.calls) == 0  # as for requests: written here, or coalesced
         try:
-            mux.send(sid, _dump(message), end=True)
+            mux.send(sid, _dump(message), end=True, deferred=alone)
         except MessageTooLargeForPeer as exc:
             error = JSONRPCError(
                 jsonrpc="2.0",
                 id=message.id,
                 error=ErrorData(code=-32603, message=f"result not sent: {exc}"),
             )
-            mux.send(sid, _dump(error), end=True)
+            mux.send(sid, _dump(error), end=True, deferred=alone)
         except UsageError as exc:
             logger.debug("dropped the response to %r: %s", message.id, exc)
+            return
+        if alone:
+            mux.write_now()
 
     # ------------------------------------------------------------------ a request's stream
 

@@ -80,17 +80,30 @@ class MuxConnection:
 
     # ------------------------------------------------------------------ stream verbs
 
-    def open_stream(self, message: Mapping[str, Any], *, end: bool = False) -> int:
+    def open_stream(
+        self, message: Mapping[str, Any], *, end: bool = False, deferred: bool = False
+    ) -> int:
         """Open a stream of ours carrying ``message``; returns its id (see
-        `Connection.open_stream` for what it raises)."""
+        `Connection.open_stream` for what it raises). ``deferred``: the caller writes
+        it with `write_now` (the writer task is not woken)."""
         sid = self.core.open_stream(message, end=end)
-        self.wake()
+        if not deferred:
+            self.wake()
         return sid
 
-    def send(self, stream_id: int, message: Mapping[str, Any], *, end: bool = False) -> None:
-        """Queue ``message`` on a stream (0: the session stream); ``end`` ends it after."""
+    def send(
+        self,
+        stream_id: int,
+        message: Mapping[str, Any],
+        *,
+        end: bool = False,
+        deferred: bool = False,
+    ) -> None:
+        """Queue ``message`` on a stream (0: the session stream); ``end`` ends it after.
+        ``deferred`` as for `open_stream`."""
         self.core.send_message(stream_id, message, end=end)
-        self.wake()
+        if not deferred:
+            self.wake()
 
     def cancel(
         self, stream_id: int, error_code: ErrorCode = ErrorCode.CANCELLED, reason: str = ""
@@ -198,6 +211,23 @@ class MuxConnection:
         written = self._progress_event()
         self.wake()
         await written.wait()
+
+    def write_now(self) -> None:
+        """Write what is queued from this task, without waiting, when the channel can
+        (`WebSocket.can_send_now`): a request or a response reaches the socket a task
+        hop sooner and the writer task stays asleep. Otherwise (a write under way, a
+        socket still draining, TLS, trio) the writer is woken as usual. Order is kept:
+        bytes enter the WebSocket in the order they leave the core."""
+        channel = self._channel
+        if self.finished or not getattr(channel, "can_send_now", False):
+            self.wake()
+            return
+        messages = self.core.data_to_send()
+        if messages:
+            channel.send_now(messages)  # type: ignore[attr-defined]
+        self._signal_progress()
+        if self.core.is_finished:
+            self.wake()  # the writer closes the WebSocket
 
     async def wait_finished(self) -> None:
         """Wait until the pump has stopped."""

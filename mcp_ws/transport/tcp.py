@@ -182,6 +182,22 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
         if not protocol.writable.is_set():
             await self._drained()
 
+    @property
+    def can_send_now(self) -> bool:
+        """Whether `send_nowait` may be used: open, and no earlier send still drains."""
+        return (
+            not self._closed
+            and not self._protocol.lost
+            and not self._transport.is_closing()
+            and self._protocol.writable.is_set()
+        )
+
+    def send_nowait(self, item: bytes) -> None:
+        """Hand ``item`` to the transport without waiting (check `can_send_now` first).
+        What the kernel does not take at once stays buffered, and the next `send`
+        waits for it: at most this one write goes beyond the kernel's buffer."""
+        self._transport.write(item)
+
     async def _drained(self) -> None:
         """Wait until the kernel took every buffered byte; raise if the stream went away."""
         await self._protocol.writable.wait()

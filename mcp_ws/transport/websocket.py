@@ -157,6 +157,27 @@ class WebSocket:
                 self._protocol.send_binary(message)
         await self._flush()
 
+    @property
+    def can_send_now(self) -> bool:
+        """Whether `send_now` may be used: open, no write under way, and a byte stream
+        that takes bytes without waiting (asyncio's TCP stream; not TLS, not trio)."""
+        return (
+            self._protocol.state is State.OPEN
+            and not self._send_lock.locked()
+            and getattr(self._stream, "can_send_now", False)
+        )
+
+    def send_now(self, messages: Sequence[bytes | str]) -> None:
+        """Send whole messages without waiting (check `can_send_now` first)."""
+        for message in messages:
+            if isinstance(message, str):
+                self._protocol.send_text(message.encode())
+            else:
+                self._protocol.send_binary(message)
+        send_nowait = self._stream.send_nowait  # type: ignore[attr-defined]
+        for chunk in _join(self._protocol.data_to_send()):
+            send_nowait(chunk)
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (once); `receive` returns ``None`` when the peer answers."""
         if self._protocol.state is State.OPEN:
