@@ -159,6 +159,12 @@ def build_app(probe: Probe | None = None) -> MCPServer:
         return str(os.getpid())
 
     @app.tool()
+    def client_name(ctx: Context) -> str:
+        """The client's name from its initialize on this connection ("" if it sent none)."""
+        params = ctx.request_context.session.client_params
+        return params.client_info.name if params is not None else ""
+
+    @app.tool()
     def probe_state() -> str:
         """Which of the probe's events fired: started, cancelled, finished."""
         fired = [

@@ -71,7 +71,15 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
         "--grace",
         type=float,
         default=10.0,
-        help="seconds in-flight calls get to finish on SIGINT/SIGTERM (default: %(default)s)",
+        help="seconds in-flight calls get to finish on SIGINT/SIGTERM; meanwhile the "
+        "health path says 503 and new connections are refused (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--health-path",
+        default="/healthz",
+        metavar="PATH",
+        help="answer GET PATH with 200 while serving, 503 while draining; '' turns it "
+        "off (default: %(default)s)",
     )
     listen.add_argument(
         "--log-level",
@@ -148,6 +156,7 @@ async def serve_command(args: argparse.Namespace) -> int:
         "ssl": server_ssl(args.tls_cert, args.tls_key),
         "shutdown_grace": args.grace,
         "web": args.web,
+        "health_path": args.health_path or None,
     }
     async with contextlib.AsyncExitStack() as stack:
         try:

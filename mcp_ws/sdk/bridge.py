@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_SEND_BUDGET",
     "REQUEST_REFUSED",
     "CallClosedError",
+    "Inbox",
     "SessionBridge",
 ]
 
@@ -79,17 +80,74 @@ send (see `SessionBridge.send_related`)."""
 REQUEST_REFUSED = -32003
 """JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
 
-_Item = tuple[SessionMessage | Exception, int, int]  # message, stream id, bytes to ack
+
+class Inbox:
+    """Messages for the SDK, from one bridge or from several in turn (a client's
+    connections across a handover). Each carries its bridge, stream and size, so that
+    taking it returns the credit on the connection it came from."""
+
+    def __init__(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[_Item](math.inf)
+
+    def put(
+        self, item: SessionMessage | Exception, bridge: SessionBridge | None, sid: int, size: int
+    ) -> None:
+        """Queue ``item`` (never blocks); once closed, its credit goes straight back."""
+        try:
+            self._send.send_nowait((item, bridge, sid, size))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if bridge is not None:
+                bridge._acknowledge(sid, size)
+
+    async def get(self) -> SessionMessage | Exception:
+        """The next message; raises ``anyio.EndOfStream`` once `end` was called and
+        everything before it was taken."""
+        item, bridge, sid, size = await self._receive.receive()
+        if bridge is not None:
+            bridge._acknowledge(sid, size)
+        return item
+
+    def end(self) -> None:
+        """No more messages will come."""
+        self._send.close()
+
+    def close(self) -> None:
+        """Nobody reads any more."""
+        self._send.close()
+        self._receive.close()
+
+
+# message, the bridge it came from (None: answered locally), its stream, bytes to ack
+_Item = tuple[SessionMessage | Exception, "SessionBridge | None", int, int]
 
 
 class SessionBridge:
-    """Routes the SDK's messages over a `MuxConnection` (client or server side)."""
+    """Routes the SDK's messages over a `MuxConnection` (client or server side).
 
-    def __init__(self, role: Role, *, send_budget: int = DEFAULT_SEND_BUDGET) -> None:
+    ``inbox``: where messages for the SDK go, when several bridges share one (see
+    `Inbox`); the bridge then leaves ending it to its owner. ``on_goaway`` is called
+    when the peer sends a graceful GOAWAY. ``retry``, when given, receives each request
+    of ours the peer refused unprocessed (REFUSED_STREAM, or a GOAWAY that came first),
+    instead of the SDK getting an error for it: it was never processed, so it is safe to
+    send again on another connection.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        send_budget: int = DEFAULT_SEND_BUDGET,
+        inbox: Inbox | None = None,
+        on_goaway: Callable[[SessionBridge], None] | None = None,
+        retry: Callable[[JSONRPCRequest], None] | None = None,
+    ) -> None:
         self.role = role
         self.send_budget = send_budget
         self.mux: MuxConnection | None = None
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[_Item](math.inf)
+        self._owns_inbox = inbox is None
+        self.inbox = inbox or Inbox()
+        self._on_goaway = on_goaway
+        self._retry = retry
         self.calls = CallTable()
         self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
         self._budget_lock = anyio.Lock()
@@ -124,6 +182,8 @@ class SessionBridge:
                 logger.warning("dropped a message on stream %d: %s", event.stream_id, event.reason)
             elif isinstance(event, GoAwayReceived):
                 logger.debug("the peer is going away: %s", event.reason or "no reason given")
+                if self._on_goaway is not None:
+                    self._on_goaway(self)
         self._wake_slot_waiters()
 
     def _wake_slot_waiters(self) -> None:
@@ -139,16 +199,17 @@ class SessionBridge:
             self._slot_waiters.popleft().set()
 
     def _deliver(self, item: SessionMessage | Exception, sid: int = 0, size: int = 0) -> None:
-        try:
-            self._inbox_send.send_nowait((item, sid, size))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._acknowledge(sid, size)
+        self.inbox.put(item, self, sid, size)
 
     def _received(self, event: MessageReceived) -> None:
         sid, size = event.stream_id, event.flow_controlled_length
         call = self.calls.on_stream(sid) if sid else None
         if call is not None and call.route is not None and call.route.take(event.message, size):
-            return  # the call's route took it (and acknowledges it when consumed)
+            # The call's route took it (and acknowledges it when consumed); an answer
+            # ends the call.
+            if call.ours and "method" not in event.message:
+                self.calls.remove(call)
+            return
         try:
             message = jsonrpc_message_adapter.validate_python(event.message, by_name=False)
         except ValidationError as exc:
@@ -187,6 +248,10 @@ class SessionBridge:
         if call is None:
             return
         self.calls.remove(call)
+        refused = event.remote and event.error_code is ErrorCode.REFUSED_STREAM
+        if call.ours and refused and self._retry is not None and call.request is not None:
+            self._retry(call.request)  # never processed: safe to send again elsewhere
+            return
         if call.ours:
             who = "the peer" if event.remote else "mcp-ws"
             detail = f": {event.reason}" if event.reason else ""
@@ -194,6 +259,7 @@ class SessionBridge:
                 call.request_id,
                 REQUEST_REFUSED,
                 f"request cancelled by {who} ({event.error_code.name}){detail}",
+                call,
             )
         else:
             self._cancel_peer_request(call.request_id, event.reason)
@@ -212,7 +278,10 @@ class SessionBridge:
         if call is not None and call.ours:  # END without a response
             self.calls.remove(call)
             self._answer_locally(
-                call.request_id, REQUEST_REFUSED, "the peer ended the request without answering"
+                call.request_id,
+                REQUEST_REFUSED,
+                "the peer ended the request without answering",
+                call,
             )
 
     def _terminated(self) -> None:
@@ -226,13 +295,20 @@ class SessionBridge:
         # answer to a connection that is gone.
         for call in self.calls.clear():
             if call.ours:
-                self._answer_locally(call.request_id, CONNECTION_CLOSED, str(error))
+                self._answer_locally(call.request_id, CONNECTION_CLOSED, str(error), call)
             else:
                 self._cancel_peer_request(call.request_id, "the connection was lost")
-        self._inbox_send.close()
+        if self._owns_inbox:
+            self.inbox.end()
 
-    def _answer_locally(self, rid: RequestId, code: int, message: str) -> None:
+    def _answer_locally(
+        self, rid: RequestId, code: int, message: str, call: Call | None = None
+    ) -> None:
+        """Answer our request ``rid`` with an error (to its route, if it has one that
+        takes answers, else to the SDK)."""
         error = JSONRPCError(jsonrpc="2.0", id=rid, error=ErrorData(code=code, message=message))
+        if call is not None and call.route is not None and call.route.take(_dump(error), 0):
+            return
         self._deliver(SessionMessage(message=error))
 
     # ------------------------------------------------------------------ SDK -> wire
@@ -288,10 +364,14 @@ class SessionBridge:
             self._answer_locally(message.id, REQUEST_REFUSED, str(exc))
             return
         except UsageError as exc:
+            if self._retry is not None and not mux.accepting_streams:
+                self._retry(message)  # the peer's GOAWAY came first: not sent at all
+                return
             self._answer_locally(message.id, REQUEST_REFUSED, f"request not sent: {exc}")
             return
         route = claim_route(message.method, message.params)
-        self.calls.add(Call(message.id, sid, ours=True, route=route))
+        request = message if self._retry is not None else None
+        self.calls.add(Call(message.id, sid, ours=True, route=route, request=request))
         if route is not None:
             route.attach(lambda size: self._acknowledge(sid, size))
         if alone:
@@ -401,16 +481,15 @@ class SessionBridge:
             mux.cancel(call.stream_id, ErrorCode.CANCELLED, reason)
 
     def close(self) -> None:
-        """Release the inbox (the connection and the SDK are both done with it)."""
+        """Release the inbox, if it is this bridge's own (the connection and the SDK are
+        both done with it)."""
         self._closed = True
-        self._inbox_send.close()
-        self._inbox.close()
+        if self._owns_inbox:
+            self.inbox.close()
 
     async def receive(self) -> SessionMessage | Exception:
-        """The next message for the SDK; acknowledging it returns its credit."""
-        item, sid, size = await self._inbox.receive()
-        self._acknowledge(sid, size)
-        return item
+        """The next message for the SDK; taking it returns its credit."""
+        return await self.inbox.get()
 
 
 def _dump(message: JSONRPCMessage) -> dict[str, Any]:
@@ -448,7 +527,7 @@ class BridgeReadStream(_ClosedOnExit):
 
     async def aclose(self) -> None:
         """Stop reading (messages still queued are acknowledged and dropped)."""
-        self.bridge._inbox.close()
+        self.bridge.inbox.close()
 
     def __aiter__(self) -> Self:
         return self

@@ -104,6 +104,8 @@ class Call:
     ours: bool
     """True for a request we sent, False for one the peer sent."""
     route: Route | None = None
+    request: Any = None
+    """Our request itself, kept when it may have to be sent again (a handover)."""
 
 
 class CallTable:

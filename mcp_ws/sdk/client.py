@@ -14,9 +14,10 @@ from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.limits import Limits
 from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
-from ..transport.websocket import HandshakeError, MessageChannel, open_websocket
+from ..transport.websocket import HandshakeError, MessageChannel, WebSocket, open_websocket
 from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
 from .compat import json_text_streams
+from .handover import Handover
 from .server import DEFAULT_SETTINGS
 
 __all__ = ["client_streams", "connect"]
@@ -35,6 +36,7 @@ async def connect(
     handshake_timeout: float = 10.0,
     close_timeout: float = 5.0,
     send_budget: int = DEFAULT_SEND_BUDGET,
+    handover: bool = True,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Connect to an MCP server over WebSocket; yield ``(read_stream, write_stream)``.
 
@@ -44,19 +46,53 @@ async def connect(
     ``mcp``. Raises `HandshakeError` if the server refuses (``.status`` 401, 403, ...)
     and ``OSError`` if it cannot be reached. Leaving the block cancels what is still in
     flight and closes the connection.
+
+    ``handover`` (on ``mcp-ws.v1``): when the server goes away gracefully, new requests
+    move to a fresh connection to the same URL while calls in flight finish; after a
+    lost connection the next request connects again (see `mcp_ws.sdk.handover`).
+    ``handover=False`` keeps to one connection: once it ends, every request fails.
     """
     settings = settings or DEFAULT_SETTINGS
     all_headers = dict(headers or {})
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
-    ws = await open_websocket(
-        url,
-        subprotocols=subprotocols,
-        headers=all_headers,
-        ssl=ssl,
-        max_size=2 * (settings.max_frame_size + 1024),
-        handshake_timeout=handshake_timeout,
-    )
+
+    async def dial(offer: Sequence[str] = subprotocols) -> WebSocket:
+        return await open_websocket(
+            url,
+            subprotocols=offer,
+            headers=all_headers,
+            ssl=ssl,
+            max_size=2 * (settings.max_frame_size + 1024),
+            handshake_timeout=handshake_timeout,
+        )
+
+    ws = await dial()
+    if ws.subprotocol == SUBPROTOCOL and handover:
+        first: WebSocket | None = ws
+
+        async def redial() -> MessageChannel:
+            nonlocal first
+            if first is not None:
+                channel, first = first, None
+                return channel
+            channel = await dial((SUBPROTOCOL,))
+            if channel.subprotocol != SUBPROTOCOL:
+                await channel.aclose()
+                raise HandshakeError(f"the server chose {channel.subprotocol!r} this time")
+            return channel
+
+        async with Handover(
+            redial,
+            settings=settings,
+            limits=limits,
+            close_timeout=close_timeout,
+            send_budget=send_budget,
+            handshake_timeout=handshake_timeout,
+        ) as session:
+            await session.start()
+            yield session.read_stream, session.write_stream
+        return
     if ws.subprotocol == COMPAT_SUBPROTOCOL:
         ws.set_max_size(settings.max_message_size)
         async with json_text_streams(ws, close_timeout=close_timeout) as streams:

@@ -17,6 +17,7 @@ import anyio.abc
 from anyio.streams.tls import TLSListener
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from ..protocol.connection import Role
@@ -39,6 +40,7 @@ from .compat import json_text_streams
 from .partial import advertise_streaming
 
 __all__ = [
+    "DEFAULT_HEALTH_PATH",
     "DEFAULT_SETTINGS",
     "McpWsServer",
     "SessionRunner",
@@ -51,6 +53,9 @@ logger = logging.getLogger("mcp_ws.server")
 
 DEFAULT_SETTINGS = Settings(max_message_size=80 * 1024 * 1024)
 """The binding's settings: the core's defaults, with messages up to 80 MiB (big results)."""
+
+DEFAULT_HEALTH_PATH = "/healthz"
+"""Where a load balancer asks whether the server takes new connections (see `serving`)."""
 
 SessionRunner = Callable[[Any, Any], Awaitable[None]]
 
@@ -74,8 +79,10 @@ def session_runner(app: object) -> SessionRunner:
 class McpWsServer:
     """A running mcp-ws server; get one from `serving`.
 
-    ``port`` is the bound port (useful with ``port=0``); `shutdown` stops accepting,
-    sends GOAWAY on every connection and lets in-flight calls finish.
+    ``port`` is the bound port (useful with ``port=0``); `shutdown` drains: it sends
+    GOAWAY on every connection and lets in-flight calls finish, while the health path
+    answers 503 and new WebSocket upgrades are refused with 503 (so a load balancer
+    moves traffic elsewhere), then stops listening.
     """
 
     def __init__(
@@ -88,9 +95,13 @@ class McpWsServer:
         handshake_timeout: float,
         send_budget: int,
         web: bool = False,
+        health_path: str | None = DEFAULT_HEALTH_PATH,
     ) -> None:
         self._run_session = run_session
         self.web = web
+        self.health_path = health_path or None
+        self.draining = False
+        """True once `shutdown` began: the health path says 503, upgrades are refused."""
         self.policy = policy
         self.settings = settings
         self.limits = limits
@@ -126,13 +137,15 @@ class McpWsServer:
         return sum(mux.buffered() for mux in self._muxes)
 
     async def shutdown(self, grace: float = 10.0) -> None:
-        """Stop accepting; GOAWAY every connection; wait up to ``grace`` for them to end."""
-        if self._accepting is not None:
-            self._accepting.cancel()
+        """Drain: GOAWAY every connection, refuse new ones (503), wait up to ``grace``
+        for the connections to end, then stop listening."""
+        self.draining = True
         for mux in list(self._muxes):
             mux.close(ErrorCode.NO_ERROR, "server shutting down")
         with anyio.move_on_after(grace):
             await self._idle.wait()
+        if self._accepting is not None:
+            self._accepting.cancel()
 
     async def _serve_stream(self, stream: anyio.abc.ByteStream) -> None:
         self._active += 1
@@ -167,6 +180,11 @@ class McpWsServer:
         return f"{'https' if self.scheme == 'wss' else 'http'}://{self._authority}/"
 
     async def _check(self, request: Request) -> Refusal | Response | None:
+        path = request.path.split("?", 1)[0]
+        if self.health_path is not None and path == self.health_path:
+            return health_response(draining=self.draining)
+        if self.draining:
+            return (503, "the server is draining: try again", {"Retry-After": "1"})
         if self.web:
             page = web_response(request, self.policy.path or "/mcp")
             if page is not None:
@@ -215,6 +233,19 @@ class McpWsServer:
             bridge.close()
 
 
+def health_response(*, draining: bool) -> Response:
+    """The health check's answer: 200 while serving, 503 once draining."""
+    body = b"draining\n" if draining else b"ok\n"
+    headers = Headers()
+    headers["Content-Type"] = "text/plain; charset=utf-8"
+    headers["Content-Length"] = str(len(body))
+    headers["Cache-Control"] = "no-store"
+    if draining:
+        headers["Retry-After"] = "1"
+        return Response(503, "Service Unavailable", headers, body)
+    return Response(200, "OK", headers, body)
+
+
 @asynccontextmanager
 async def serving(
     app: object,
@@ -231,6 +262,7 @@ async def serving(
     send_budget: int = DEFAULT_SEND_BUDGET,
     shutdown_grace: float = 10.0,
     web: bool = False,
+    health_path: str | None = DEFAULT_HEALTH_PATH,
 ) -> AsyncIterator[McpWsServer]:
     """Serve ``app`` while the block runs; leaving it shuts down gracefully.
 
@@ -238,6 +270,9 @@ async def serving(
     free port (see ``server.port``). ``auth`` checks bearer tokens (see `bearer_token`),
     ``allowed_origins`` the ``Origin`` header (default: loopback pages only).
     ``web=True`` also serves the chat page at ``/`` (``server.page_url``).
+    ``health_path`` answers a plain GET with 200 while serving and 503 once draining
+    (``None`` turns it off). Leaving the block drains for up to ``shutdown_grace``
+    seconds (see `McpWsServer.shutdown`).
     Raises ``OSError`` if it cannot listen (the port is in use, say).
     """
     async with serving_sessions(
@@ -254,6 +289,7 @@ async def serving(
         send_budget=send_budget,
         shutdown_grace=shutdown_grace,
         web=web,
+        health_path=health_path,
     ) as server:
         yield server
 
@@ -274,6 +310,7 @@ async def serving_sessions(
     send_budget: int = DEFAULT_SEND_BUDGET,
     shutdown_grace: float = 10.0,
     web: bool = False,
+    health_path: str | None = DEFAULT_HEALTH_PATH,
 ) -> AsyncIterator[McpWsServer]:
     """Like `serving`, with ``run_session(read, write)`` running each connection's session.
 
@@ -287,6 +324,7 @@ async def serving_sessions(
         handshake_timeout=handshake_timeout,
         send_budget=send_budget,
         web=web,
+        health_path=health_path,
     )
     tcp = await create_tcp_listener(host, port)
     server.host = str(tcp.extra(anyio.abc.SocketAttribute.local_address)[0])

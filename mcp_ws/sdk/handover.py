@@ -1,0 +1,394 @@
+"""Client handover: one SDK session over a succession of mcp-ws connections.
+
+When the server sends a graceful GOAWAY (it is draining for a restart), the calls in
+flight finish on that connection, which closes once they are done, while every new
+request goes out on a fresh connection to the same URL, so a load balancer in front
+picks a server that is up. A request the server refused unprocessed (REFUSED_STREAM,
+or sent just as the GOAWAY arrived) is sent again on the new connection.
+
+When a connection is lost without GOAWAY, the calls in flight on it fail with
+``CONNECTION_CLOSED`` (they may have been processed, so they are not resent), and the
+next request connects again, with jittered exponential backoff between failed attempts;
+a request for which no connection could be made fails with ``CONNECTION_CLOSED`` too,
+and the one after it tries again.
+
+What a new connection replays: in the 2025-11-25 protocol era a server keeps session
+state per connection, so the client's ``initialize`` request and its
+``notifications/initialized`` are sent again first (their answers stay with mcp-ws),
+then the last ``logging/setLevel`` and every ``resources/subscribe`` still in force.
+What cannot be carried over: anything else the old server process kept for the session
+(its own ids, caches, or a task the client started and has not collected). In the
+2026-07-28 era nothing is replayed: requests carry what they need.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import (
+    CONNECTION_CLOSED,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+)
+
+from ..protocol.connection import Role
+from ..protocol.errors import HandshakeError
+from ..protocol.limits import Limits
+from ..protocol.settings import Settings
+from ..transport.mux import MuxConnection
+from ..transport.websocket import MessageChannel
+from .bridge import Inbox, SessionBridge
+from .calls import routing
+
+__all__ = ["RECONNECT_ATTEMPTS", "Handover"]
+
+logger = logging.getLogger("mcp_ws.sdk")
+
+RECONNECT_ATTEMPTS = 5
+"""Connection attempts one request makes before it fails with CONNECTION_CLOSED."""
+
+RECONNECT_DELAY = 0.1
+"""Seconds before the second attempt; each later one waits twice as long (jittered)."""
+
+RECONNECT_DELAY_MAX = 2.0
+"""The longest wait between two attempts."""
+
+
+class _Answer:
+    """A route that keeps the answer to a request mcp-ws sends itself (a replay)."""
+
+    def __init__(self) -> None:
+        self.message: Mapping[str, Any] | None = None
+        self.done = anyio.Event()
+        self._acknowledge: Callable[[int], None] | None = None
+
+    def claims(self, method: str, params: Mapping[str, Any] | None) -> bool:
+        return True  # offered around one request only
+
+    def attach(self, acknowledge: Callable[[int], None]) -> None:
+        self._acknowledge = acknowledge
+
+    def take(self, message: Mapping[str, Any], size: int) -> bool:
+        if self._acknowledge is not None and size:
+            self._acknowledge(size)
+        if "method" not in message and not self.done.is_set():
+            self.message = message  # the first answer (a later local one is moot)
+            self.done.set()
+        return True  # nothing of it reaches the SDK
+
+
+class Handover:
+    """The SDK's read and write streams over a succession of connections.
+
+    ``dial()`` opens a WebSocket to the server (the same URL each time) that has chosen
+    ``mcp-ws.v1``. Run it inside ``async with``; `start` makes the first connection.
+    """
+
+    def __init__(
+        self,
+        dial: Callable[[], Awaitable[MessageChannel]],
+        *,
+        settings: Settings,
+        limits: Limits | None,
+        close_timeout: float,
+        send_budget: int,
+        handshake_timeout: float,
+    ) -> None:
+        self._dial = dial
+        self._settings = settings
+        self._limits = limits
+        self._close_timeout = close_timeout
+        self._send_budget = send_budget
+        self._handshake_timeout = handshake_timeout
+        self.inbox = Inbox()
+        self.read_stream = HandoverReadStream(self)
+        self.write_stream = HandoverWriteStream(self)
+        self.connections = 0
+        """Connections made so far (the first one included)."""
+        self._current: SessionBridge | None = None
+        self._bridges: list[SessionBridge] = []
+        self._lock = anyio.Lock()
+        self._failures = 0
+        self._group: anyio.abc.TaskGroup | None = None
+        # What a new connection replays (2025-11-25 era).
+        self._initialize: JSONRPCRequest | None = None
+        self._initialized: JSONRPCNotification | None = None
+        self._log_level: JSONRPCRequest | None = None
+        self._subscriptions: dict[str, JSONRPCRequest] = {}
+        self._replays = 0
+
+    @property
+    def bridge(self) -> SessionBridge | None:
+        """The connection new requests go to (``None`` between connections)."""
+        return self._current
+
+    async def __aenter__(self) -> Self:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._group is not None
+        with anyio.CancelScope(shield=True):
+            for bridge in self._bridges:
+                mux = bridge.mux
+                if mux is not None and not mux.finished:
+                    bridge.cancel_all("the client is leaving")
+                    mux.close()
+            with anyio.move_on_after(self._close_timeout):
+                for bridge in list(self._bridges):
+                    if bridge.mux is not None:
+                        await bridge.mux.wait_finished()
+        self._group.cancel_scope.cancel()
+        try:
+            return await self._group.__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            self.inbox.close()
+
+    async def start(self) -> None:
+        """Make the first connection (its errors are the caller's: HandshakeError, ...)."""
+        self._current = await self._connect()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _connect(self) -> SessionBridge:
+        assert self._group is not None, "use the Handover inside 'async with'"
+        channel = await self._dial()
+        bridge = SessionBridge(
+            Role.CLIENT,
+            send_budget=self._send_budget,
+            inbox=self.inbox,
+            on_goaway=self._going_away,
+            retry=self._resend_later,
+        )
+        mux = MuxConnection(
+            channel,
+            Role.CLIENT,
+            bridge.on_events,
+            settings=self._settings,
+            limits=self._limits,
+            close_timeout=self._close_timeout,
+        )
+        bridge.attach(mux)
+        self._bridges.append(bridge)
+        self.connections += 1
+        self._group.start_soon(self._pump, bridge, mux)
+        return bridge
+
+    async def _pump(self, bridge: SessionBridge, mux: MuxConnection) -> None:
+        try:
+            await mux.run()
+        finally:
+            self._bridges.remove(bridge)
+            if self._current is bridge:
+                self._current = None
+            bridge.close()
+
+    def _going_away(self, bridge: SessionBridge) -> None:
+        if self._current is bridge:
+            logger.info("the server is going away: new requests go to a new connection")
+            self._current = None
+
+    async def _live(self) -> SessionBridge:
+        """The connection for a new request: the current one, or a new one (replaying
+        the session's handshake), with backoff between failed attempts."""
+        current = self._current
+        if current is not None and _usable(current):
+            return current
+        async with self._lock:
+            current = self._current
+            if current is not None and _usable(current):
+                return current
+            error: Exception | None = None
+            for _ in range(RECONNECT_ATTEMPTS):
+                if self._failures:
+                    delay = min(RECONNECT_DELAY * 2 ** (self._failures - 1), RECONNECT_DELAY_MAX)
+                    await anyio.sleep(delay * random.uniform(0.5, 1.5))
+                try:
+                    bridge = await self._connect()
+                    with anyio.fail_after(self._handshake_timeout):
+                        await self._replay(bridge)
+                except (OSError, HandshakeError, TimeoutError, anyio.BrokenResourceError) as exc:
+                    self._failures += 1
+                    error = exc
+                    logger.info("reconnecting failed (attempt %d): %s", self._failures, exc)
+                    continue
+                self._failures = 0
+                self._current = bridge
+                return bridge
+            raise anyio.BrokenResourceError(f"no connection to the server: {error}")
+
+    async def _replay(self, bridge: SessionBridge) -> None:
+        if self._initialize is None:
+            return
+        await self._ask(bridge, self._initialize)
+        if self._initialized is not None:
+            await bridge.send(SessionMessage(message=self._initialized))
+        for request in (self._log_level, *self._subscriptions.values()):
+            if request is not None:
+                await self._ask(bridge, request)
+
+    async def _ask(self, bridge: SessionBridge, request: JSONRPCRequest) -> None:
+        """Send ``request`` again under an id of our own and wait for its answer."""
+        self._replays += 1
+        copy = request.model_copy(update={"id": f"mcp-ws-replay-{self._replays}"})
+        answer = _Answer()
+        with routing(answer):
+            await bridge.send(SessionMessage(message=copy))
+        await answer.done.wait()
+        error = answer.message.get("error") if answer.message is not None else None
+        if isinstance(error, Mapping):
+            raise HandshakeError(f"replaying {request.method} failed: {error.get('message')}")
+
+    # ------------------------------------------------------------------ SDK -> wire
+
+    async def send(self, item: SessionMessage) -> None:
+        """Route one message from the SDK to the connection it belongs on."""
+        message = item.message
+        if isinstance(message, JSONRPCRequest):
+            live = await self._live()  # replays what was remembered before this one
+            self._remember(message)
+            await live.send(item)
+            return
+        bridge = self._owner(message, item.metadata)
+        if bridge is None:
+            if isinstance(message, JSONRPCNotification):
+                self._remember(message)
+                current = self._current
+                if current is not None and _usable(current):
+                    await current.send(item)
+                    return
+            logger.debug("dropped %s: its connection is gone", type(message).__name__)
+            return
+        await bridge.send(item)
+
+    def _owner(self, message: object, metadata: object) -> SessionBridge | None:
+        """The connection a message about an earlier request must go on, if any."""
+        if isinstance(message, JSONRPCNotification):
+            params = message.params or {}
+            if message.method == "notifications/cancelled":
+                return self._find(own=params.get("requestId"))
+            if isinstance(metadata, ServerMessageMetadata):
+                return self._find(peer=metadata.related_request_id)
+            return None
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            return self._find(peer=message.id)
+        return None
+
+    def _find(self, *, own: object = None, peer: object = None) -> SessionBridge | None:
+        for bridge in self._bridges:
+            if own is not None and bridge.calls.own(own) is not None:
+                return bridge
+            if peer is not None and bridge.calls.peer(peer) is not None:
+                return bridge
+        return None
+
+    def _remember(self, message: JSONRPCRequest | JSONRPCNotification) -> None:
+        """Keep what a new connection must replay."""
+        method = message.method
+        if method == "initialize" and isinstance(message, JSONRPCRequest):
+            self._initialize = message
+        elif method == "notifications/initialized" and isinstance(message, JSONRPCNotification):
+            self._initialized = message
+        elif method == "logging/setLevel" and isinstance(message, JSONRPCRequest):
+            self._log_level = message
+        elif method in ("resources/subscribe", "resources/unsubscribe"):
+            uri = str((message.params or {}).get("uri", ""))
+            if method == "resources/subscribe" and isinstance(message, JSONRPCRequest):
+                self._subscriptions[uri] = message
+            else:
+                self._subscriptions.pop(uri, None)
+
+    def _resend_later(self, request: JSONRPCRequest) -> None:
+        """A request the server refused unprocessed: send it again on a live connection."""
+        assert self._group is not None
+        self._group.start_soon(self._resend, request)
+
+    async def _resend(self, request: JSONRPCRequest) -> None:
+        try:
+            bridge = await self._live()
+            await bridge.send(SessionMessage(message=request))
+        except anyio.BrokenResourceError as exc:
+            error = ErrorData(code=CONNECTION_CLOSED, message=str(exc))
+            answer = JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
+            self.inbox.put(SessionMessage(message=answer), None, 0, 0)
+
+
+def _usable(bridge: SessionBridge) -> bool:
+    mux = bridge.mux
+    return mux is not None and mux.accepting_streams and not mux.closed
+
+
+class HandoverReadStream:
+    """The SDK's read stream over a `Handover` (`mcp.shared._stream_protocols.ReadStream`)."""
+
+    def __init__(self, handover: Handover) -> None:
+        self.handover = handover
+
+    @property
+    def bridge(self) -> SessionBridge | None:
+        """The bridge new requests go to (see `Handover.bridge`)."""
+        return self.handover.bridge
+
+    async def receive(self) -> SessionMessage | Exception:
+        """The next message; ``anyio.EndOfStream`` once the client has left."""
+        return await self.handover.inbox.get()
+
+    async def aclose(self) -> None:
+        """Stop reading."""
+        self.handover.inbox.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+
+class HandoverWriteStream:
+    """The SDK's write stream over a `Handover`."""
+
+    def __init__(self, handover: Handover) -> None:
+        self.handover = handover
+        self.closed = False
+
+    async def send(self, item: SessionMessage, /) -> None:
+        """Route ``item``; raises ``anyio.BrokenResourceError`` when no connection could
+        be made for a request (the SDK reports CONNECTION_CLOSED)."""
+        if self.closed:
+            raise anyio.ClosedResourceError
+        await self.handover.send(item)
+
+    async def aclose(self) -> None:
+        """No more writes from the SDK."""
+        self.closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
