@@ -109,9 +109,10 @@ async def until_status(port: int, status: int, path: str = "/healthz") -> None:
 class Backend:
     """``mcp-ws serve tests.apps:build_app`` on a fixed port; restartable."""
 
-    def __init__(self, port: int, tg: anyio.abc.TaskGroup) -> None:
+    def __init__(self, port: int, tg: anyio.abc.TaskGroup, workers: int = 1) -> None:
         self.port = port
         self.tg = tg
+        self.workers = workers
         self.process: anyio.abc.Process | None = None
         self.log = bytearray()
         self.exit_codes: list[int] = []
@@ -129,6 +130,8 @@ class Backend:
             "10",
             "--log-level",
             "warning",
+            "--workers",
+            str(self.workers),
         ]
         process = await anyio.open_process(command, cwd=ROOT)
         self.process = process
@@ -166,12 +169,13 @@ class Backend:
 
 
 @asynccontextmanager
-async def deployment(tmp_path: Path) -> AsyncIterator[tuple[str, list[Backend]]]:
-    """Three backends and nginx in front; yields nginx's URL and the backends."""
+async def deployment(tmp_path: Path, workers: int = 1) -> AsyncIterator[tuple[str, list[Backend]]]:
+    """Three backends (of ``workers`` processes each) and nginx in front; yields nginx's
+    URL and the backends."""
     assert INSTALLED, "nginx is not installed: apt-get install nginx-light"
     front, *ports = free_ports(4)
     async with anyio.create_task_group() as tg:
-        backends = [Backend(port, tg) for port in ports]
+        backends = [Backend(port, tg, workers) for port in ports]
         nginx: anyio.abc.Process | None = None
         try:
             for backend in backends:
@@ -201,9 +205,15 @@ def text_of(result: object) -> str:
     return "".join(b.text for b in content if isinstance(b, TextContent))
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_a_rolling_restart_behind_nginx_loses_no_call(tmp_path: Path, mode: str) -> None:
-    async with deployment(tmp_path) as (url, backends):
+@pytest.mark.parametrize(
+    ("mode", "workers"),
+    [("auto", 1), ("legacy", 1), ("auto", 2)],
+    ids=["2026-07-28", "2025-11-25", "2026-07-28, 2 workers each"],
+)
+async def test_a_rolling_restart_behind_nginx_loses_no_call(
+    tmp_path: Path, mode: str, workers: int
+) -> None:
+    async with deployment(tmp_path, workers) as (url, backends):
         failures: list[str] = []
         done = {"plain": 0, "stream": 0}
         stop = anyio.Event()

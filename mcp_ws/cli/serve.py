@@ -25,6 +25,7 @@ from .common import (
     server_ssl,
     wait_for_stop_signal,
 )
+from .workers import serve_workers
 
 __all__ = ["add_listen_options", "load_app", "serve_command"]
 
@@ -74,6 +75,15 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
         help="seconds in-flight calls get to finish on SIGINT/SIGTERM; meanwhile the "
         "health path says 503 and new connections are refused (default: %(default)s)",
     )
+    listen.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes on one port (SO_REUSEPORT), supervised: a worker "
+        "that dies is replaced; SIGTERM drains them all (default: %(default)s)",
+    )
+    listen.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     listen.add_argument(
         "--health-path",
         default="/healthz",
@@ -145,6 +155,11 @@ def _session_runner(args: argparse.Namespace) -> tuple[SessionRunner, str]:
 async def serve_command(args: argparse.Namespace) -> int:
     """Run ``serve`` or ``bridge`` until SIGINT or SIGTERM, then shut down gracefully."""
     configure_logging(args.log_level)
+    if args.workers < 1:
+        fail("--workers must be at least 1", exit_code=2)
+    if args.workers > 1:
+        _session_runner(args)  # the app loads: fail here, not in every worker
+        return await serve_workers(args)
     run_session, what = _session_runner(args)
     token = read_token(args.token, args.token_file)
     options: dict[str, Any] = {
@@ -157,6 +172,7 @@ async def serve_command(args: argparse.Namespace) -> int:
         "shutdown_grace": args.grace,
         "web": args.web,
         "health_path": args.health_path or None,
+        "reuse_port": args.reuse_port,
     }
     async with contextlib.AsyncExitStack() as stack:
         try:

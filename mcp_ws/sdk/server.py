@@ -311,10 +311,13 @@ async def serving_sessions(
     shutdown_grace: float = 10.0,
     web: bool = False,
     health_path: str | None = DEFAULT_HEALTH_PATH,
+    reuse_port: bool = False,
 ) -> AsyncIterator[McpWsServer]:
     """Like `serving`, with ``run_session(read, write)`` running each connection's session.
 
-    For relays such as `mcp_ws.sdk.proxy.stdio_bridge`; options as in `serving`.
+    For relays such as `mcp_ws.sdk.proxy.stdio_bridge`; options as in `serving`, and
+    ``reuse_port`` (SO_REUSEPORT: several processes share the port, as the workers of
+    ``mcp-ws serve --workers`` do).
     """
     server = McpWsServer(
         run_session,
@@ -326,7 +329,7 @@ async def serving_sessions(
         web=web,
         health_path=health_path,
     )
-    tcp = await create_tcp_listener(host, port)
+    tcp = await create_tcp_listener(host, port, reuse_port=reuse_port)
     server.host = str(tcp.extra(anyio.abc.SocketAttribute.local_address)[0])
     server.port = int(tcp.extra(anyio.abc.SocketAttribute.local_port))
     listener: anyio.abc.Listener[Any] = tcp

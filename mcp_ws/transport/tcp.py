@@ -340,7 +340,9 @@ async def serve_accepts(
         task_group.start_soon(handler, stream)
 
 
-async def create_tcp_listener(host: str, port: int) -> TCPListener:
-    """Listen on ``host``:``port`` (``port=0`` picks a free one); raises ``OSError``."""
-    multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
+async def create_tcp_listener(host: str, port: int, *, reuse_port: bool = False) -> TCPListener:
+    """Listen on ``host``:``port`` (``port=0`` picks a free one); raises ``OSError``.
+    ``reuse_port`` sets SO_REUSEPORT: processes listening on the same port share its
+    connections (``mcp-ws serve --workers``)."""
+    multi = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=reuse_port)
     return TCPListener([cast(anyio.abc.SocketListener, one) for one in multi.listeners])
