@@ -17,6 +17,8 @@ from mcp_types import CallToolResult, SamplingMessage, TextContent
 from pydantic import BaseModel
 
 import mcp_ws
+from mcp_ws.protocol import ErrorCode
+from mcp_ws.sdk.calls import handling_bridge
 
 
 class Probe:
@@ -159,6 +161,15 @@ def build_app(probe: Probe | None = None) -> MCPServer:
         return str(os.getpid())
 
     @app.tool()
+    def go_away() -> str:
+        """Send a graceful GOAWAY on this connection: calls in flight finish, and a client
+        with handover sends its next requests on a new connection."""
+        bridge = handling_bridge()
+        if bridge is not None and bridge.mux is not None:
+            bridge.mux.close(ErrorCode.NO_ERROR, "going away, as asked")
+        return "going away"
+
+    @app.tool()
     def client_name(ctx: Context) -> str:
         """The client's name from its initialize on this connection ("" if it sent none)."""
         params = ctx.request_context.session.client_params
@@ -241,8 +252,9 @@ async def _main(
     max_streams: int | None,
     ping: float | None,
     token: str | None,
+    port: int = 0,
 ) -> None:
-    """Serve the app on a free port and print its URL (for subprocess tests)."""
+    """Serve the app on ``port`` (0: a free one) and print its URL (for subprocess tests)."""
     options: dict[str, Any] = {}
     if token is not None:
         options["auth"] = mcp_ws.bearer_token(token)
@@ -256,7 +268,7 @@ async def _main(
             max_streams=defaults.max_streams if max_streams is None else max_streams,
             ping_interval=defaults.ping_interval if ping is None else ping,
         )
-    async with mcp_ws.serving(build_app(), port=0, **options) as server:
+    async with mcp_ws.serving(build_app(), port=port, **options) as server:
         SERVING.append(server)
         print(server.url, flush=True)
         await anyio.sleep(seconds)
@@ -275,6 +287,7 @@ if __name__ == "__main__":
         parser.add_argument("--max-streams", type=int, help="the server's max_streams")
         parser.add_argument("--ping-interval", type=float, help="the server's keepalive")
         parser.add_argument("--token", help="require this bearer token")
+        parser.add_argument("--port", type=int, default=0, help="the port (0: a free one)")
         args = parser.parse_args()
         anyio.run(
             _main,
@@ -283,5 +296,6 @@ if __name__ == "__main__":
             args.max_streams,
             args.ping_interval,
             args.token,
+            args.port,
             backend=args.backend,
         )

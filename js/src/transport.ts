@@ -11,6 +11,16 @@
  * cancelled, refused or lost is answered locally with a JSON-RPC error, so no caller
  * waits forever: -32003 when the peer cancelled or refused it, -32000 when the
  * connection ended. Falls back to JSON text frames when the server picks `mcp`.
+ *
+ * Handover (on by default, `handover: false` to turn it off), as in the Python client:
+ * when the server sends a graceful GOAWAY, a fresh connection to the same URL is made at
+ * once and new requests go out on it while the calls in flight finish on the old one
+ * (`onconnectionlost` tells when none could be made); a request the server
+ * refused unprocessed is sent again; in the 2025-11-25 era the new connection first
+ * replays `initialize`, `notifications/initialized`, the last `logging/setLevel` and the
+ * resource subscriptions. After a connection is lost without GOAWAY its calls fail with
+ * -32000 (`onconnectionlost` tells) and the next request connects again, with jittered
+ * exponential backoff between failed attempts.
  */
 import type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
@@ -80,6 +90,9 @@ export interface McpWsTransportOptions {
   /** Where `token` goes: `"header"` or `"subprotocol"`. Default: a header when a
    * `WebSocket` constructor is passed (as `ws` takes headers), else the subprotocol. */
   tokenIn?: "header" | "subprotocol";
+  /** Move to a new connection when the server goes away, and reconnect after a lost
+   * one (default `true`; see the module comment). */
+  handover?: boolean;
 }
 
 /** A streaming call reading its stream directly (see `streamTool`). */
@@ -96,159 +109,84 @@ function isRequestId(value: unknown): value is RequestId {
   return typeof value === "string" || typeof value === "number";
 }
 
-/** The SDK's `Transport` over mcp-ws (see the module comment). */
-export class McpWsTransport implements Transport {
-  onclose?: () => void;
+/** Attempts one request makes to reach the server before it fails (as in Python). */
+export const RECONNECT_ATTEMPTS = 5;
+const RECONNECT_DELAY_MS = 100;
+const RECONNECT_DELAY_MAX_MS = 2000;
+
+type Terminated = Extract<Event, { kind: "terminated" }>;
+
+/** What a `Link` needs from the transport that owns it. */
+interface LinkHost {
+  /** Hand a message to the SDK; taking it returns `size` bytes of credit on `link`. */
+  toSdk(message: unknown, link?: Link, sid?: number, size?: number): void;
+  readonly subscribers: Map<string | number, DirectSubscriber>;
   onerror?: (error: Error) => void;
-  onmessage?: <T extends JSONRPCMessage>(message: T) => void;
+  /** The server sent a graceful GOAWAY on `link`. */
+  goingAway(link: Link): void;
+  /** A request of ours the server refused unprocessed (safe to send elsewhere), or
+   * `undefined` when such requests are answered with an error instead. */
+  readonly retry: ((message: Message) => void) | undefined;
+  /** `link`'s WebSocket is gone. */
+  linkClosed(link: Link): void;
+}
 
-  /** The subprotocol the server chose: `mcp-ws.v1`, or `mcp` (JSON text). */
-  subprotocol: string | undefined;
-  /** The sans-I/O core (`undefined` in JSON-text mode or before `start`). */
-  core: Connection | undefined;
-  /** Why the connection ended, once it has. */
-  termination: Extract<Event, { kind: "terminated" }> | undefined;
+/**
+ * One mcp-ws connection: a WebSocket, its sans-I/O core, and the requests it carries.
+ * The transport keeps one, or (across a handover) an old one finishing its calls and a
+ * new one taking the new requests.
+ */
+class Link {
+  readonly core: Connection;
+  termination: Terminated | undefined;
+  ended = false;
+  readonly closed: Promise<void>;
 
-  private ws: WebSocketLike | undefined;
   private readonly own = new Map<RequestId, number>();
   private readonly ownSid = new Map<number, RequestId>();
+  private readonly ownMessage = new Map<number, Message>(); // kept to resend, when refused
   private readonly peer = new Map<RequestId, number>();
   private readonly peerSid = new Map<number, RequestId>();
   private readonly direct = new Map<number, DirectSubscriber>();
-  private readonly subscribers = new Map<string | number, DirectSubscriber>();
+  private readonly replies = new Map<RequestId, (answer: Message) => void>();
   private readonly slotWaiters: (() => void)[] = [];
-  private readonly inbox: ({ message: unknown; sid: number; size: number } | "close")[] = [];
-  private inboxScheduled = false;
   private flushScheduled = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private armedAt = Infinity;
   private closedResolve: (() => void) | undefined;
-  private readonly closedPromise: Promise<void>;
-  private ended = false;
 
   constructor(
-    readonly url: string,
-    readonly options: McpWsTransportOptions = {},
+    private readonly host: LinkHost,
+    readonly ws: WebSocketLike,
+    options: McpWsTransportOptions,
   ) {
-    this.closedPromise = new Promise((resolve) => (this.closedResolve = resolve));
-  }
-
-  /** Open the WebSocket; resolves once it is open (the SDK then sends `initialize`). */
-  async start(): Promise<void> {
-    if (this.ws) throw new UsageError("McpWsTransport already started");
-    const Ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!Ctor) {
-      throw new UsageError("no WebSocket here: pass one, e.g. `new McpWsTransport(url, { WebSocket })` from the ws package");
-    }
-    const protocols = [...(this.options.subprotocols ?? [SUBPROTOCOL, COMPAT_SUBPROTOCOL])];
-    const headers: Record<string, string> = { ...this.options.headers };
-    const token = this.options.token;
-    if (token !== undefined) {
-      const inHeader = (this.options.tokenIn ?? (this.options.WebSocket ? "header" : "subprotocol")) === "header";
-      if (inHeader) headers["Authorization"] = `Bearer ${token}`;
-      else protocols.push(BEARER_SUBPROTOCOL_PREFIX + token);
-    }
-    const ws = Object.keys(headers).length ? new Ctor(this.url, protocols, { headers }) : new Ctor(this.url, protocols);
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    await new Promise<void>((resolve, reject) => {
-      const timeout = setTimeout(() => {
-        ws.onopen = ws.onerror = ws.onclose = null;
-        ws.close();
-        reject(new HandshakeError(`no WebSocket handshake with ${this.url} within ${this.connectTimeout} ms`));
-      }, this.connectTimeout);
-      ws.onopen = () => {
-        clearTimeout(timeout);
-        // Everything is wired here, synchronously: the `ws` package may deliver the
-        // server's first message (its HELLO) in the same tick as the open event.
-        this.opened(ws);
-        resolve();
-      };
-      ws.onerror = (event) => {
-        clearTimeout(timeout);
-        ws.onopen = ws.onerror = ws.onclose = null;
-        const detail = (event as { message?: string }).message ?? "the server refused or could not be reached";
-        reject(new HandshakeError(`WebSocket handshake with ${this.url} failed: ${detail}`));
-      };
-      ws.onclose = (event) => {
-        clearTimeout(timeout);
-        reject(new HandshakeError(`the WebSocket closed during the handshake (${event.code})`));
-      };
-    });
-    if (ws.protocol !== SUBPROTOCOL && ws.protocol !== COMPAT_SUBPROTOCOL) {
-      ws.close(1002, "no subprotocol");
-      throw new HandshakeError(`the server chose subprotocol ${JSON.stringify(ws.protocol)}, not ${SUBPROTOCOL}`);
-    }
-  }
-
-  /** The WebSocket is open: route its messages by the subprotocol the server chose. */
-  private opened(ws: WebSocketLike): void {
-    this.subprotocol = ws.protocol;
+    this.closed = new Promise((resolve) => (this.closedResolve = resolve));
+    const settings = { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, ...options.settings };
+    this.core = new Connection("client", settings, { limits: options.limits ?? {} });
     ws.onclose = (event) => this.onSocketClosed(event.code, event.reason);
-    ws.onerror = (event) => this.onerror?.(new Error((event as { message?: string }).message ?? "WebSocket error"));
-    if (ws.protocol === COMPAT_SUBPROTOCOL) {
-      ws.onmessage = (event) => this.onJsonText(event.data);
-      return;
-    }
-    if (ws.protocol !== SUBPROTOCOL) return; // start() refuses it
-    const settings = { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, ...this.options.settings };
-    this.core = new Connection("client", settings, { limits: this.options.limits ?? {} });
+    ws.onerror = (event) => host.onerror?.(new Error((event as { message?: string }).message ?? "WebSocket error"));
     ws.onmessage = (event) => this.onSocketMessage(event.data);
     this.flush(); // our HELLO
     this.arm();
   }
 
-  /** Route one message from the SDK. */
-  async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
-    const ws = this.ws;
-    if (!ws || this.ended) throw new ConnectionClosedError(this.closedText(), this.termination?.code ?? ErrorCode.NO_ERROR);
-    if (!this.core) {
-      ws.send(JSON.stringify(message));
-      return;
-    }
-    const m = message as unknown as Message;
-    if ("method" in m && "id" in m && isRequestId(m["id"])) await this.sendRequest(m, m["id"]);
-    else if ("method" in m) this.sendNotification(m, options?.relatedRequestId);
-    else this.sendResponse(m);
-    this.scheduleFlush();
+  /** Whether new requests may go on this connection. */
+  get usable(): boolean {
+    return !this.ended && !this.core.closed && this.core.state === "open";
   }
 
-  /** Leave: cancel what is in flight, GOAWAY, close the WebSocket (waits at most the
-   * close timeout for the server's close frame). */
-  async close(): Promise<void> {
-    const ws = this.ws;
-    if (!ws || this.ended) return;
-    const core = this.core;
-    if (core && !core.closed) {
-      for (const sid of [...this.ownSid.keys(), ...this.peerSid.keys()]) {
-        core.cancelStream(sid, ErrorCode.CANCELLED, "the client is leaving");
-      }
-      core.close(ErrorCode.NO_ERROR, "the client is leaving");
-      this.flush();
-    } else if (!core) {
-      ws.close(1000);
-    }
-    const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.options.closeTimeoutMs ?? 5000));
-    await Promise.race([this.closedPromise, timeout]);
-    if (!this.ended) this.onSocketClosed(1006, "the close timed out");
+  ownsRequest(id: RequestId): boolean {
+    return this.own.has(id);
   }
 
-  // ------------------------------------------------------------------ for streamTool
-
-  /** Route partial results of the call carrying `token` straight to `subscriber`. */
-  subscribe(token: string | number, subscriber: DirectSubscriber): void {
-    this.subscribers.set(token, subscriber);
-  }
-
-  /** Stop routing `token`. */
-  unsubscribe(token: string | number): void {
-    this.subscribers.delete(token);
+  ownsPeerRequest(id: RequestId): boolean {
+    return this.peer.has(id);
   }
 
   // ------------------------------------------------------------------ SDK -> wire
 
-  private async sendRequest(message: Message, id: RequestId): Promise<void> {
-    const core = this.core!;
+  async sendRequest(message: Message, id: RequestId): Promise<void> {
+    const core = this.core;
     while (!core.closed && core.state === "open" && core.streamSlots === 0) {
       await new Promise<void>((resolve) => this.slotWaiters.push(resolve)); // FIFO
     }
@@ -257,56 +195,79 @@ export class McpWsTransport implements Transport {
     try {
       sid = core.openStream(message, true);
     } catch (error) {
-      this.answerLocally(id, REQUEST_REFUSED, `request not sent: ${(error as Error).message}`);
+      const retry = this.host.retry;
+      if (retry && core.state !== "open") retry(message); // the GOAWAY came first: not sent
+      else this.answerLocally(id, REQUEST_REFUSED, `request not sent: ${(error as Error).message}`);
       return;
     }
     this.own.set(id, sid);
     this.ownSid.set(sid, id);
+    if (this.host.retry) this.ownMessage.set(sid, message);
     const params = message["params"] as { _meta?: { partialResultToken?: unknown } } | undefined;
     const token = params?._meta?.partialResultToken;
-    const subscriber = isRequestId(token) ? this.subscribers.get(token) : undefined;
+    const subscriber = isRequestId(token) ? this.host.subscribers.get(token) : undefined;
     if (message["method"] === "tools/call" && subscriber) {
       this.direct.set(sid, subscriber);
       subscriber.attach((size) => this.acknowledge(sid, size));
     }
+    this.scheduleFlush();
   }
 
-  private sendNotification(message: Message, related: RequestId | undefined): void {
-    const core = this.core!;
-    const params = message["params"] as { requestId?: unknown; reason?: unknown } | undefined;
-    if (message["method"] === "notifications/cancelled" && isRequestId(params?.requestId)) {
-      const sid = this.own.get(params.requestId);
-      if (sid !== undefined) {
-        this.forgetOwn(sid);
-        core.cancelStream(sid, ErrorCode.CANCELLED, String(params.reason ?? ""));
-        return;
-      }
-    }
+  /** Send `request` and resolve with its answer, which the SDK never sees (a replay). */
+  async ask(request: Message, id: RequestId): Promise<Message> {
+    const answer = new Promise<Message>((resolve) => this.replies.set(id, resolve));
+    await this.sendRequest(request, id);
+    return answer;
+  }
+
+  /** Cancel our request `id` (the SDK's `notifications/cancelled`). */
+  cancelRequest(id: RequestId, reason: string): void {
+    const sid = this.own.get(id);
+    if (sid === undefined) return;
+    this.forgetOwn(sid);
+    this.core.cancelStream(sid, ErrorCode.CANCELLED, reason);
+    this.scheduleFlush();
+  }
+
+  sendNotification(message: Message, related: RequestId | undefined): void {
     const sid = related !== undefined ? (this.peer.get(related) ?? 0) : 0;
     try {
-      core.sendMessage(sid, message);
+      this.core.sendMessage(sid, message);
     } catch (error) {
       if (!(error instanceof UsageError)) throw error; // that stream is gone: drop it
     }
+    this.scheduleFlush();
   }
 
-  private sendResponse(message: Message): void {
+  sendResponse(message: Message): void {
     const id = message["id"];
     const sid = isRequestId(id) ? this.peer.get(id) : undefined;
     if (sid === undefined) return; // the request is gone (cancelled)
     this.peer.delete(id as RequestId);
     this.peerSid.delete(sid);
     try {
-      this.core!.sendMessage(sid, message, true);
+      this.core.sendMessage(sid, message, true);
     } catch (error) {
       if (!(error instanceof UsageError)) throw error;
     }
+    this.scheduleFlush();
+  }
+
+  /** Leave: cancel what is in flight, GOAWAY; the WebSocket closes when the core is done. */
+  leave(): void {
+    const core = this.core;
+    if (this.ended || core.closed) return;
+    for (const sid of [...this.ownSid.keys(), ...this.peerSid.keys()]) {
+      core.cancelStream(sid, ErrorCode.CANCELLED, "the client is leaving");
+    }
+    core.close(ErrorCode.NO_ERROR, "the client is leaving");
+    this.flush();
   }
 
   // ------------------------------------------------------------------ wire -> SDK
 
   private onSocketMessage(data: unknown): void {
-    const core = this.core!;
+    const core = this.core;
     const events =
       typeof data === "string"
         ? core.receiveText()
@@ -328,11 +289,14 @@ export class McpWsTransport implements Transport {
         case "ended":
           this.endedWithoutAnswer(event.streamId);
           break;
+        case "goaway":
+          this.host.goingAway(this);
+          break;
         case "terminated":
           this.terminated(event);
           break;
         case "invalid":
-          this.onerror?.(new Error(`dropped a message on stream ${event.streamId}: ${event.reason}`));
+          this.host.onerror?.(new Error(`dropped a message on stream ${event.streamId}: ${event.reason}`));
           break;
         default:
           break;
@@ -353,18 +317,471 @@ export class McpWsTransport implements Transport {
       this.peerSid.set(sid, id);
     } else if (!("method" in message) && isRequestId(id) && this.own.get(id) === sid) {
       this.forgetOwn(sid);
+      const reply = this.replies.get(id);
+      if (reply) {
+        this.replies.delete(id);
+        this.acknowledge(sid, size);
+        reply(message);
+        return;
+      }
     }
-    this.toSdk(jsonSafe(message), sid, size);
+    this.host.toSdk(jsonSafe(message), this, sid, size);
   }
+
+  private cancelled(sid: number, code: ErrorCode, reason: string, remote: boolean): void {
+    const id = this.ownSid.get(sid);
+    if (id !== undefined) {
+      const message = this.ownMessage.get(sid);
+      this.forgetOwn(sid);
+      const retry = this.host.retry;
+      if (remote && code === ErrorCode.REFUSED_STREAM && retry && message && !this.replies.has(id)) {
+        retry(message); // never processed: safe to send again on another connection
+        return;
+      }
+      const who = remote ? "the peer" : "mcp-ws";
+      this.answerLocally(id, REQUEST_REFUSED, `request cancelled by ${who} (${errorName(code)})${reason ? `: ${reason}` : ""}`);
+      return;
+    }
+    const peerId = this.peerSid.get(sid);
+    if (peerId !== undefined) {
+      this.peer.delete(peerId);
+      this.peerSid.delete(sid);
+      const params: Record<string, unknown> = { requestId: peerId };
+      if (reason) params["reason"] = reason;
+      this.host.toSdk({ jsonrpc: "2.0", method: "notifications/cancelled", params });
+    }
+  }
+
+  private endedWithoutAnswer(sid: number): void {
+    const id = this.ownSid.get(sid);
+    if (id === undefined) return;
+    this.forgetOwn(sid);
+    this.answerLocally(id, REQUEST_REFUSED, "the peer ended the request without answering");
+  }
+
+  private terminated(event: Terminated): void {
+    this.termination = event;
+    const text = this.closedText();
+    for (const id of [...this.own.keys()]) this.answerLocally(id, CONNECTION_CLOSED, text);
+    this.own.clear();
+    this.ownSid.clear();
+    this.ownMessage.clear();
+    this.peer.clear();
+    this.peerSid.clear();
+    this.direct.clear();
+    this.scheduleFlush(); // the GOAWAY, then the close
+  }
+
+  private answerLocally(id: RequestId, code: number, message: string): void {
+    const answer = { jsonrpc: "2.0", id, error: { code, message } };
+    const reply = this.replies.get(id);
+    if (reply) {
+      this.replies.delete(id);
+      reply(answer as unknown as Message);
+      return;
+    }
+    this.host.toSdk(answer);
+  }
+
+  private forgetOwn(sid: number): void {
+    const id = this.ownSid.get(sid);
+    this.ownSid.delete(sid);
+    this.ownMessage.delete(sid);
+    this.direct.delete(sid);
+    if (id !== undefined) this.own.delete(id);
+  }
+
+  acknowledge(sid: number, size: number): void {
+    if (!size || this.ended) return;
+    if (this.core.acknowledge(sid, size)) this.scheduleFlush();
+    if (this.slotWaiters.length) this.wakeSlotWaiters(); // a stream read to its end frees its slot
+  }
+
+  private wakeSlotWaiters(): void {
+    const core = this.core;
+    if (!this.slotWaiters.length) return;
+    let free = core.closed || core.state !== "open" ? this.slotWaiters.length : core.streamSlots;
+    while (free-- > 0 && this.slotWaiters.length) this.slotWaiters.shift()!();
+  }
+
+  // ------------------------------------------------------------------ I/O
+
+  scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Send what the core has queued; close the WebSocket once the core is finished. */
+  flush(): void {
+    const ws = this.ws;
+    if (this.ended || ws.readyState !== 1) return;
+    const core = this.core;
+    for (const message of core.dataToSend()) ws.send(message);
+    if (core.isFinished) {
+      const reason = truncateUtf8(this.termination?.reason ?? "", MAX_CLOSE_REASON_BYTES);
+      ws.close(core.closeCode ?? 1000, reason);
+    }
+  }
+
+  /** Run the core's timers at its next deadline (HELLO timeout, keepalive, dead peer). */
+  private arm(): void {
+    const core = this.core;
+    const deadline = core.nextDeadline();
+    if (deadline === undefined || this.ended) return;
+    if (this.timer !== undefined && deadline >= this.armedAt) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.armedAt = deadline;
+    const delay = Math.max((deadline - performance.now() / 1000) * 1000, 0);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.armedAt = Infinity;
+      this.onEvents(core.tick());
+      this.flush();
+      if (core.closed && this.termination?.code === ErrorCode.TIMEOUT) this.onSocketClosed(1006, "dead peer");
+      else this.arm();
+    }, delay);
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  /** The WebSocket is gone (closed, lost, or given up on). */
+  onSocketClosed(code: number, reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    const core = this.core;
+    if (!core.closed) {
+      this.onEvents(core.connectionLost(`the connection was lost (WebSocket ${code})${reason ? `: ${reason}` : ""}`));
+    }
+    for (const waiter of this.slotWaiters.splice(0)) waiter();
+    const ws = this.ws;
+    ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.readyState < 2) ws.close(1000);
+    this.closedResolve?.();
+    this.host.linkClosed(this);
+  }
+
+  closedText(): string {
+    const t = this.termination;
+    if (!t) return "the connection is closed";
+    const who = t.remote ? "the peer" : "we";
+    return `connection closed (${errorName(t.code)} from ${who}, WebSocket ${t.closeCode})${t.reason ? `: ${t.reason}` : ""}`;
+  }
+}
+
+/** The SDK's `Transport` over mcp-ws (see the module comment). */
+export class McpWsTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: <T extends JSONRPCMessage>(message: T) => void;
+  /** With handover: the connection new requests went to was lost without GOAWAY (its
+   * calls in flight failed with -32000; the next request connects again), or the server
+   * went away and no new connection could be made. (Without handover the transport
+   * closes instead: `onclose`.) */
+  onconnectionlost?: (error: Error) => void;
+
+  /** The subprotocol the server chose: `mcp-ws.v1`, or `mcp` (JSON text). */
+  subprotocol: string | undefined;
+  /** Connections opened so far (the first included). */
+  connections = 0;
+
+  /** @internal Partial-result routes by token (see `subscribe`). */
+  readonly subscribers = new Map<string | number, DirectSubscriber>();
+  /** @internal */
+  readonly retry: ((message: Message) => void) | undefined;
+
+  private started = false;
+  private jsonText: WebSocketLike | undefined; // the WebSocket in JSON-text mode
+  private current: Link | undefined; // where new requests go
+  private last: Link | undefined; // the newest connection, for `core` and `termination`
+  private readonly links = new Set<Link>();
+  private readonly inbox: ({ message: unknown; link: Link | undefined; sid: number; size: number } | "close")[] = [];
+  private inboxScheduled = false;
+  private closing = false;
+  private ended = false;
+  private failures = 0;
+  private connecting: Promise<Link> | undefined;
+  private replays = 0;
+  // What a new connection replays (2025-11-25 era).
+  private initialize: Message | undefined;
+  private initialized: Message | undefined;
+  private logLevel: Message | undefined;
+  private readonly subscriptions = new Map<string, Message>();
+
+  constructor(
+    readonly url: string,
+    readonly options: McpWsTransportOptions = {},
+  ) {
+    if (options.handover ?? true) this.retry = (message) => void this.resend(message);
+  }
+
+  /** The sans-I/O core of the newest connection (`undefined` in JSON-text mode or
+   * before `start`). */
+  get core(): Connection | undefined {
+    return this.last?.core;
+  }
+
+  /** Why the newest connection ended, once it has. */
+  get termination(): Terminated | undefined {
+    return this.last?.termination;
+  }
+
+  /** Open the WebSocket; resolves once it is open (the SDK then sends `initialize`). */
+  async start(): Promise<void> {
+    if (this.started) throw new UsageError("McpWsTransport already started");
+    this.started = true;
+    const { ws, link } = await this.dial(this.options.subprotocols ?? [SUBPROTOCOL, COMPAT_SUBPROTOCOL]);
+    this.subprotocol = ws.protocol;
+    this.current = link;
+    if (ws.protocol === COMPAT_SUBPROTOCOL) {
+      this.jsonText = ws;
+      ws.onclose = () => this.finish();
+      ws.onerror = (event) => this.onerror?.(new Error((event as { message?: string }).message ?? "WebSocket error"));
+      ws.onmessage = (event) => this.onJsonText(event.data);
+    }
+  }
+
+  /** Open a WebSocket offering `protocols`; an `mcp-ws.v1` one becomes a `Link` (wired
+   * synchronously in the open event: `ws` may deliver the server's HELLO in that tick). */
+  private async dial(offer: string[]): Promise<{ ws: WebSocketLike; link: Link | undefined }> {
+    const Ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!Ctor) {
+      throw new UsageError("no WebSocket here: pass one, e.g. `new McpWsTransport(url, { WebSocket })` from the ws package");
+    }
+    const protocols = [...offer];
+    const headers: Record<string, string> = { ...this.options.headers };
+    const token = this.options.token;
+    if (token !== undefined) {
+      const inHeader = (this.options.tokenIn ?? (this.options.WebSocket ? "header" : "subprotocol")) === "header";
+      if (inHeader) headers["Authorization"] = `Bearer ${token}`;
+      else protocols.push(BEARER_SUBPROTOCOL_PREFIX + token);
+    }
+    const ws = Object.keys(headers).length ? new Ctor(this.url, protocols, { headers }) : new Ctor(this.url, protocols);
+    ws.binaryType = "arraybuffer";
+    let link: Link | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const timeout = setTimeout(() => {
+        ws.onopen = ws.onerror = ws.onclose = null;
+        ws.close();
+        reject(new HandshakeError(`no WebSocket handshake with ${this.url} within ${this.connectTimeout} ms`));
+      }, this.connectTimeout);
+      ws.onopen = () => {
+        clearTimeout(timeout);
+        if (ws.protocol === SUBPROTOCOL) link = this.adopt(ws);
+        resolve();
+      };
+      ws.onerror = (event) => {
+        clearTimeout(timeout);
+        ws.onopen = ws.onerror = ws.onclose = null;
+        const detail = (event as { message?: string }).message ?? "the server refused or could not be reached";
+        reject(new HandshakeError(`WebSocket handshake with ${this.url} failed: ${detail}`));
+      };
+      ws.onclose = (event) => {
+        clearTimeout(timeout);
+        reject(new HandshakeError(`the WebSocket closed during the handshake (${event.code})`));
+      };
+    });
+    if (ws.protocol !== SUBPROTOCOL && ws.protocol !== COMPAT_SUBPROTOCOL) {
+      ws.close(1002, "no subprotocol");
+      throw new HandshakeError(`the server chose subprotocol ${JSON.stringify(ws.protocol)}, not ${SUBPROTOCOL}`);
+    }
+    return { ws, link };
+  }
+
+  /** A new connection: it becomes `current` once ready (after its replay). */
+  private adopt(ws: WebSocketLike): Link {
+    const link = new Link(this, ws, this.options);
+    this.links.add(link);
+    this.last = link;
+    this.connections += 1;
+    return link;
+  }
+
+  /** Route one message from the SDK. */
+  async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    if (!this.started || this.ended || this.closing) {
+      throw new ConnectionClosedError(this.last?.closedText() ?? "the connection is closed", this.termination?.code ?? ErrorCode.NO_ERROR);
+    }
+    if (this.jsonText) {
+      this.jsonText.send(JSON.stringify(message));
+      return;
+    }
+    const m = message as unknown as Message;
+    if ("method" in m && "id" in m && isRequestId(m["id"])) {
+      const link = await this.live(); // replays what was remembered before this request
+      this.remember(m);
+      await link.sendRequest(m, m["id"]);
+      return;
+    }
+    if ("method" in m) {
+      const params = m["params"] as { requestId?: unknown; reason?: unknown } | undefined;
+      if (m["method"] === "notifications/cancelled" && isRequestId(params?.requestId)) {
+        const id = params.requestId;
+        const owner = [...this.links].find((link) => link.ownsRequest(id));
+        if (owner) {
+          owner.cancelRequest(id, String(params.reason ?? ""));
+          return;
+        }
+      }
+      const related = options?.relatedRequestId;
+      const owner = related !== undefined ? [...this.links].find((link) => link.ownsPeerRequest(related)) : undefined;
+      this.remember(m);
+      const link = owner ?? (this.current?.usable ? this.current : undefined);
+      link?.sendNotification(m, related); // no connection: dropped (replayed if it matters)
+      return;
+    }
+    const id = m["id"];
+    const owner = isRequestId(id) ? [...this.links].find((link) => link.ownsPeerRequest(id)) : undefined;
+    owner?.sendResponse(m);
+  }
+
+  /** Leave: cancel what is in flight, GOAWAY, close the WebSockets (waits at most the
+   * close timeout for the server's close frames). */
+  async close(): Promise<void> {
+    if (!this.started || this.ended) return;
+    this.closing = true;
+    if (this.jsonText) {
+      this.jsonText.close(1000);
+    }
+    const links = [...this.links];
+    for (const link of links) link.leave();
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.options.closeTimeoutMs ?? 5000));
+    await Promise.race([Promise.all(links.map((link) => link.closed)), timeout]);
+    for (const link of links) if (!link.ended) link.onSocketClosed(1006, "the close timed out");
+    this.finish();
+  }
+
+  // ------------------------------------------------------------------ for streamTool
+
+  /** Route partial results of the call carrying `token` straight to `subscriber`. */
+  subscribe(token: string | number, subscriber: DirectSubscriber): void {
+    this.subscribers.set(token, subscriber);
+  }
+
+  /** Stop routing `token`. */
+  unsubscribe(token: string | number): void {
+    this.subscribers.delete(token);
+  }
+
+  // ------------------------------------------------------------------ handover
+
+  /** @internal */
+  goingAway(link: Link): void {
+    if (this.current !== link || !this.retry) return;
+    this.current = undefined; // new requests move to a new connection, made now
+    this.live().catch((error: unknown) => {
+      if (!this.closing) this.onconnectionlost?.(error instanceof Error ? error : new Error(String(error)));
+    });
+  }
+
+  /** @internal */
+  linkClosed(link: Link): void {
+    this.links.delete(link);
+    const wasCurrent = this.current === link;
+    if (wasCurrent) this.current = undefined;
+    if (this.closing) return;
+    if (!this.retry) {
+      this.finish(); // one connection: its end is ours
+      return;
+    }
+    const graceful = link.termination?.code === ErrorCode.NO_ERROR;
+    if (wasCurrent && !graceful) {
+      this.onconnectionlost?.(new ConnectionClosedError(link.closedText(), link.termination?.code ?? ErrorCode.INTERNAL_ERROR));
+    }
+  }
+
+  /** The connection for a new request: the current one, or a new one (replaying the
+   * session's handshake), with jittered exponential backoff between failed attempts. */
+  private async live(): Promise<Link> {
+    const current = this.current;
+    if (current?.usable) return current;
+    if (!this.retry) return this.last!; // one connection: it answers or refuses itself
+    this.connecting ??= this.reconnect().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private async reconnect(): Promise<Link> {
+    let error: unknown;
+    for (let attempt = 0; attempt < RECONNECT_ATTEMPTS; attempt++) {
+      if (this.closing) break;
+      if (this.failures) {
+        const delay = Math.min(RECONNECT_DELAY_MS * 2 ** (this.failures - 1), RECONNECT_DELAY_MAX_MS);
+        await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
+      }
+      let link: Link | undefined;
+      try {
+        link = (await this.dial([SUBPROTOCOL])).link!;
+        await this.replay(link);
+        this.failures = 0;
+        this.current = link;
+        return link;
+      } catch (caught) {
+        this.failures += 1;
+        error = caught;
+        link?.leave();
+      }
+    }
+    throw new ConnectionClosedError(`no connection to the server: ${(error as Error | undefined)?.message ?? "closed"}`, ErrorCode.NO_ERROR);
+  }
+
+  private async replay(link: Link): Promise<void> {
+    if (!this.initialize) return;
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new HandshakeError("replaying the handshake timed out")), this.connectTimeout),
+    );
+    const steps = async (): Promise<void> => {
+      await this.ask(link, this.initialize!);
+      if (this.initialized) link.sendNotification(this.initialized, undefined);
+      for (const request of [this.logLevel, ...this.subscriptions.values()]) {
+        if (request) await this.ask(link, request);
+      }
+    };
+    await Promise.race([steps(), timeout]);
+  }
+
+  private async ask(link: Link, request: Message): Promise<void> {
+    const id = `mcp-ws-replay-${++this.replays}`;
+    const answer = await link.ask({ ...request, id } as Message, id);
+    const error = answer["error"] as { message?: string } | undefined;
+    if (error) throw new HandshakeError(`replaying ${String(request["method"])} failed: ${error.message ?? "error"}`);
+  }
+
+  private remember(message: Message): void {
+    const method = message["method"];
+    if (method === "initialize") this.initialize = message;
+    else if (method === "notifications/initialized") this.initialized = message;
+    else if (method === "logging/setLevel") this.logLevel = message;
+    else if (method === "resources/subscribe" || method === "resources/unsubscribe") {
+      const uri = String((message["params"] as { uri?: unknown } | undefined)?.uri ?? "");
+      if (method === "resources/subscribe") this.subscriptions.set(uri, message);
+      else this.subscriptions.delete(uri);
+    }
+  }
+
+  private async resend(message: Message): Promise<void> {
+    const id = message["id"] as RequestId;
+    try {
+      const link = await this.live();
+      await link.sendRequest(message, id);
+    } catch (error) {
+      this.toSdk({ jsonrpc: "2.0", id, error: { code: CONNECTION_CLOSED, message: (error as Error).message } });
+    }
+  }
+
+  // ------------------------------------------------------------------ to the SDK
 
   /**
    * Hand a message to the SDK, one per microtask: the SDK runs notification handlers a
    * microtask after `onmessage` but settles responses at once, so a response must not
    * overtake the notifications (progress) that arrived before it in the same WebSocket
-   * message. Its credit goes back once the SDK has it.
+   * message. Its credit goes back, on its connection, once the SDK has it.
+   * @internal
    */
-  private toSdk(message: unknown, sid = 0, size = 0): void {
-    this.inbox.push({ message, sid, size });
+  toSdk(message: unknown, link?: Link, sid = 0, size = 0): void {
+    this.inbox.push({ message, link, sid, size });
     this.scheduleInbox();
   }
 
@@ -383,73 +800,19 @@ export class McpWsTransport implements Transport {
         try {
           this.onmessage?.(item.message as JSONRPCMessage);
         } finally {
-          this.acknowledge(item.sid, item.size);
+          item.link?.acknowledge(item.sid, item.size);
         }
       }
       this.scheduleInbox();
     });
   }
 
-  private cancelled(sid: number, code: ErrorCode, reason: string, remote: boolean): void {
-    const id = this.ownSid.get(sid);
-    if (id !== undefined) {
-      this.forgetOwn(sid);
-      const who = remote ? "the peer" : "mcp-ws";
-      this.answerLocally(id, REQUEST_REFUSED, `request cancelled by ${who} (${errorName(code)})${reason ? `: ${reason}` : ""}`);
-      return;
-    }
-    const peerId = this.peerSid.get(sid);
-    if (peerId !== undefined) {
-      this.peer.delete(peerId);
-      this.peerSid.delete(sid);
-      const params: Record<string, unknown> = { requestId: peerId };
-      if (reason) params["reason"] = reason;
-      this.toSdk({ jsonrpc: "2.0", method: "notifications/cancelled", params });
-    }
-  }
-
-  private endedWithoutAnswer(sid: number): void {
-    const id = this.ownSid.get(sid);
-    if (id === undefined) return;
-    this.forgetOwn(sid);
-    this.answerLocally(id, REQUEST_REFUSED, "the peer ended the request without answering");
-  }
-
-  private terminated(event: Extract<Event, { kind: "terminated" }>): void {
-    this.termination = event;
-    const text = this.closedText();
-    for (const id of [...this.own.keys()]) this.answerLocally(id, CONNECTION_CLOSED, text);
-    this.own.clear();
-    this.ownSid.clear();
-    this.peer.clear();
-    this.peerSid.clear();
-    this.direct.clear();
-    this.scheduleFlush(); // the GOAWAY, then the close
-  }
-
-  private answerLocally(id: RequestId, code: number, message: string): void {
-    this.toSdk({ jsonrpc: "2.0", id, error: { code, message } });
-  }
-
-  private forgetOwn(sid: number): void {
-    const id = this.ownSid.get(sid);
-    this.ownSid.delete(sid);
-    this.direct.delete(sid);
-    if (id !== undefined) this.own.delete(id);
-  }
-
-  private acknowledge(sid: number, size: number): void {
-    const core = this.core;
-    if (!core || !size) return;
-    if (core.acknowledge(sid, size)) this.scheduleFlush();
-    if (this.slotWaiters.length) this.wakeSlotWaiters(); // a stream read to its end frees its slot
-  }
-
-  private wakeSlotWaiters(): void {
-    const core = this.core;
-    if (!this.slotWaiters.length || !core) return;
-    let free = core.closed || core.state !== "open" ? this.slotWaiters.length : core.streamSlots;
-    while (free-- > 0 && this.slotWaiters.length) this.slotWaiters.shift()!();
+  /** The transport is over: `onclose` after what is still on its way to the SDK. */
+  private finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.inbox.push("close");
+    this.scheduleInbox();
   }
 
   private onJsonText(data: unknown): void {
@@ -467,77 +830,8 @@ export class McpWsTransport implements Transport {
     this.toSdk(message);
   }
 
-  // ------------------------------------------------------------------ I/O
-
   private get connectTimeout(): number {
     return this.options.connectTimeoutMs ?? 10000;
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    queueMicrotask(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
-  }
-
-  /** Send what the core has queued; close the WebSocket once the core is finished. */
-  private flush(): void {
-    const core = this.core;
-    const ws = this.ws;
-    if (!core || !ws || this.ended || ws.readyState !== 1) return;
-    for (const message of core.dataToSend()) ws.send(message);
-    if (core.isFinished) {
-      const reason = truncateUtf8(this.termination?.reason ?? "", MAX_CLOSE_REASON_BYTES);
-      ws.close(core.closeCode ?? 1000, reason);
-    }
-  }
-
-  /** Run the core's timers at its next deadline (HELLO timeout, keepalive, dead peer). */
-  private arm(): void {
-    const core = this.core;
-    const deadline = core?.nextDeadline();
-    if (!core || deadline === undefined || this.ended) return;
-    if (this.timer !== undefined && deadline >= this.armedAt) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.armedAt = deadline;
-    const delay = Math.max((deadline - performance.now() / 1000) * 1000, 0);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.armedAt = Infinity;
-      this.onEvents(core.tick());
-      this.flush();
-      if (core.closed && this.termination?.code === ErrorCode.TIMEOUT) this.onSocketClosed(1006, "dead peer");
-      else this.arm();
-    }, delay);
-    (this.timer as { unref?: () => void }).unref?.();
-  }
-
-  private onSocketClosed(code: number, reason: string): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    const core = this.core;
-    if (core && !core.closed) {
-      this.onEvents(core.connectionLost(`the connection was lost (WebSocket ${code})${reason ? `: ${reason}` : ""}`));
-    }
-    for (const waiter of this.slotWaiters.splice(0)) waiter();
-    const ws = this.ws;
-    if (ws) {
-      ws.onmessage = ws.onclose = ws.onerror = null;
-      if (ws.readyState < 2) ws.close(1000);
-    }
-    this.closedResolve?.();
-    this.inbox.push("close"); // after what is still on its way to the SDK
-    this.scheduleInbox();
-  }
-
-  private closedText(): string {
-    const t = this.termination;
-    if (!t) return "the connection is closed";
-    const who = t.remote ? "the peer" : "we";
-    return `connection closed (${errorName(t.code)} from ${who}, WebSocket ${t.closeCode})${t.reason ? `: ${t.reason}` : ""}`;
   }
 }
 

@@ -138,6 +138,70 @@ describe("the SDK Client over McpWsTransport", { timeout: 120000 }, () => {
   });
 });
 
+describe("handover", { timeout: 60000 }, () => {
+  test("after a graceful GOAWAY new calls move to a new connection, calls in flight finish", async () => {
+    const server = await startServer();
+    try {
+      const { client, transport } = await connectClient(server.url);
+      assert.equal(textOf(await client.callTool({ name: "client_name" })), "interop");
+      const slow = client.callTool({ name: "sleepy", arguments: { seconds: 1 } });
+      assert.equal(textOf(await client.callTool({ name: "go_away" })), "going away");
+      assert.equal(transport.connections, 1);
+      const moved = await client.callTool({ name: "add", arguments: { a: 2, b: 3 } });
+      assert.equal(textOf(moved), "5");
+      assert.equal(transport.connections, 2);
+      // The new connection replayed initialize: the server knows this client there too.
+      assert.equal(textOf(await client.callTool({ name: "client_name" })), "interop");
+      assert.equal(textOf(await slow), "rested"); // finished on the connection going away
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test("without handover, requests after a GOAWAY are refused", async () => {
+    const server = await startServer();
+    try {
+      const { client, transport } = await connectClient(server.url, { handover: false });
+      await client.callTool({ name: "go_away" });
+      await assert.rejects(client.callTool({ name: "add", arguments: { a: 1, b: 1 } }), McpError);
+      assert.equal(transport.connections, 1);
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test("after a lost connection the next request reaches a new server at the same URL", async () => {
+    const first = await startServer();
+    const port = new URL(first.url).port;
+    const { client, transport } = await connectClient(first.url);
+    const lost: Error[] = [];
+    transport.onconnectionlost = (error) => lost.push(error);
+    const pending = client.callTool({ name: "sleepy", arguments: { seconds: 30 } });
+    const failure = pending.then(
+      () => undefined,
+      (error: unknown) => error,
+    ); // handled now: it fails while the server stops
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await first.stop();
+    const error = await failure;
+    assert.ok(error instanceof McpError, String(error));
+    assert.equal(error.code, -32000);
+    assert.equal(lost.length, 1);
+    const second = await startServer(["--port", port]);
+    try {
+      assert.equal(second.url, first.url);
+      const result = await client.callTool({ name: "add", arguments: { a: 20, b: 22 } });
+      assert.equal(textOf(result), "42");
+      assert.equal(transport.connections, 2);
+      await client.close();
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
 describe("the JSON-text fallback", { timeout: 60000 }, () => {
   test("a server that picks `mcp` is spoken to in JSON text frames", async () => {
     const server = await startServer();

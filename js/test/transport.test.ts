@@ -49,9 +49,32 @@ test("a HELLO delivered in the same tick as the open event is not lost", async (
   await transport.start();
   assert.equal(transport.core?.peerHelloReceived, true);
   assert.ok(socket!.fromClient.length >= 1, "our HELLO went out at once");
-  const ended: boolean[] = [];
-  transport.onclose = () => ended.push(true);
+  const ended: string[] = [];
+  transport.onclose = () => ended.push("closed");
+  transport.onconnectionlost = () => ended.push("lost");
   socket!.onclose?.({ code: 1006, reason: "" });
   await new Promise((resolve) => setTimeout(resolve, 10));
-  assert.deepEqual(ended, [true]);
+  assert.deepEqual(ended, ["lost"]); // with handover the transport lives on: it reconnects
+  await transport.close();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(ended, ["lost", "closed"]);
+});
+
+test("without handover a lost WebSocket closes the transport", async () => {
+  let socket: SameTickSocket | undefined;
+  const Fake = class extends SameTickSocket {
+    constructor() {
+      super();
+      socket = this;
+    }
+  };
+  const options = { WebSocket: Fake as unknown as WebSocketConstructor, handover: false };
+  const transport = new McpWsTransport("ws://fake/mcp", options);
+  await transport.start();
+  const ended: string[] = [];
+  transport.onclose = () => ended.push("closed");
+  transport.onconnectionlost = () => ended.push("lost");
+  socket!.onclose?.({ code: 1006, reason: "" });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(ended, ["closed"]);
 });

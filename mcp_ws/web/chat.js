@@ -32,13 +32,15 @@ async function connect() {
   const token = $("token").value || new URLSearchParams(location.hash.slice(1)).get("token") || undefined;
   const client = new Client({ name: "mcp-ws chat page", version: "1.0.0" });
   const transport = new McpWsTransport(url, token ? { token } : {});
-  transport.onclose = () => {
+  const lost = () => {
     if (chat.client !== client) return;
     status("disconnected", "down");
     problem("The connection to the server was lost.");
     chat.current?.cancel("the connection was lost");
     idle(false);
   };
+  transport.onclose = lost;
+  transport.onconnectionlost = lost; // (a server going away gracefully is handed over)
   try {
     await client.connect(transport);
   } catch (error) {
