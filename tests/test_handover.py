@@ -19,6 +19,7 @@ from mcp_types import CONNECTION_CLOSED, CallToolResult, TextContent
 
 import mcp_ws
 from mcp_ws.protocol import ErrorCode
+from mcp_ws.protocol.events import StreamCancelled
 from mcp_ws.sdk.handover import HandoverReadStream
 
 from .apps import Probe, build_app
@@ -195,3 +196,34 @@ async def test_with_no_server_a_request_fails_after_backing_off_and_the_next_tri
                 assert text_of(await s.call_tool("add", {"a": 2, "b": 2})) == "4"
             assert read.handover.connections == 2
         await background.stop()
+
+
+async def test_a_refused_streaming_call_is_resent_with_its_route() -> None:
+    """A streaming call refused unprocessed is sent again elsewhere: its deltas still go
+    straight to its `ToolStream` (the route travels with the request)."""
+    async with live_server() as (server, probe), session(server.url) as (s, read):
+        args = {"count": 5, "pause": 0.2}
+        async with mcp_ws.stream_tool(s, "generate", args) as stream:
+            with anyio.fail_after(5):
+                await probe.stream_started.wait()
+            bridge = read.bridge
+            assert bridge is not None
+            assert bridge.mux is not None
+            (call,) = list(bridge.calls)
+            assert call.route is stream
+            # As the core reports a stream the server refused (REFUSED_STREAM after its
+            # GOAWAY): the handler stops, and the call goes out again.
+            bridge.mux.cancel(call.stream_id, ErrorCode.REFUSED_STREAM, "refused")
+            refused = StreamCancelled(
+                stream_id=call.stream_id,
+                error_code=ErrorCode.REFUSED_STREAM,
+                reason="refused",
+                remote=True,
+            )
+            bridge.on_events([refused])
+            with anyio.fail_after(10):
+                events = [event async for event in stream]
+        deltas = [e for e in events if isinstance(e, mcp_ws.Delta)]
+        assert isinstance(events[-1], mcp_ws.Completed)
+        assert "".join(d.text for d in deltas) == "t0 t1 t2 t3 t4 "
+        assert stream.direct

@@ -54,7 +54,7 @@ from ..protocol.events import (
     StreamEnded,
 )
 from ..transport.mux import MuxConnection
-from .calls import Call, CallTable, claim_route
+from .calls import Call, CallTable, Route, claim_route
 
 __all__ = [
     "DEFAULT_SEND_BUDGET",
@@ -127,6 +127,7 @@ class SessionBridge:
     ``inbox``: where messages for the SDK go, when several bridges share one (see
     `Inbox`); the bridge then leaves ending it to its owner. ``on_goaway`` is called
     when the peer sends a graceful GOAWAY. ``retry``, when given, receives each request
+    (with its route, if it had one)
     of ours the peer refused unprocessed (REFUSED_STREAM, or a GOAWAY that came first),
     instead of the SDK getting an error for it: it was never processed, so it is safe to
     send again on another connection.
@@ -139,7 +140,7 @@ class SessionBridge:
         send_budget: int = DEFAULT_SEND_BUDGET,
         inbox: Inbox | None = None,
         on_goaway: Callable[[SessionBridge], None] | None = None,
-        retry: Callable[[JSONRPCRequest], None] | None = None,
+        retry: Callable[[JSONRPCRequest, Route | None], None] | None = None,
     ) -> None:
         self.role = role
         self.send_budget = send_budget
@@ -250,7 +251,8 @@ class SessionBridge:
         self.calls.remove(call)
         refused = event.remote and event.error_code is ErrorCode.REFUSED_STREAM
         if call.ours and refused and self._retry is not None and call.request is not None:
-            self._retry(call.request)  # never processed: safe to send again elsewhere
+            # Never processed: safe to send again elsewhere, with its route.
+            self._retry(call.request, call.route)
             return
         if call.ours:
             who = "the peer" if event.remote else "mcp-ws"
@@ -365,7 +367,8 @@ class SessionBridge:
             return
         except UsageError as exc:
             if self._retry is not None and not mux.accepting_streams:
-                self._retry(message)  # the peer's GOAWAY came first: not sent at all
+                # The peer's GOAWAY came first: not sent at all.
+                self._retry(message, claim_route(message.method, message.params))
                 return
             self._answer_locally(message.id, REQUEST_REFUSED, f"request not sent: {exc}")
             return

@@ -48,7 +48,7 @@ from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
 from ..transport.websocket import MessageChannel
 from .bridge import Inbox, SessionBridge
-from .calls import routing
+from .calls import Route, routing
 
 __all__ = ["RECONNECT_ATTEMPTS", "Handover"]
 
@@ -314,15 +314,20 @@ class Handover:
             else:
                 self._subscriptions.pop(uri, None)
 
-    def _resend_later(self, request: JSONRPCRequest) -> None:
-        """A request the server refused unprocessed: send it again on a live connection."""
+    def _resend_later(self, request: JSONRPCRequest, route: Route | None) -> None:
+        """A request the server refused unprocessed: send it again on a live connection
+        (with its route: a streaming call keeps reading its own deltas)."""
         assert self._group is not None
-        self._group.start_soon(self._resend, request)
+        self._group.start_soon(self._resend, request, route)
 
-    async def _resend(self, request: JSONRPCRequest) -> None:
+    async def _resend(self, request: JSONRPCRequest, route: Route | None) -> None:
         try:
             bridge = await self._live()
-            await bridge.send(SessionMessage(message=request))
+            if route is None:
+                await bridge.send(SessionMessage(message=request))
+            else:
+                with routing(route):
+                    await bridge.send(SessionMessage(message=request))
         except anyio.BrokenResourceError as exc:
             error = ErrorData(code=CONNECTION_CLOSED, message=str(exc))
             answer = JSONRPCError(jsonrpc="2.0", id=request.id, error=error)

@@ -131,7 +131,11 @@ StreamEvent = Started | Delta | Completed | Failed
 """What iterating a `ToolStream` yields."""
 
 _End = tuple[Completed | Failed, int | None]
-_Delivery = tuple[str, Any, int]  # ("partial", params, stream bytes) or ("end", _End, 0)
+_Ack = Callable[[int], None] | None
+# ("partial", params, stream bytes, how to return them) or ("end", _End, 0, None): each
+# delivery returns its credit where it came from (a call sent again after a refusal is
+# carried by another stream).
+_Delivery = tuple[str, Any, int, _Ack]
 
 
 class ToolStream:
@@ -157,7 +161,7 @@ class ToolStream:
         # Created on entry, so a stream that is never entered holds nothing to close.
         self._inbox_send: MemoryObjectSendStream[_Delivery]
         self._inbox: MemoryObjectReceiveStream[_Delivery]
-        self._pending: dict[int, tuple[Mapping[str, Any], int]] = {}
+        self._pending: dict[int, tuple[Mapping[str, Any], int, _Ack]] = {}
         self._next_seq = 0
         self._end: _End | None = None
         self._end_deadline = 0.0
@@ -293,24 +297,24 @@ class ToolStream:
     def deliver(self, params: Any, size: int = 0) -> None:
         """A partial result for this call (from its route or the SDK binding)."""
         try:
-            self._inbox_send.send_nowait(("partial", params, size))
+            self._inbox_send.send_nowait(("partial", params, size, self._ack))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._acknowledge(size)
+            _give_back(size, self._ack)
 
     def _absorb(self, item: _Delivery) -> None:
-        kind, payload, size = item
+        kind, payload, size, ack = item
         if kind == "end":
             self._end = payload
             self._end_deadline = anyio.current_time() + LATE_DELTA_GRACE
             return
         seq = payload.get("seq") if isinstance(payload, Mapping) else None
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < self._next_seq:
-            self._acknowledge(size)  # malformed or a duplicate
+            _give_back(size, ack)  # malformed or a duplicate
             return
-        self._pending[seq] = (payload, size)
+        self._pending[seq] = (payload, size, ack)
 
-    def _event(self, params: Mapping[str, Any], size: int) -> StreamEvent | None:
-        self._acknowledge(size)  # consumed: the server may send that much more
+    def _event(self, params: Mapping[str, Any], size: int, ack: _Ack) -> StreamEvent | None:
+        _give_back(size, ack)  # consumed: the server may send that much more
         seq = self._next_seq
         self._next_seq += 1
         kind = params.get("event")
@@ -333,20 +337,16 @@ class ToolStream:
             self._aggregate.add_structured(structured)
         return Delta(seq=seq, blocks=blocks, structured=structured)
 
-    def _acknowledge(self, size: int) -> None:
-        if size and self._ack is not None:
-            self._ack(size)
-
     def _release_unread(self) -> None:
-        for _, size in self._pending.values():
-            self._acknowledge(size)
+        for _, size, ack in self._pending.values():
+            _give_back(size, ack)
         self._pending.clear()
         while True:
             try:
-                _, _, size = self._inbox.receive_nowait()
+                _, _, size, ack = self._inbox.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 return
-            self._acknowledge(size)
+            _give_back(size, ack)
 
     async def _call(self) -> None:
         outcome: Completed | Failed = Failed(error=CallCancelledError("cancelled by the caller"))
@@ -376,7 +376,13 @@ class ToolStream:
             else:
                 outcome = Completed(result=result)
         end: _End = (outcome, last_seq)
-        self._inbox_send.send_nowait(("end", end, 0))
+        self._inbox_send.send_nowait(("end", end, 0, None))
+
+
+def _give_back(size: int, ack: _Ack) -> None:
+    """Return ``size`` bytes of credit to the stream that carried them (if mcp-ws did)."""
+    if size and ack is not None:
+        ack(size)
 
 
 def _last_seq(result: CallToolResult) -> int | None:
