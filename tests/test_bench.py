@@ -242,3 +242,35 @@ async def test_the_runner_keeps_to_one_cpu_while_it_runs_and_gives_the_rest_back
     assert seen == [before]
     assert os.sched_getaffinity(0) == before
     assert free.median("rtt", "mcp-ws (legacy)", "p50_ms") is not None
+
+
+@pytest.mark.timeout(150)
+async def test_fan_out_finds_how_many_paced_streams_each_transport_sustains(
+    anyio_backend: str,
+) -> None:
+    code, out, err = await run_command(
+        anyio_backend,
+        "bench",
+        *TINY,
+        "--json",
+        "--transports",
+        "ws,stdio",
+        "--scenarios",
+        "fanout",
+        limit=140,
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    rows = report["results"]["fanout"]["targets"]
+    assert set(rows) == {"mcp-ws", "mcp-ws (legacy)", "stdio", "stdio (legacy)"}
+    for label, row in rows.items():
+        assert "error" not in row, (label, row)
+        streams = figures(row)["streams"]
+        # 0 (not even 10 streams), or a multiple of 5 from 10 up to --quick's 160
+        assert streams == 0 or (10 <= streams <= 160 and streams % 5 == 0), (label, streams)
+        if streams:
+            assert 0 < figures(row)["p99_ms"] <= 25, (label, row)
+    (headline,) = [h for h in report["headlines"] if h["scenario"] == "fanout"]
+    assert headline["what"] == "fan-out streams"
+    assert headline["target"] == ">= 5x"
+    assert headline["stock_label"] in ("stdio", "stdio (legacy)")

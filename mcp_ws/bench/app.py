@@ -74,8 +74,8 @@ class _Gauge:
 
 
 def build_bench_app() -> MCPServer:
-    """The bench server: ``echo``, ``stream``, ``progress``, ``blob``, ``hold``, ``stats``,
-    ``collect``."""
+    """The bench server: ``echo``, ``stream``, ``progress``, ``paced``,
+    ``paced_progress``, ``blob``, ``hold``, ``stats``, ``collect``."""
     app = MCPServer("mcp-ws bench", log_level="WARNING")
     advertise_streaming(app)
     gauge = _Gauge()
@@ -102,6 +102,28 @@ def build_bench_app() -> MCPServer:
         chunk = "x" * size
         for i in range(count):
             await ctx.report_progress(i + 1, count, chunk)
+        return f"{count} progress notifications"
+
+    @app.tool()
+    async def paced(count: int, rate: float, ctx: Context) -> CallToolResult:
+        """``count`` deltas at ``rate`` per second (a model's pace), each carrying the
+        monotonic time it was due, through the streaming extension."""
+        start = time.monotonic()
+        async with partial_results(ctx) as out:
+            for i in range(count):
+                due = start + i / rate
+                await anyio.sleep(max(due - time.monotonic(), 0.0))
+                await out.send_text(f"{due:.6f} ")
+        return CallToolResult(content=[TextContent(type="text", text=f"{count} deltas")])
+
+    @app.tool()
+    async def paced_progress(count: int, rate: float, ctx: Context) -> str:
+        """`paced` the way stock MCP streams: each due time in a progress message."""
+        start = time.monotonic()
+        for i in range(count):
+            due = start + i / rate
+            await anyio.sleep(max(due - time.monotonic(), 0.0))
+            await ctx.report_progress(i + 1, count, f"{due:.6f}")
         return f"{count} progress notifications"
 
     @app.tool()

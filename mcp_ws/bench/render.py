@@ -34,6 +34,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "server_kib_each": ("server KiB each", "{:.0f}"),
     "in_flight": ("most in flight", "{:,.0f}"),
     "all_answered_s": ("all answered, s", "{:.2f}"),
+    "streams": ("streams", "{:,.0f}"),
 }
 
 

@@ -217,6 +217,7 @@ HEADLINES = (
     _Spec("streaming", "deltas_per_s", "deltas/s", True, ">= 10x", _ratio_at_least(10)),
     _Spec("streaming", "first_ms", "first delta", False, "< 1 ms", _below(1.0)),
     _Spec("hol", "ratio", "HOL p99, loaded/idle", False, "<= 3", _at_most(3.0), False),
+    _Spec("fanout", "streams", "fan-out streams", True, ">= 5x", _ratio_at_least(5)),
     _Spec("memory", "server_mib", "server RSS growth, MiB", False, "bounded", _BOUNDED, False),
     _Spec("memory", "client_mib", "client RSS growth, MiB", False, "bounded", _BOUNDED, False),
     _Spec("large_64mib", "ms", "64 MiB result, ms", False, "works", _works),

@@ -45,6 +45,8 @@ class Sizes:
     connections: int = 1000
     streams: int = 10_000
     large_limit: float = 60.0  # seconds a large result may take before it counts as failed
+    fanout_max: int = 640  # the most concurrent paced streams the fan-out run tries
+    fanout_seconds: float = 1.5  # how long each step of the fan-out run streams
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -58,6 +60,8 @@ class Sizes:
             connections=200,
             streams=2000,
             large_limit=10.0,
+            fanout_max=160,
+            fanout_seconds=1.0,
         )
 
 
@@ -294,6 +298,93 @@ def large(size: int) -> Callable[[Client, Target, Sizes], Awaitable[Figures]]:
     return run
 
 
+FANOUT_RATE = 40.0  # deltas per second per stream: a language model's pace
+FANOUT_DELAY = 0.025  # seconds: the 99th percentile delta delay a step may reach
+FANOUT_START = 10  # streams in the first step; each next step doubles them
+FANOUT_BISECT = 3  # halvings between the last step met and the first missed
+
+
+async def _paced_delays(
+    client: Client, target: Target, streams: int, seconds: float
+) -> tuple[list[float], int]:
+    """Run ``streams`` paced streams at once (starts spread over one delta's interval);
+    returns every delta's delay past its due time, and how many streams failed."""
+    count = max(2, int(FANOUT_RATE * seconds))
+    arguments = {"count": count, "rate": FANOUT_RATE}
+    delays: list[float] = []
+    failed = 0
+
+    def arrived(text: str | None) -> None:
+        due = float((text or "").split()[0])
+        delays.append(time.monotonic() - due)
+
+    async def one(offset: float) -> None:
+        nonlocal failed
+        await anyio.sleep(offset)
+        before = len(delays)
+        try:
+            if target.ours:
+                async with stream_tool(client, "paced", arguments) as stream:
+                    async for event in stream:
+                        if isinstance(event, Delta):
+                            arrived(event.text)
+                if not isinstance(stream.outcome, Completed):
+                    failed += 1
+            else:
+
+                async def on_progress(
+                    progress: float, total: float | None, message: str | None
+                ) -> None:
+                    arrived(message)
+
+                await client.call_tool("paced_progress", arguments, progress_callback=on_progress)
+        except Exception:  # a stream that failed counts, whatever the transport said
+            failed += 1
+            return
+        if len(delays) - before < count:
+            failed += 1  # not every delta came
+
+    async with anyio.create_task_group() as tg:
+        for i in range(streams):
+            tg.start_soon(one, (i % 25) / 25 / FANOUT_RATE)
+    return delays, failed
+
+
+async def fanout(client: Client, target: Target, sizes: Sizes) -> Figures:
+    """The most concurrent streams of 40 deltas/s one server sustains with the 99th
+    percentile delta delay (arrival past the time the delta was due) at most 25 ms:
+    10, 20, 40, ... streams until a step misses (a failed stream misses too), then
+    `FANOUT_BISECT` halvings of the gap between the last step met and the first missed.
+    Counts are rounded to fives."""
+    await _paced_delays(client, target, 2, 0.2)  # warm up
+
+    async def meets(streams: int) -> float | None:
+        await _settle(client)
+        delays, failed = await _paced_delays(client, target, streams, sizes.fanout_seconds)
+        p99 = _p(delays, 0.99) if delays else float("inf")
+        return None if failed or p99 > FANOUT_DELAY else p99 * 1000
+
+    best, best_p99, missed = 0, 0.0, 0
+    tried = FANOUT_START
+    while tried <= sizes.fanout_max:
+        p99 = await meets(tried)
+        if p99 is None:
+            missed = tried
+            break
+        best, best_p99 = tried, p99
+        tried *= 2
+    for _ in range(FANOUT_BISECT if best and missed else 0):
+        middle = (best + missed) // 2 // 5 * 5
+        if middle <= best or middle >= missed:
+            break
+        p99 = await meets(middle)
+        if p99 is None:
+            missed = middle
+        else:
+            best, best_p99 = middle, p99
+    return {"streams": float(best), "p99_ms": best_p99}
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """A named measurement and the time it may take."""
@@ -313,6 +404,12 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
         Scenario("streaming", f"a {sizes.deltas:,}-delta stream", streaming, 90),
         Scenario("hol", "small calls beside a bulk stream to a slow reader", head_of_line, 60),
         Scenario("memory", "a producer outrunning its reader", memory, 30),
+        Scenario(
+            "fanout",
+            "fan-out: concurrent 40 deltas/s streams at p99 delay <= 25 ms",
+            fanout,
+            120,
+        ),
     ]
     found += [
         Scenario(f"large_{mib}mib", f"a {mib} MiB result", large(mib * MiB), sizes.large_limit)

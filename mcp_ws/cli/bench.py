@@ -48,7 +48,7 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenarios",
         metavar="LIST",
-        help="comma-separated among rtt, throughput, streaming, hol, memory, large, scale",
+        help="comma-separated among rtt, throughput, streaming, hol, memory, fanout, large, scale",
     )
     parser.add_argument("--round-trips", type=int, metavar="N", help="calls timed one by one")
     parser.add_argument("--deltas", type=int, metavar="N", help="deltas in the streaming run")
@@ -113,7 +113,7 @@ async def bench_command(args: argparse.Namespace) -> int:
     targets = tuple(t for t in TARGETS if t.kind in kinds)
     scale = "ws" in kinds
     if args.scenarios is not None:
-        allowed = ("rtt", "throughput", "streaming", "hol", "memory", "large", "scale")
+        allowed = ("rtt", "throughput", "streaming", "hol", "memory", "fanout", "large", "scale")
         wanted = _choice(args.scenarios, allowed, "--scenarios")
         scale = scale and "scale" in wanted
         if "large" not in wanted:
