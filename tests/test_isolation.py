@@ -25,7 +25,9 @@ CHUNK = 16384  # characters per delta: a paused stream's window fills in ~16 del
 
 def client_core(read: BridgeReadStream) -> Connection:
     """The sans-I/O core under ``mcp_ws.connect``'s read stream (for its byte counts)."""
-    mux = read.bridge.mux
+    bridge = read.bridge
+    assert bridge is not None
+    mux = bridge.mux
     assert mux is not None
     return mux.core
 

@@ -154,8 +154,8 @@ class SessionBridge:
         self._budget_lock = anyio.Lock()
         self._related_yield_at = -math.inf
         self._closed = False
-        self.read_stream = BridgeReadStream(self)
-        self.write_stream = BridgeWriteStream(self)
+        self.read_stream = BridgeReadStream(self.inbox, lambda: self)
+        self.write_stream = BridgeWriteStream(self.send)
 
     def attach(self, mux: MuxConnection) -> None:
         """Bind to the connection whose events `on_events` receives."""
@@ -490,10 +490,6 @@ class SessionBridge:
         if self._owns_inbox:
             self.inbox.close()
 
-    async def receive(self) -> SessionMessage | Exception:
-        """The next message for the SDK; taking it returns its credit."""
-        return await self.inbox.get()
-
 
 def _dump(message: JSONRPCMessage) -> dict[str, Any]:
     return message.model_dump(by_alias=True, mode="json", exclude_unset=True)
@@ -518,19 +514,26 @@ class _ClosedOnExit:
 
 
 class BridgeReadStream(_ClosedOnExit):
-    """The SDK's read stream (`mcp.shared._stream_protocols.ReadStream`)."""
+    """The SDK's read stream (`mcp.shared._stream_protocols.ReadStream`) over an `Inbox`:
+    one bridge's, or the one the bridges of a handover share."""
 
-    def __init__(self, bridge: SessionBridge) -> None:
-        self.bridge = bridge
-        """The bridge this stream belongs to."""
+    def __init__(self, inbox: Inbox, current: Callable[[], SessionBridge | None]) -> None:
+        self.inbox = inbox
+        self._current = current
+
+    @property
+    def bridge(self) -> SessionBridge | None:
+        """The bridge new requests go to (``None`` between connections of a handover)."""
+        return self._current()
 
     async def receive(self) -> SessionMessage | Exception:
-        """The next message; raises ``anyio.EndOfStream`` once the connection is over."""
-        return await self.bridge.receive()
+        """The next message (taking it returns its credit); raises ``anyio.EndOfStream``
+        once no more will come."""
+        return await self.inbox.get()
 
     async def aclose(self) -> None:
         """Stop reading (messages still queued are acknowledged and dropped)."""
-        self.bridge.inbox.close()
+        self.inbox.close()
 
     def __aiter__(self) -> Self:
         return self
@@ -543,18 +546,18 @@ class BridgeReadStream(_ClosedOnExit):
 
 
 class BridgeWriteStream(_ClosedOnExit):
-    """The SDK's write stream (`mcp.shared._stream_protocols.WriteStream`)."""
+    """The SDK's write stream (`mcp.shared._stream_protocols.WriteStream`): each message
+    goes to ``route`` (a bridge's `SessionBridge.send`, or a handover's)."""
 
-    def __init__(self, bridge: SessionBridge) -> None:
-        self.bridge = bridge
-        """The bridge this stream belongs to."""
+    def __init__(self, route: Callable[[SessionMessage], Awaitable[None]]) -> None:
+        self._route = route
         self.closed = False
 
     async def send(self, item: SessionMessage, /) -> None:
         """Route ``item``; raises ``anyio.ClosedResourceError`` after `aclose`."""
         if self.closed:
             raise anyio.ClosedResourceError
-        await self.bridge.send(item)
+        await self._route(item)
 
     async def aclose(self) -> None:
         """No more writes from the SDK."""

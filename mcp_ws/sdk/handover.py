@@ -47,7 +47,7 @@ from ..protocol.limits import Limits
 from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
 from ..transport.websocket import MessageChannel
-from .bridge import Inbox, SessionBridge
+from .bridge import BridgeReadStream, BridgeWriteStream, Inbox, SessionBridge
 from .calls import Route, routing
 
 __all__ = ["RECONNECT_ATTEMPTS", "Handover"]
@@ -112,7 +112,7 @@ class Handover:
         self._handshake_timeout = handshake_timeout
         self.inbox = Inbox()
         self.read_stream = HandoverReadStream(self)
-        self.write_stream = HandoverWriteStream(self)
+        self.write_stream = BridgeWriteStream(self.send)
         self.connections = 0
         """Connections made so far (the first one included)."""
         self._current: SessionBridge | None = None
@@ -339,61 +339,10 @@ def _usable(bridge: SessionBridge) -> bool:
     return mux is not None and mux.accepting_streams and not mux.closed
 
 
-class HandoverReadStream:
-    """The SDK's read stream over a `Handover` (`mcp.shared._stream_protocols.ReadStream`)."""
+class HandoverReadStream(BridgeReadStream):
+    """The SDK's read stream over a `Handover`: its shared inbox, and its `bridge` is the
+    connection new requests go to."""
 
     def __init__(self, handover: Handover) -> None:
+        super().__init__(handover.inbox, lambda: handover.bridge)
         self.handover = handover
-
-    @property
-    def bridge(self) -> SessionBridge | None:
-        """The bridge new requests go to (see `Handover.bridge`)."""
-        return self.handover.bridge
-
-    async def receive(self) -> SessionMessage | Exception:
-        """The next message; ``anyio.EndOfStream`` once the client has left."""
-        return await self.handover.inbox.get()
-
-    async def aclose(self) -> None:
-        """Stop reading."""
-        self.handover.inbox.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            return await self.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
-
-
-class HandoverWriteStream:
-    """The SDK's write stream over a `Handover`."""
-
-    def __init__(self, handover: Handover) -> None:
-        self.handover = handover
-        self.closed = False
-
-    async def send(self, item: SessionMessage, /) -> None:
-        """Route ``item``; raises ``anyio.BrokenResourceError`` when no connection could
-        be made for a request (the SDK reports CONNECTION_CLOSED)."""
-        if self.closed:
-            raise anyio.ClosedResourceError
-        await self.handover.send(item)
-
-    async def aclose(self) -> None:
-        """No more writes from the SDK."""
-        self.closed = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
