@@ -25,6 +25,7 @@ from mcp_ws.sdk.client import client_streams
 from mcp_ws.sdk.server import McpWsServer, session_runner
 from mcp_ws.transport import (
     MemoryChannel,
+    MessageChannel,
     WebSocket,
     accept_websocket,
     memory_channel_pair,
@@ -38,10 +39,15 @@ from .apps import Probe, build_app
 @asynccontextmanager
 async def memory_session(
     probe: Probe | None = None,
+    *,
+    buffer: int = 64,
+    wrap: Callable[[MemoryChannel], MessageChannel] | None = None,
 ) -> AsyncIterator[tuple[ClientSession, SessionBridge, MemoryChannel, MemoryChannel]]:
     """A ClientSession and the test app's server session, over memory channels (no
-    socket): the session, its bridge, and the client's and the server's channels."""
-    a, b = memory_channel_pair()
+    socket): the session, its bridge, and the client's and the server's channels.
+    ``buffer``: messages each channel holds unread; ``wrap``: what the client speaks
+    through, around its channel."""
+    a, b = memory_channel_pair(buffer=buffer)
     server = McpWsServer(
         session_runner(build_app(probe)),
         policy=HandshakePolicy(),
@@ -52,7 +58,11 @@ async def memory_session(
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve_mux, b)
-        async with client_streams(a) as (read, write), ClientSession(read, write) as session:
+        channel = a if wrap is None else wrap(a)
+        async with (
+            client_streams(channel) as (read, write),
+            ClientSession(read, write) as session,
+        ):
             await session.initialize()
             yield session, read.bridge, a, b
         tg.cancel_scope.cancel()

@@ -16,12 +16,9 @@ from mcp_types import CONNECTION_CLOSED, TextContent
 import mcp_ws
 from mcp_ws.protocol import ErrorCode, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event, HelloReceived, MessageReceived
-from mcp_ws.sdk.client import client_streams
-from mcp_ws.sdk.server import McpWsServer, session_runner
 from mcp_ws.transport import MemoryChannel, MuxConnection, memory_channel_pair
-from mcp_ws.transport.policy import HandshakePolicy
 
-from .apps import Probe, build_app
+from .apps import Probe
 from .livehelpers import memory_session as session_pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -240,22 +237,14 @@ class CountingChannel:
 
 @asynccontextmanager
 async def counted_session(*, ready: bool) -> AsyncIterator[tuple[ClientSession, CountingChannel]]:
-    a, b = memory_channel_pair(buffer=1024)
-    channel = CountingChannel(a, ready=ready)
-    server = McpWsServer(
-        session_runner(build_app()),
-        policy=HandshakePolicy(),
-        settings=mcp_ws.Settings(),
-        limits=None,
-        handshake_timeout=5,
-        send_budget=1 << 20,
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve_mux, b)
-        async with client_streams(channel) as (read, write), ClientSession(read, write) as session:
-            await session.initialize()
-            yield session, channel
-        tg.cancel_scope.cancel()
+    channels: list[CountingChannel] = []
+
+    def counting(channel: MemoryChannel) -> CountingChannel:
+        channels.append(CountingChannel(channel, ready=ready))
+        return channels[0]
+
+    async with session_pair(buffer=1024, wrap=counting) as (session, _, _, _):
+        yield session, channels[0]
 
 
 async def test_a_lone_request_is_written_by_its_caller_and_a_crowd_by_the_writer() -> None:
