@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -20,7 +21,10 @@ from mcp_types import CONNECTION_CLOSED, CallToolResult, TextContent
 import mcp_ws
 from mcp_ws.protocol import ErrorCode
 from mcp_ws.protocol.events import StreamCancelled
-from mcp_ws.sdk.handover import HandoverReadStream
+from mcp_ws.sdk.bridge import REQUEST_REFUSED
+from mcp_ws.sdk.calls import handling_bridge
+from mcp_ws.sdk.handover import RESEND_LIMIT, HandoverReadStream
+from mcp_ws.sdk.server import serving_sessions
 
 from .apps import Probe, build_app
 from .livehelpers import live_server
@@ -227,3 +231,33 @@ async def test_a_refused_streaming_call_is_resent_with_its_route() -> None:
         assert isinstance(events[-1], mcp_ws.Completed)
         assert "".join(d.text for d in deltas) == "t0 t1 t2 t3 t4 "
         assert stream.direct
+
+
+async def test_a_server_that_sends_every_connection_away_is_not_spun_against() -> None:
+    """A server that refuses every request unprocessed and sends its connection away:
+    the request is resent a bounded number of times, with backoff, then fails clearly."""
+
+    async def go_away_at_once(read: Any, write: Any) -> None:
+        bridge = handling_bridge()
+        assert bridge is not None
+        assert bridge.mux is not None
+        async for item in read:
+            call = bridge.calls.peer(getattr(item.message, "id", None))
+            if call is not None:
+                bridge.mux.cancel(call.stream_id, ErrorCode.REFUSED_STREAM, "not here")
+            bridge.mux.close(ErrorCode.NO_ERROR, "not here")
+
+    async with serving_sessions(go_away_at_once, port=0) as server:
+        async with (
+            mcp_ws.connect(server.url) as (read, write),
+            ClientSession(read, write) as s,
+        ):
+            assert isinstance(read, HandoverReadStream)
+            started = time.monotonic()
+            with anyio.fail_after(30), pytest.raises(MCPError) as caught:
+                await s.initialize()
+            assert caught.value.error.code == REQUEST_REFUSED
+            assert "refused unprocessed by 6 connections" in caught.value.error.message
+            # at most one connection per resend, and they backed off
+            assert read.handover.connections <= 1 + RESEND_LIMIT
+            assert time.monotonic() - started >= 0.5

@@ -112,7 +112,13 @@ function isRequestId(value: unknown): value is RequestId {
 /** Attempts one request makes to reach the server before it fails (as in Python). */
 export const RECONNECT_ATTEMPTS = 5;
 const RECONNECT_DELAY_MS = 100;
+/** The longest wait between two attempts. A connection that ends (or is sent away)
+ * sooner than this after it opened counts as a failed attempt, one that lasted resets
+ * the backoff: a server that sends every connection away at once is not spun against. */
 const RECONNECT_DELAY_MAX_MS = 2000;
+/** Times one refused request is sent again before it fails with REQUEST_REFUSED. */
+export const RESEND_LIMIT = RECONNECT_ATTEMPTS;
+const RESENDS_KEPT = 1024; // request ids whose resends are counted at once
 
 type Terminated = Extract<Event, { kind: "terminated" }>;
 
@@ -140,6 +146,8 @@ class Link {
   readonly core: Connection;
   termination: Terminated | undefined;
   ended = false;
+  /** When it opened (ms), until the transport counted how long it lasted. */
+  openedAt: number | undefined = performance.now();
   readonly closed: Promise<void>;
 
   private readonly own = new Map<RequestId, number>();
@@ -503,6 +511,7 @@ export class McpWsTransport implements Transport {
   private closing = false;
   private ended = false;
   private failures = 0;
+  private readonly resends = new Map<RequestId, number>();
   private connecting: Promise<Link> | undefined;
   private replays = 0;
   // What a new connection replays (2025-11-25 era).
@@ -536,6 +545,7 @@ export class McpWsTransport implements Transport {
     const { ws, link } = await this.dial(this.options.subprotocols ?? [SUBPROTOCOL, COMPAT_SUBPROTOCOL]);
     this.subprotocol = ws.protocol;
     this.current = link;
+    if (link && !link.usable) this.goingAway(link); // sent away before start() returned
     if (ws.protocol === COMPAT_SUBPROTOCOL) {
       this.jsonText = ws;
       ws.onclose = () => this.finish();
@@ -670,6 +680,7 @@ export class McpWsTransport implements Transport {
 
   /** @internal */
   goingAway(link: Link): void {
+    this.settle(link);
     if (this.current !== link || !this.retry) return;
     this.current = undefined; // new requests move to a new connection, made now
     this.live().catch((error: unknown) => {
@@ -679,6 +690,7 @@ export class McpWsTransport implements Transport {
 
   /** @internal */
   linkClosed(link: Link): void {
+    this.settle(link);
     this.links.delete(link);
     const wasCurrent = this.current === link;
     if (wasCurrent) this.current = undefined;
@@ -691,6 +703,15 @@ export class McpWsTransport implements Transport {
     if (wasCurrent && !graceful) {
       this.onconnectionlost?.(new ConnectionClosedError(link.closedText(), link.termination?.code ?? ErrorCode.INTERNAL_ERROR));
     }
+  }
+
+  /** `link` is ending (counted once): a short-lived one was a failed attempt. */
+  private settle(link: Link): void {
+    const opened = link.openedAt;
+    if (opened === undefined) return;
+    link.openedAt = undefined;
+    if (performance.now() - opened < RECONNECT_DELAY_MAX_MS) this.failures += 1;
+    else this.failures = 0;
   }
 
   /** The connection for a new request: the current one, or a new one (replaying the
@@ -715,7 +736,11 @@ export class McpWsTransport implements Transport {
       try {
         link = (await this.dial([SUBPROTOCOL])).link!;
         await this.replay(link);
-        this.failures = 0;
+        if (!link.usable) {
+          // Sent away already (and counted as a failed attempt when it was): next.
+          error = new HandshakeError("the server sent the new connection away");
+          continue;
+        }
         this.current = link;
         return link;
       } catch (caught) {
@@ -728,13 +753,14 @@ export class McpWsTransport implements Transport {
   }
 
   private async replay(link: Link): Promise<void> {
-    if (!this.initialize) return;
+    // No handshake completed yet: the SDK's own initialize is still to come.
+    if (!this.initialize || !this.initialized) return;
     const timeout = new Promise<never>((_, reject) =>
       setTimeout(() => reject(new HandshakeError("replaying the handshake timed out")), this.connectTimeout),
     );
     const steps = async (): Promise<void> => {
       await this.ask(link, this.initialize!);
-      if (this.initialized) link.sendNotification(this.initialized, undefined);
+      link.sendNotification(this.initialized!, undefined);
       for (const request of [this.logLevel, ...this.subscriptions.values()]) {
         if (request) await this.ask(link, request);
       }
@@ -763,6 +789,15 @@ export class McpWsTransport implements Transport {
 
   private async resend(message: Message): Promise<void> {
     const id = message["id"] as RequestId;
+    const count = (this.resends.get(id) ?? 0) + 1;
+    this.resends.delete(id);
+    if (count > RESEND_LIMIT) {
+      const text = `refused unprocessed by ${count} connections in a row`;
+      this.toSdk({ jsonrpc: "2.0", id, error: { code: REQUEST_REFUSED, message: text } });
+      return;
+    }
+    if (this.resends.size >= RESENDS_KEPT) this.resends.clear(); // requests long answered
+    this.resends.set(id, count);
     try {
       const link = await this.live();
       await link.sendRequest(message, id);

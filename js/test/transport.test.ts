@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Connection, McpWsTransport, type WebSocketConstructor, type WebSocketLike } from "../src/index.js";
+import { Connection, ErrorCode, McpWsTransport, type WebSocketConstructor, type WebSocketLike } from "../src/index.js";
 
 /** A WebSocket whose server speaks through a sans-I/O server Connection, and which emits
  * `open` and the server's first message in the same tick, as `ws` can. */
@@ -77,4 +77,25 @@ test("without handover a lost WebSocket closes the transport", async () => {
   socket!.onclose?.({ code: 1006, reason: "" });
   await new Promise((resolve) => setTimeout(resolve, 10));
   assert.deepEqual(ended, ["closed"]);
+});
+
+test("a server that sends every connection away at once is not reconnected to in a loop", async () => {
+  let opened = 0;
+  const Away = class extends SameTickSocket {
+    constructor() {
+      super();
+      opened += 1;
+      this.server.close(ErrorCode.NO_ERROR, "not here"); // its GOAWAY follows its HELLO
+    }
+  };
+  const transport = new McpWsTransport("ws://fake/mcp", { WebSocket: Away as unknown as WebSocketConstructor });
+  await transport.start();
+  // Each connection lasted no time, so each counts as a failed attempt: the waits grow
+  // (0.05-0.15 s, then 0.1-0.3 s, ...), instead of a new connection every tick.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.ok(opened <= 3, `${opened} connections in 0.3 s`);
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  assert.ok(opened >= 2, `it did move on (${opened})`);
+  assert.ok(opened <= 6, `${opened} connections in 1.5 s`);
+  await transport.close();
 });

@@ -39,6 +39,7 @@ from mcp_types import (
     JSONRPCNotification,
     JSONRPCRequest,
     JSONRPCResponse,
+    RequestId,
 )
 
 from ..protocol.connection import Role
@@ -47,7 +48,7 @@ from ..protocol.limits import Limits
 from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
 from ..transport.websocket import MessageChannel
-from .bridge import BridgeReadStream, BridgeWriteStream, Inbox, SessionBridge
+from .bridge import REQUEST_REFUSED, BridgeReadStream, BridgeWriteStream, Inbox, SessionBridge
 from .calls import Route, routing
 
 __all__ = ["RECONNECT_ATTEMPTS", "Handover"]
@@ -61,7 +62,15 @@ RECONNECT_DELAY = 0.1
 """Seconds before the second attempt; each later one waits twice as long (jittered)."""
 
 RECONNECT_DELAY_MAX = 2.0
-"""The longest wait between two attempts."""
+"""The longest wait between two attempts. A connection that ends (or is sent away)
+sooner than this after it opened counts as a failed attempt; one that lasted longer
+resets the backoff. So a server that sends every connection away at once is not
+reconnected to in a tight loop."""
+
+RESEND_LIMIT = RECONNECT_ATTEMPTS
+"""Times one refused request is sent again before it fails with REQUEST_REFUSED."""
+
+_RESENDS_KEPT = 1024  # request ids whose resends are counted at once
 
 
 class _Answer:
@@ -119,6 +128,8 @@ class Handover:
         self._bridges: list[SessionBridge] = []
         self._lock = anyio.Lock()
         self._failures = 0
+        self._opened: dict[SessionBridge, float] = {}  # live connections, when they opened
+        self._resends: dict[RequestId, int] = {}
         self._group: anyio.abc.TaskGroup | None = None
         # What a new connection replays (2025-11-25 era).
         self._initialize: JSONRPCRequest | None = None
@@ -186,6 +197,7 @@ class Handover:
         )
         bridge.attach(mux)
         self._bridges.append(bridge)
+        self._opened[bridge] = anyio.current_time()
         self.connections += 1
         self._group.start_soon(self._pump, bridge, mux)
         return bridge
@@ -197,12 +209,24 @@ class Handover:
             self._bridges.remove(bridge)
             if self._current is bridge:
                 self._current = None
+            self._settle(bridge)
             bridge.close()
 
     def _going_away(self, bridge: SessionBridge) -> None:
+        self._settle(bridge)
         if self._current is bridge:
             logger.info("the server is going away: new requests go to a new connection")
             self._current = None
+
+    def _settle(self, bridge: SessionBridge) -> None:
+        """``bridge`` is ending (once counted): short-lived, it was a failed attempt."""
+        opened = self._opened.pop(bridge, None)
+        if opened is None:
+            return
+        if anyio.current_time() - opened < RECONNECT_DELAY_MAX:
+            self._failures += 1
+        else:
+            self._failures = 0
 
     async def _live(self) -> SessionBridge:
         """The connection for a new request: the current one, or a new one (replaying
@@ -228,17 +252,19 @@ class Handover:
                     error = exc
                     logger.info("reconnecting failed (attempt %d): %s", self._failures, exc)
                     continue
-                self._failures = 0
+                if not _usable(bridge):
+                    # Sent away already (counted as a failed attempt when it was): next.
+                    error = HandshakeError("the server sent the new connection away")
+                    continue
                 self._current = bridge
                 return bridge
             raise anyio.BrokenResourceError(f"no connection to the server: {error}")
 
     async def _replay(self, bridge: SessionBridge) -> None:
-        if self._initialize is None:
-            return
+        if self._initialize is None or self._initialized is None:
+            return  # no handshake completed yet: the SDK's own initialize is still to come
         await self._ask(bridge, self._initialize)
-        if self._initialized is not None:
-            await bridge.send(SessionMessage(message=self._initialized))
+        await bridge.send(SessionMessage(message=self._initialized))
         for request in (self._log_level, *self._subscriptions.values()):
             if request is not None:
                 await self._ask(bridge, request)
@@ -316,11 +342,25 @@ class Handover:
 
     def _resend_later(self, request: JSONRPCRequest, route: Route | None) -> None:
         """A request the server refused unprocessed: send it again on a live connection
-        (with its route: a streaming call keeps reading its own deltas)."""
+        (with its route: a streaming call keeps reading its own deltas). A replayed
+        request refused is not sent again: the refusal is its answer, and that
+        connection attempt failed."""
+        if isinstance(route, _Answer):
+            error = {"code": REQUEST_REFUSED, "message": "refused unprocessed"}
+            route.take({"jsonrpc": "2.0", "id": request.id, "error": error}, 0)
+            return
         assert self._group is not None
         self._group.start_soon(self._resend, request, route)
 
     async def _resend(self, request: JSONRPCRequest, route: Route | None) -> None:
+        count = self._resends.pop(request.id, 0) + 1
+        if count > RESEND_LIMIT:
+            message = f"refused unprocessed by {count} connections in a row"
+            self._answer(request, REQUEST_REFUSED, message)
+            return
+        if len(self._resends) >= _RESENDS_KEPT:
+            self._resends.clear()  # old entries: requests long answered
+        self._resends[request.id] = count
         try:
             bridge = await self._live()
             if route is None:
@@ -329,9 +369,13 @@ class Handover:
                 with routing(route):
                     await bridge.send(SessionMessage(message=request))
         except anyio.BrokenResourceError as exc:
-            error = ErrorData(code=CONNECTION_CLOSED, message=str(exc))
-            answer = JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
-            self.inbox.put(SessionMessage(message=answer), None, 0, 0)
+            self._answer(request, CONNECTION_CLOSED, str(exc))
+
+    def _answer(self, request: JSONRPCRequest, code: int, message: str) -> None:
+        """Answer ``request`` here, with an error."""
+        error = ErrorData(code=code, message=message)
+        answer = JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
+        self.inbox.put(SessionMessage(message=answer), None, 0, 0)
 
 
 def _usable(bridge: SessionBridge) -> bool:
