@@ -18,9 +18,8 @@ import anyio.abc
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus, InvalidURI, NegotiationError
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Protocol, State
+from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
@@ -30,6 +29,7 @@ from ..protocol.errors import HandshakeError
 from ..protocol.reasons import close_reason
 from .policy import Refusal, select_subprotocol
 from .tcp import connect_tcp
+from .wsframes import FrameReader, MaskKeys, encode_frame
 
 __all__ = ["HandshakeError", "MessageChannel", "WebSocket", "accept_websocket", "open_websocket"]
 
@@ -80,7 +80,7 @@ class WebSocket:
         *,
         subprotocol: str | None,
         request: Request | None = None,
-        frames: Sequence[Frame] = (),
+        received: bytes = b"",
     ) -> None:
         self.subprotocol = subprotocol
         self.request = request  # the handshake request (server side)
@@ -88,10 +88,11 @@ class WebSocket:
         self._protocol = protocol
         self._send_lock = anyio.Lock()
         self._messages: deque[bytes | str] = deque()
-        self._fragments: list[bytes] = []
-        self._fragment_text = False
         self._eof = False
-        self._take_frames(frames)  # what arrived right behind the handshake
+        self._frames = FrameReader(protocol)
+        self._keys = MaskKeys() if protocol.side is Side.CLIENT else None
+        if received:  # what arrived right behind the handshake
+            self._frames.feed(received, self._messages)
 
     def set_max_size(self, size: int) -> None:
         """Largest message accepted from now on (the peer is failed with 1009 beyond it)."""
@@ -117,45 +118,32 @@ class WebSocket:
             except _TRANSPORT_ERRORS:
                 data = b""
             if data:
-                self._protocol.receive_data(data)
+                self._frames.feed(data, self._messages)
             else:
-                self._protocol.receive_eof()
+                self._frames.feed_eof(self._messages)
                 self._eof = True
-            self._take_frames(self._protocol.events_received())
             with contextlib.suppress(anyio.BrokenResourceError):
-                await self._flush()  # pongs and the close reply; a dead socket ends below
+                await self._flush(self._protocol.data_to_send())  # pongs, the close reply
             if self._protocol.state is State.CLOSED:
                 self._eof = True
         return self._messages.popleft()
-
-    def _take_frames(self, events: Sequence[object]) -> None:
-        for event in events:
-            if not isinstance(event, Frame):
-                continue
-            if event.opcode is Opcode.TEXT or event.opcode is Opcode.BINARY:
-                self._fragment_text = event.opcode is Opcode.TEXT
-                self._fragments = []
-            elif event.opcode is not Opcode.CONT:
-                continue  # control frames: websockets already answered them
-            self._fragments.append(bytes(event.data))
-            if event.fin:
-                data = b"".join(self._fragments)
-                self._fragments = []
-                if self._fragment_text:
-                    self._messages.append(data.decode("utf-8", "surrogateescape"))
-                else:
-                    self._messages.append(data)
 
     async def send(self, messages: Sequence[bytes | str]) -> None:
         """Send whole messages in one write (raises ``anyio.BrokenResourceError`` if closed)."""
         if self._protocol.state is not State.OPEN:
             raise anyio.BrokenResourceError("the WebSocket is closed")
+        await self._flush(self._encode(messages))
+
+    def _encode(self, messages: Sequence[bytes | str]) -> list[bytes]:
+        """What the protocol has queued (pongs), then a frame per message."""
+        writes = self._protocol.data_to_send()
+        keys = self._keys
         for message in messages:
             if isinstance(message, str):
-                self._protocol.send_text(message.encode())
+                writes.append(encode_frame(message.encode(), text=True, keys=keys))
             else:
-                self._protocol.send_binary(message)
-        await self._flush()
+                writes.append(encode_frame(message, text=False, keys=keys))
+        return writes
 
     @property
     def can_send_now(self) -> bool:
@@ -169,20 +157,15 @@ class WebSocket:
 
     def send_now(self, messages: Sequence[bytes | str]) -> None:
         """Send whole messages without waiting (check `can_send_now` first)."""
-        for message in messages:
-            if isinstance(message, str):
-                self._protocol.send_text(message.encode())
-            else:
-                self._protocol.send_binary(message)
         send_nowait = self._stream.send_nowait  # type: ignore[attr-defined]
-        for chunk in _join(self._protocol.data_to_send()):
+        for chunk in _join(self._encode(messages)):
             send_nowait(chunk)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (once); `receive` returns ``None`` when the peer answers."""
         if self._protocol.state is State.OPEN:
             self._protocol.send_close(code, close_reason(reason))
-            await self._flush()
+            await self._flush(self._protocol.data_to_send())
 
     async def aclose(self) -> None:
         """Close the TCP connection now."""
@@ -190,8 +173,7 @@ class WebSocket:
         with anyio.CancelScope(shield=True):
             await self._stream.aclose()
 
-    async def _flush(self) -> None:
-        writes = self._protocol.data_to_send()
+    async def _flush(self, writes: list[bytes]) -> None:
         if not writes:
             return
         # Taken in the order the bytes were taken from the protocol (the lock is FIFO and
@@ -246,26 +228,43 @@ def _join(writes: list[bytes]) -> list[bytes]:
 
 async def _read_handshake(
     stream: anyio.abc.ByteStream, protocol: Protocol, kind: type[Request] | type[Response]
-) -> tuple[Request | Response | None, list[Frame]]:
-    """Feed bytes until the handshake event arrives; return it and frames read after it."""
+) -> tuple[Request | Response | None, bytes]:
+    """Read until the handshake event arrives; return it and the bytes read after it.
+
+    The protocol is given the HTTP head (through its blank line) and nothing after it,
+    so the frames behind it reach the WebSocket's `FrameReader` with the protocol's
+    parser at a frame boundary. When the event needs more (a refusal's body), the rest
+    goes to the protocol too: that conversation has no frames.
+    """
+    tail = b""  # the last bytes of the head so far: a blank line may span two reads
+    in_head = True
     while True:
         try:
             data = await stream.receive(_READ_SIZE)
         except _TRANSPORT_ERRORS:
             data = b""
-        if data:
+        rest = b""
+        if not data:
+            protocol.receive_eof()
+        elif not in_head:
             protocol.receive_data(data)
         else:
-            protocol.receive_eof()
-        found: Request | Response | None = None
-        frames: list[Frame] = []
+            window = tail + data
+            end = window.find(b"\r\n\r\n")
+            if end < 0:
+                protocol.receive_data(data)
+                tail = window[-3:]
+            else:
+                cut = end + 4 - len(tail)
+                protocol.receive_data(data[:cut])
+                rest, in_head = data[cut:], False
         for event in protocol.events_received():
             if isinstance(event, kind):
-                found = event
-            elif isinstance(event, Frame):
-                frames.append(event)
-        if found is not None or not data:
-            return found, frames
+                return event, rest
+        if not data:
+            return None, b""
+        if rest:
+            protocol.receive_data(rest)  # the body of a refusal
 
 
 async def open_websocket(
@@ -301,7 +300,7 @@ async def open_websocket(
                 request.headers[name] = value
             protocol.send_request(request)
             await stream.send(b"".join(protocol.data_to_send()))
-            response, frames = await _read_handshake(stream, protocol, Response)
+            response, received = await _read_handshake(stream, protocol, Response)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
@@ -321,7 +320,7 @@ async def open_websocket(
         raise HandshakeError(
             f"WebSocket handshake failed: {failure or 'connection closed'}"
         ) from failure
-    return WebSocket(stream, protocol, subprotocol=protocol.subprotocol, frames=frames)
+    return WebSocket(stream, protocol, subprotocol=protocol.subprotocol, received=received)
 
 
 async def accept_websocket(
@@ -343,7 +342,7 @@ async def accept_websocket(
         max_size=max_size,
     )
     with anyio.move_on_after(handshake_timeout):
-        request, frames = await _read_handshake(stream, protocol, Request)
+        request, received = await _read_handshake(stream, protocol, Request)
         if request is None or not isinstance(request, Request):
             await stream.aclose()
             return None
@@ -367,7 +366,7 @@ async def accept_websocket(
             await stream.aclose()
             return None
         return WebSocket(
-            stream, protocol, subprotocol=protocol.subprotocol, request=request, frames=frames
+            stream, protocol, subprotocol=protocol.subprotocol, request=request, received=received
         )
     await stream.aclose()
     return None
