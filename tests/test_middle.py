@@ -11,11 +11,13 @@ import anyio
 import pytest
 from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, TextContent
+from mcp.shared.message import SessionMessage
+from mcp_types import CONNECTION_CLOSED, JSONRPCNotification, TextContent
 
 import mcp_ws
 from mcp_ws.protocol import ErrorCode, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event, HelloReceived, MessageReceived
+from mcp_ws.sdk.bridge import Inbox
 from mcp_ws.transport import MemoryChannel, MuxConnection, memory_channel_pair
 
 from .apps import Probe
@@ -272,3 +274,72 @@ async def test_a_channel_that_cannot_send_now_leaves_every_write_to_the_writer()
         assert (await session.call_tool("add", {"a": 1, "b": 2})).content
         assert channel.direct == []
         assert channel.waited
+
+
+# ------------------------------------------------------------------ the SDK's inbox
+
+
+class AckRecorder:
+    """Stands in for a bridge: records the credit an `Inbox` gives back."""
+
+    def __init__(self) -> None:
+        self.acks: list[tuple[int, int]] = []
+
+    def _acknowledge(self, sid: int, size: int) -> None:
+        self.acks.append((sid, size))
+
+
+def _message(n: int) -> SessionMessage:
+    note = JSONRPCNotification(jsonrpc="2.0", method=f"n/{n}")
+    return SessionMessage(message=note)
+
+
+async def test_the_inbox_wakes_a_waiting_reader_and_acknowledges_on_taking() -> None:
+    inbox, bridge = Inbox(), AckRecorder()
+    got: list[object] = []
+
+    async def read() -> None:
+        got.append(await inbox.get())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            assert got == []
+            first = _message(1)
+            inbox.put(first, bridge, 3, 40)  # type: ignore[arg-type]
+            assert bridge.acks == []  # credit goes back when the SDK takes it
+    assert got == [first]
+    assert bridge.acks == [(3, 40)]
+
+
+async def test_the_inbox_drains_after_end_and_gives_credit_back_on_close() -> None:
+    inbox, bridge = Inbox(), AckRecorder()
+    for n in range(3):
+        inbox.put(_message(n), bridge, n + 1, 10)  # type: ignore[arg-type]
+    inbox.end()
+    inbox.put(_message(9), bridge, 9, 90)  # type: ignore[arg-type]
+    assert bridge.acks == [(9, 90)]  # after the end: dropped, its credit back at once
+    first = await inbox.get()
+    assert isinstance(first, SessionMessage)
+    assert first.message.method == "n/0"  # type: ignore[union-attr]
+    inbox.close()  # the other two are dropped, and their credit given back
+    assert bridge.acks == [(9, 90), (1, 10), (2, 10), (3, 10)]
+    with pytest.raises(anyio.ClosedResourceError):
+        await inbox.get()
+    ended = Inbox()
+    ended.end()
+    with pytest.raises(anyio.EndOfStream):
+        await ended.get()
+
+
+async def test_taking_a_waiting_message_is_still_a_cancellation_point() -> None:
+    inbox, bridge = Inbox(), AckRecorder()
+    inbox.put(_message(1), bridge, 1, 5)  # type: ignore[arg-type]
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await inbox.get()
+    assert scope.cancelled_caught
+    assert bridge.acks == []  # not taken
+    assert isinstance(await inbox.get(), SessionMessage)
+    assert bridge.acks == [(1, 5)]
