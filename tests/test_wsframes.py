@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
@@ -25,8 +27,8 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
-from mcp_ws.transport.tcp import create_tcp_listener
-from mcp_ws.transport.websocket import open_websocket
+from mcp_ws.transport.tcp import AsyncioSocketStream, connect_tcp, create_tcp_listener
+from mcp_ws.transport.websocket import WebSocket, open_websocket
 from mcp_ws.transport.wsframes import FrameReader, MaskKeys, encode_frame
 
 MAX_SIZE = 1000
@@ -257,6 +259,55 @@ def test_mask_keys_are_fresh() -> None:
 # ---------------------------------------------------------------- the handshake's tail
 
 
+Script = Callable[[anyio.abc.SocketStream], Awaitable[None]]
+
+
+def _switching(request: bytes) -> bytes:
+    """The 101 response to a client's handshake ``request``."""
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Protocol: mcp-ws.v1\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key.decode()).encode() + b"\r\n\r\n"
+    )
+
+
+@asynccontextmanager
+async def hand_server(script: Script) -> AsyncIterator[WebSocket]:
+    """A server written by hand over TCP (``script`` reads the request and writes the
+    bytes it likes); yields our client's open WebSocket to it."""
+    listener = await create_tcp_listener("127.0.0.1", 0)
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            raw: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await script(stream)
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve, tg)
+        ws = await open_websocket(
+            f"ws://127.0.0.1:{port}", subprotocols=["mcp-ws.v1"], max_size=None
+        )
+        try:
+            yield ws
+        finally:
+            await ws.aclose()
+            tg.cancel_scope.cancel()
+
+
+async def read_request(stream: anyio.abc.SocketStream) -> bytes:
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += await stream.receive()
+    return request
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("split", ["one read", "inside the blank line", "inside a frame"])
 async def test_frames_behind_the_handshake_arrive(split: str) -> None:
@@ -264,35 +315,15 @@ async def test_frames_behind_the_handshake_arrive(split: str) -> None:
     the client hands websockets the HTTP head alone and reads every frame."""
     first = frame_bytes(2, b"first", fin=True, masked=False)
     second = frame_bytes(2, b"second" * 30, fin=True, masked=False)
-    listener = await create_tcp_listener("127.0.0.1", 0)
-    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
 
-    async def serve(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            await answer(stream)
-
-    async def answer(stream: anyio.abc.SocketStream) -> None:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            request += await stream.receive()
-        key = next(
-            line.split(b":", 1)[1].strip()
-            for line in request.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
-        head = (
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Protocol: mcp-ws.v1\r\n"
-            b"Sec-WebSocket-Accept: " + accept_key(key.decode()).encode() + b"\r\n\r\n"
-        )
+    async def script(stream: anyio.abc.SocketStream) -> None:
+        head = _switching(await read_request(stream))
         data = head + first + second
         cut = {
             "one read": len(data),
             "inside the blank line": len(head) - 2,
             "inside a frame": len(head) + len(first) + 3,
         }[split]
-        raw: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await stream.send(data[:cut])
         await anyio.sleep(0.05)  # the client reads the first part alone
         if cut < len(data):
@@ -300,14 +331,116 @@ async def test_frames_behind_the_handshake_arrive(split: str) -> None:
         await anyio.sleep(5)
 
     with anyio.fail_after(10):
-        async with listener, anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, serve, tg)
-            ws = await open_websocket(
-                f"ws://127.0.0.1:{port}", subprotocols=["mcp-ws.v1"], max_size=None
+        async with hand_server(script) as ws:
+            assert await ws.receive() == b"first"
+            assert await ws.receive() == b"second" * 30
+
+
+# ---------------------------------------------------------------- the pump
+
+
+@pytest.mark.anyio
+async def test_the_pump_delivers_in_order_answers_pings_and_ends_with_the_close() -> None:
+    """Messages in one read and across reads, a ping in between (answered while the
+    pump runs), then the close handshake, which ends the pump."""
+    got: list[bytes | str] = []
+    heard: list[tuple[Opcode, bytes, bool]] = []
+
+    async def script(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_switching(await read_request(stream)))
+        burst = b"".join(frame_bytes(2, b"%d" % i, fin=True, masked=False) for i in range(50))
+        await stream.send(burst + frame_bytes(9, b"are you there", fin=True, masked=False))
+        for i in range(50, 60):
+            await stream.send(frame_bytes(2, b"%d" % i, fin=True, masked=False))
+        peer = ServerProtocol(state=State.OPEN, max_size=None)
+        while not any(f[0] is Opcode.PONG for f in heard):
+            peer.receive_data(await stream.receive())
+            heard.extend(
+                (f.opcode, bytes(f.data), f.fin)
+                for f in peer.events_received()
+                if isinstance(f, Frame)
             )
-            try:
-                assert await ws.receive() == b"first"
-                assert await ws.receive() == b"second" * 30
-            finally:
-                await ws.aclose()
+        close = frame_bytes(8, struct.pack("!H", 1000), fin=True, masked=False)
+        await stream.send(frame_bytes(1, b"last", fin=True, masked=False) + close)
+        while not any(f[0] is Opcode.CLOSE for f in heard):  # the close reply
+            peer.receive_data(await stream.receive())
+            heard.extend(
+                (f.opcode, bytes(f.data), f.fin)
+                for f in peer.events_received()
+                if isinstance(f, Frame)
+            )
+        # then the server closes TCP (the client waits for that)
+
+    with anyio.fail_after(10):
+        async with hand_server(script) as ws:
+            await ws.pump(got.append)
+    assert got == [b"%d" % i for i in range(60)] + ["last"]
+    assert heard[0] == (Opcode.PONG, b"are you there", True)
+    assert (Opcode.CLOSE, struct.pack("!H", 1000), True) in heard
+    assert ws.close_code == 1000
+
+
+@pytest.mark.anyio
+async def test_an_error_in_the_handler_ends_the_pump_with_it() -> None:
+    async def script(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_switching(await read_request(stream)))
+        await stream.send(
+            b"".join(frame_bytes(2, b"%d" % i, fin=True, masked=False) for i in range(5))
+        )
+        await anyio.sleep(5)
+
+    got: list[bytes | str] = []
+
+    def handle(message: bytes | str) -> None:
+        if len(got) == 2:
+            raise ValueError("the third one")
+        got.append(message)
+
+    with anyio.fail_after(10):
+        async with hand_server(script) as ws:
+            with pytest.raises(ValueError, match="the third one"):
+                await ws.pump(handle)
+    assert got == [b"0", b"1"]
+
+
+def test_push_mode_hands_over_what_was_buffered_first() -> None:
+    """asyncio's TCP stream only (trio's has no push mode; the pump tests above run
+    there over ``receive``): bytes that arrived before `set_receiver` come first, then
+    each arrival, then ``b""`` at the end; ``None`` goes back to buffering."""
+
+    async def main() -> None:
+        seen: list[bytes] = []
+
+        async def peer(stream: anyio.abc.SocketStream) -> None:
+            await stream.send(b"early")
+            await anyio.sleep(0.05)
+            await stream.send(b"late")
+            await anyio.sleep(0.05)
+            await stream.send(b"after")
+            await anyio.sleep(0.05)
+            await stream.send_eof()
+
+        listener = await create_tcp_listener("127.0.0.1", 0)
+        port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, peer, tg)
+            stream = await connect_tcp("127.0.0.1", port)
+            assert isinstance(stream, AsyncioSocketStream)
+            await anyio.sleep(0.03)  # "early" is buffered
+            assert stream.buffered == 5
+            stream.set_receiver(seen.append)
+            assert seen == [b"early"]
+            assert stream.buffered == 0
+            await anyio.sleep(0.05)
+            assert seen == [b"early", b"late"]
+            stream.set_receiver(None)
+            assert await stream.receive() == b"after"
+            stream.set_receiver(seen.append)
+            with anyio.fail_after(5):
+                while seen[-1] != b"":
+                    await anyio.sleep(0.01)
+            assert seen == [b"early", b"late", b""]
+            await stream.aclose()
             tg.cancel_scope.cancel()
+
+    anyio.run(main, backend="asyncio")

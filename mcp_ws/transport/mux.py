@@ -3,7 +3,8 @@
 Three tasks per connection, all in one task group:
 
 - the **reader** feeds every received WebSocket message to the core and hands the
-  resulting events to the application callback;
+  resulting events to the application callback (on asyncio's TCP stream this runs in
+  the socket's own callback, see `WebSocket.pump`, and the task only waits);
 - the **writer** sleeps until woken, then sends everything ``data_to_send`` returns in
   one write (control frames first, data round-robin within credit, already coalesced);
 - the **timer** runs the core's timers (HELLO timeout, keepalive PING, dead peer).
@@ -278,23 +279,28 @@ class MuxConnection:
 
     async def _reader(self, scope: anyio.CancelScope) -> None:
         try:
-            while True:
-                message = await self._channel.receive()
-                if message is None:
-                    break
-                if isinstance(message, str):
-                    events = self.core.receive_text()
-                else:
-                    events = self.core.receive_data(message)
-                self._dispatch(events)
-                core = self.core
-                if core.has_data_to_send or core.is_finished:
-                    self.wake()  # a reply (CREDIT, PONG, GOAWAY) or the close is due
-                self._rearm_if_sooner()
+            pump = getattr(self._channel, "pump", None)
+            if pump is not None:
+                await pump(self._received)  # a WebSocket: from the socket's callback
+            else:
+                while (message := await self._channel.receive()) is not None:
+                    self._received(message)
         finally:
             self._reader_done.set()
         self._transport_ended()
         scope.cancel()
+
+    def _received(self, message: bytes | str) -> None:
+        """Feed one WebSocket message to the core and act on what it says."""
+        core = self.core
+        if isinstance(message, str):
+            events = core.receive_text()
+        else:
+            events = core.receive_data(message)
+        self._dispatch(events)
+        if core.has_data_to_send or core.is_finished:
+            self.wake()  # a reply (CREDIT, PONG, GOAWAY) or the close is due
+        self._rearm_if_sooner()
 
     def _transport_ended(self) -> None:
         """The WebSocket is over: say why, unless the core already did. After a graceful

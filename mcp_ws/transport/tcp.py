@@ -72,6 +72,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.lost = False
         self.exception: Exception | None = None
         self.read_waiter: asyncio.Future[None] | None = None
+        self.receiver: Callable[[bytes], None] | None = None  # see set_receiver
         self.writable = asyncio.Event()
         self.writable.set()
 
@@ -82,6 +83,9 @@ class _StreamProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(0)
 
     def data_received(self, data: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver(data if type(data) is bytes else bytes(data))
+            return
         self.chunks.append(data if type(data) is bytes else bytes(data))
         self.buffered += len(data)
         if self.buffered > READ_BUFFER_HIGH and self.reading and self.transport is not None:
@@ -92,6 +96,8 @@ class _StreamProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.at_eof = True
         self._wake_reader()
+        if self.receiver is not None:
+            self.receiver(b"")
         return True  # keep our side open: the peer half-closed, we may still write
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -99,6 +105,8 @@ class _StreamProtocol(asyncio.Protocol):
         self.exception = exc
         self._wake_reader()
         self.writable.set()
+        if self.receiver is not None:
+            self.receiver(b"")
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -168,6 +176,29 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
             protocol.reading = True
             self._transport.resume_reading()
         return chunk
+
+    def set_receiver(self, receiver: Callable[[bytes], None] | None) -> None:
+        """Push mode: the event loop's socket callback calls ``receiver(data)`` with
+        each arrival instead of buffering it for `receive`, so it is handled in the loop
+        step that read it; ``b""`` marks the end (EOF or loss, possibly twice). Bytes
+        already buffered are delivered first, from this call. ``None`` ends push mode.
+
+        The receiver must not block or raise; it sees every byte, so reading never
+        pauses: whoever uses it bounds what the peer may send in another way (mcp-ws
+        credit)."""
+        protocol = self._protocol
+        protocol.receiver = receiver
+        if receiver is None:
+            return
+        while protocol.chunks and protocol.receiver is receiver:
+            chunk = protocol.chunks.popleft()
+            protocol.buffered -= len(chunk)
+            receiver(chunk)
+        if not protocol.reading and not protocol.lost:
+            protocol.reading = True
+            self._transport.resume_reading()
+        if (protocol.at_eof or protocol.lost) and protocol.receiver is receiver:
+            receiver(b"")
 
     async def send(self, item: bytes) -> None:
         """Hand ``item`` to the kernel; wait only if it could not take it all at once."""

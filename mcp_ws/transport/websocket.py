@@ -128,6 +128,68 @@ class WebSocket:
                 self._eof = True
         return self._messages.popleft()
 
+    async def pump(self, on_message: Callable[[bytes | str], None]) -> None:
+        """Call ``on_message`` with every message, in order, until the connection is
+        closed; an exception from it ends the pump and is raised here.
+
+        Over asyncio's TCP stream (`AsyncioSocketStream.set_receiver`) each message is
+        handled in the socket's callback, in the event-loop step that read it: a task
+        hop sooner than `receive`. This task then only sends what the protocol answers
+        (pongs, the close reply). Elsewhere (trio, TLS) it is a loop over `receive`.
+        ``on_message`` must not block.
+        """
+        set_receiver = getattr(self._stream, "set_receiver", None)
+        if set_receiver is None:
+            while (message := await self.receive()) is not None:
+                on_message(message)
+            return
+        while self._messages:  # what came with the handshake
+            on_message(self._messages.popleft())
+        nudge = anyio.Event()
+        failure: list[Exception] = []
+        replies: list[bytes] = []
+        messages: list[bytes | str] = []
+
+        def received(data: bytes) -> None:
+            nonlocal nudge
+            try:
+                if data:
+                    self._frames.feed(data, messages)
+                elif not self._eof:
+                    self._frames.feed_eof(messages)
+                    self._eof = True
+                for message in messages:
+                    on_message(message)
+            except Exception as exc:  # raised by the pump's task
+                failure.append(exc)
+                set_receiver(None)
+            finally:
+                messages.clear()
+            answer = self._protocol.data_to_send()
+            if answer:
+                replies.extend(answer)
+            if answer or failure or self._eof or self._protocol.state is State.CLOSED:
+                nudge.set()
+
+        replies.extend(self._protocol.data_to_send())  # a pong for a ping that came early
+        if replies:
+            nudge.set()
+        set_receiver(received)
+        try:
+            while True:
+                await nudge.wait()
+                nudge = anyio.Event()
+                if failure:
+                    raise failure[0]
+                writes, replies[:] = list(replies), []
+                with contextlib.suppress(anyio.BrokenResourceError):
+                    await self._flush(writes)  # a dead socket ends below
+                if self._eof or self._protocol.state is State.CLOSED:
+                    self._eof = True
+                    return
+        finally:
+            set_receiver(None)
+
     async def send(self, messages: Sequence[bytes | str]) -> None:
         """Send whole messages in one write (raises ``anyio.BrokenResourceError`` if closed)."""
         if self._protocol.state is not State.OPEN:
