@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from mcp_ws.bench.runner import Report, run_bench
-from mcp_ws.bench.scenarios import Sizes
+from mcp_ws.bench.scenarios import INTERLEAVED_BLOCKS, Sizes, interleaved_round_trips
 from mcp_ws.bench.targets import Running, Target, cpu_placement, running
 
 from .test_cli import run_command
@@ -61,11 +62,12 @@ async def test_every_transport_in_one_run_with_ratios_against_the_best_stock_one
         "in-process",
     ]
     results = report["results"]
-    assert list(results) == ["rtt", "throughput", "streaming", "large_1mib"]
+    assert list(results) == ["rtt", "rtt_interleaved", "throughput", "streaming", "large_1mib"]
     for label in labels:
         rtt = figures(results["rtt"]["targets"][label])
         assert 0 < rtt["p50_ms"] <= rtt["p99_ms"]
         assert rtt["cpu_ms"] > 0
+        assert figures(results["rtt_interleaved"]["targets"][label])["p50_ms"] > 0
         stream = figures(results["streaming"]["targets"][label])
         assert stream["deltas_per_s"] > 0
         assert stream["first_ms"] > 0
@@ -74,10 +76,13 @@ async def test_every_transport_in_one_run_with_ratios_against_the_best_stock_one
     assert "1048576 byte limit" in legacy_http["error"]
     assert len(legacy_http) == 1
     assert figures(results["large_1mib"]["targets"]["mcp-ws"])["ms"] > 0
-    # the headline compares mcp-ws with the best stock transport, by the figure's direction
+    # the headline compares mcp-ws with the best stock transport, by the figure's direction;
+    # the round trip's is the interleaved run's (the figure another run reproduces)
     by_metric = {h["metric"]: h for h in report["headlines"]}
     rtt = by_metric["p50_ms"]
-    stock = {lab: figures(results["rtt"]["targets"][lab])["p50_ms"] for lab in labels[2:6]}
+    assert rtt["scenario"] == "rtt_interleaved"
+    turns = results["rtt_interleaved"]["targets"]
+    stock = {lab: figures(turns[lab])["p50_ms"] for lab in labels[2:6]}
     assert rtt["stock_label"] == min(stock, key=lambda lab: stock[lab])
     assert math.isclose(rtt["ratio"], rtt["ours"] / rtt["stock"])
     rate = by_metric["calls_per_s"]
@@ -173,6 +178,37 @@ def test_a_target_that_never_succeeded_has_no_median_and_its_error_is_kept() -> 
     assert data["mcp-ws"]["ms"]["samples"] == [900.0, 700.0]
 
 
+class FakeClient:
+    """Records whose calls ran, in order (``collect`` and ``stats`` answered empty)."""
+
+    def __init__(self, label: str, log: list[tuple[str, str]]) -> None:
+        self.label = label
+        self.log = log
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> object:
+        self.log.append((self.label, name))
+        await anyio.lowlevel.checkpoint()
+        return None
+
+
+async def test_interleaved_round_trips_take_turns_block_by_block() -> None:
+    log: list[tuple[str, str]] = []
+    clients = {label: FakeClient(label, log) for label in ("a", "b", "c")}
+    sizes = Sizes(round_trips=2 * INTERLEAVED_BLOCKS)
+    found = await interleaved_round_trips(clients, sizes)  # type: ignore[arg-type]
+    assert set(found) == {"a", "b", "c"}
+    assert all(f["p50_ms"] > 0 for f in found.values())
+    echoes = [label for label, name in log if name == "echo"]
+    warm_up, measured = echoes[:90], echoes[90:]
+    assert warm_up == ["a"] * 30 + ["b"] * 30 + ["c"] * 30
+    assert len(measured) == 3 * sizes.round_trips  # round_trips calls each
+    blocks = [measured[i] for i in range(0, len(measured), 2)]  # 2 calls a block
+    assert all(measured[i] == measured[i + 1] for i in range(0, len(measured), 2))
+    rotation = [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    expected = [label for block in range(INTERLEAVED_BLOCKS) for label in rotation[block % 3]]
+    assert blocks == expected
+
+
 async def test_a_server_that_does_not_start_fails_its_rows_and_the_run_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -189,9 +225,10 @@ async def test_a_server_that_does_not_start_fails_its_rows_and_the_run_goes_on(
             only={"rtt", "streaming"},
         )
     for label in ("streamable HTTP", "streamable HTTP (legacy)"):
-        for scenario in ("rtt", "streaming"):
+        for scenario in ("rtt", "rtt_interleaved", "streaming"):
             why = report.failed(scenario, label)
-            assert why == "the server did not start: RuntimeError: no port for you"
+            assert why is not None
+            assert why.endswith("RuntimeError: no port for you")
     assert report.to_json()["results"]["rtt"]["targets"]["streamable HTTP"] == {
         "error": "the server did not start: RuntimeError: no port for you"
     }

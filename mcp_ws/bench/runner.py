@@ -12,7 +12,7 @@ import platform
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from typing import Any
@@ -20,7 +20,14 @@ from typing import Any
 import anyio
 
 from .scale import connections, streams
-from .scenarios import Figures, Scenario, Sizes, scenarios
+from .scenarios import (
+    INTERLEAVED_BLOCKS,
+    Figures,
+    Scenario,
+    Sizes,
+    interleaved_round_trips,
+    scenarios,
+)
 from .targets import START_TIMEOUT, TARGETS, Running, Target, cpu_placement, running
 
 __all__ = ["Headline", "Report", "run_bench"]
@@ -208,7 +215,7 @@ plus room for the allocator and the frames in hand."""
 _BOUNDED = _below(MEMORY_BOUND_MIB)
 
 HEADLINES = (
-    _Spec("rtt", "p50_ms", "round trip p50", False, "<= 0.6x", _ratio_at_most(0.6)),
+    _Spec("rtt_interleaved", "p50_ms", "round trip p50", False, "<= 0.6x", _ratio_at_most(0.6)),
     _Spec("rtt", "p99_ms", "round trip p99", False, "", _no_target),
     _Spec("rtt", "cpu_ms", "CPU per call", False, "", _no_target),
     _Spec(
@@ -337,6 +344,13 @@ async def _run_all(
     sizes, repeats = report.sizes, report.repeats
     todo = _selected(sizes, only)
     report.titles = {s.key: s.title for s in todo}
+    interleave = any(s.key == "rtt" for s in todo) and len(targets) > 1
+    if interleave:  # shown right after the plain round trip
+        block = max(1, sizes.round_trips // INTERLEAVED_BLOCKS)
+        titles = list(report.titles.items())
+        at = [key for key, _ in titles].index("rtt") + 1
+        titles.insert(at, (INTERLEAVED, f"round trip, transports taking turns every {block} calls"))
+        report.titles = dict(titles)
     if scale:
         report.titles["connections"] = f"{sizes.connections:,} connections to one server"
         report.titles["streams"] = f"{sizes.streams:,} calls in flight on one connection"
@@ -356,8 +370,38 @@ async def _run_all(
             except (OSError, RuntimeError, TimeoutError) as exc:  # the server did not start
                 why = f"the server did not start: {_describe(exc, START_TIMEOUT)}"
                 _fail_all(report, [t for t in mine if t.label not in done], todo, step, why)
+        if interleave:
+            await _interleaved(report, targets, kinds, step, server_cpu)
     report.seconds = time.perf_counter() - started
     return report
+
+
+INTERLEAVED = "rtt_interleaved"
+
+
+async def _interleaved(
+    report: Report, targets: tuple[Target, ...], kinds: list[str], step: STEP, cpu: int | None
+) -> None:
+    """Every server up at once and a client on each target, round trips taking turns
+    (`interleaved_round_trips`): the figure that another run reproduces."""
+    with step("every transport in turn: round trips"):
+        try:
+            with anyio.fail_after(120):
+                async with AsyncExitStack() as stack:
+                    servers = {}
+                    for kind in kinds:
+                        servers[kind] = await stack.enter_async_context(running(kind, cpu))
+                    clients = {}
+                    for target in targets:
+                        client = servers[target.kind].client(target)
+                        clients[target.label] = await stack.enter_async_context(client)
+                    figures = await interleaved_round_trips(clients, report.sizes)
+        except Exception as exc:
+            for target in targets:
+                report.fail(INTERLEAVED, target.label, _describe(exc, 120))
+            return
+    for label, found in figures.items():
+        report.add(INTERLEAVED, label, found)
 
 
 async def _scale(report: Report, server: Running, step: STEP) -> None:
@@ -386,4 +430,6 @@ def steps_per_repeat(
     only: set[str] | None = None,
 ) -> int:
     """How many steps one repeat takes (for a progress bar)."""
-    return len(targets) * len(_selected(sizes, only)) + (2 if scale else 0)
+    selected = _selected(sizes, only)
+    interleave = any(s.key == "rtt" for s in selected) and len(targets) > 1
+    return len(targets) * len(selected) + (2 if scale else 0) + (1 if interleave else 0)

@@ -24,7 +24,7 @@ from ..sdk.stream_tool import Completed, Delta, stream_tool
 from .app import memory_kib
 from .targets import Target
 
-__all__ = ["Figures", "Scenario", "Sizes", "scenarios"]
+__all__ = ["Figures", "Scenario", "Sizes", "interleaved_round_trips", "scenarios"]
 
 SMALL_TEXT = "x" * 48
 MiB = 1024 * 1024
@@ -131,6 +131,29 @@ async def round_trip(client: Client, target: Target, sizes: Sizes) -> Figures:
         "p99_ms": _p(times, 0.99) * 1000,
         "cpu_ms": spent / sizes.round_trips * 1000,
     }
+
+
+INTERLEAVED_BLOCKS = 20
+"""Blocks of round trips per target in the interleaved run (``round_trips`` in all)."""
+
+
+async def interleaved_round_trips(clients: dict[str, Client], sizes: Sizes) -> dict[str, Figures]:
+    """Round trips on every client in turn: `INTERLEAVED_BLOCKS` blocks each, the
+    targets taking turns block by block (who goes first rotates). The machine's own
+    speed drifts over seconds (see bench/RESULTS.md); blocks a few tens of milliseconds
+    long see the same machine, so the ratio between targets holds from run to run where
+    one target's whole run after another's does not. Returns ``p50_ms`` per label."""
+    for client in clients.values():
+        await _round_trips(client, 30)  # warm up
+        await _settle(client)
+    each = max(1, sizes.round_trips // INTERLEAVED_BLOCKS)
+    times: dict[str, list[float]] = {label: [] for label in clients}
+    order = list(clients)
+    for block in range(INTERLEAVED_BLOCKS):
+        turn = block % len(order)
+        for label in order[turn:] + order[:turn]:
+            times[label] += await _round_trips(clients[label], each)
+    return {label: {"p50_ms": statistics.median(t) * 1000} for label, t in times.items()}
 
 
 async def throughput(client: Client, target: Target, sizes: Sizes) -> Figures:
