@@ -343,3 +343,36 @@ async def test_taking_a_waiting_message_is_still_a_cancellation_point() -> None:
     assert bridge.acks == []  # not taken
     assert isinstance(await inbox.get(), SessionMessage)
     assert bridge.acks == [(1, 5)]
+
+
+async def test_a_cancelled_reader_leaves_the_inbox_to_the_others() -> None:
+    """Two readers wait; one is cancelled; the other still gets the next message, and
+    the cancelled one can wait again and get the one after."""
+    inbox, bridge = Inbox(), AckRecorder()
+    got: list[object] = []
+
+    async def read() -> None:
+        got.append(await inbox.get())
+
+    doomed = anyio.CancelScope()
+
+    async def read_until_cancelled() -> None:
+        with doomed:
+            await read()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_until_cancelled)
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            doomed.cancel()
+            await anyio.wait_all_tasks_blocked()
+            first = _message(1)
+            inbox.put(first, bridge, 1, 1)  # type: ignore[arg-type]
+        assert got == [first]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            second = _message(2)
+            inbox.put(second, bridge, 1, 1)  # type: ignore[arg-type]
+    assert got == [first, second]

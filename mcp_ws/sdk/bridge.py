@@ -13,6 +13,7 @@ writer only waits while the whole connection holds more than ``send_budget`` byt
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import deque
@@ -94,7 +95,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self._items: deque[_Item] = deque()
-        self._arrived: anyio.Event | None = None  # set by the next put, end or close
+        self._waiters: list[anyio.Event | asyncio.Future[None]] = []  # the next put wakes
         self._ended = False  # no more puts: readers get what is left, then EndOfStream
         self._closed = False  # nobody reads: readers get ClosedResourceError
 
@@ -120,13 +121,24 @@ class Inbox:
                 raise anyio.ClosedResourceError
             if self._ended:
                 raise anyio.EndOfStream
-            if self._arrived is None:
-                self._arrived = anyio.Event()
-            await self._arrived.wait()
+            await self._wait()
         item, bridge, sid, size = self._items.popleft()
         if bridge is not None:
             bridge._acknowledge(sid, size)
         return item
+
+    async def _wait(self) -> None:
+        """Until the next put, end or close. On asyncio a bare future: an anyio event
+        finds its backend and builds an asyncio event, then a future, every time. Each
+        reader waits on its own (a cancelled reader cancels only its future)."""
+        loop = _asyncio_loop()
+        waiter = anyio.Event() if loop is None else loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await (waiter.wait() if isinstance(waiter, anyio.Event) else waiter)
+        finally:
+            if waiter in self._waiters:  # cancelled before a put came
+                self._waiters.remove(waiter)
 
     def end(self) -> None:
         """No more messages will come."""
@@ -143,9 +155,22 @@ class Inbox:
         self._wake()
 
     def _wake(self) -> None:
-        arrived, self._arrived = self._arrived, None
-        if arrived is not None:
-            arrived.set()
+        if not self._waiters:
+            return
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(waiter, anyio.Event):
+                waiter.set()
+            elif not waiter.done():
+                waiter.set_result(None)
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or ``None`` on trio."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 # message, the bridge it came from (None: answered locally), its stream, bytes to ack
