@@ -1,7 +1,7 @@
 """Transport-only round trip: mcp-ws against the SDK's stdio transport and a raw
 ``websockets`` echo, no MCP session.
 
-Run: ``python bench/transport_rtt.py [--calls 3000] [--repeats 5]``.
+Run: ``python bench/transport_rtt.py [--calls 3000] [--repeats 3] [--blocks 20]``.
 
 Each side exchanges ``SessionMessage`` objects over the transport's ``(read, write)``
 streams: the client sends a small ``tools/call`` request, the server answers it at once
@@ -16,6 +16,12 @@ server sends back the bytes of the response. That is what one WebSocket round tr
 costs on this machine in Python; the ratio mcp-ws / raw echo is the price of the mux and
 the SDK binding.
 
+All three connections are open at once and take turns: each repeat is ``--blocks``
+blocks of ``calls / blocks`` round trips per transport, who goes first rotating. The
+machine's own speed drifts over seconds (bench/RESULTS.md), so one transport measured
+after another's whole run can see a different machine; blocks a few tens of milliseconds
+long see the same one, and the ratios hold from run to run.
+
 CPU per call counts both processes (the server reports its own when asked). As in
 ``mcp-ws bench``, the client keeps to one CPU and each server to another when there are
 two. Every loop is bounded in count; each server is a child process that ends with its
@@ -29,6 +35,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -105,28 +113,20 @@ async def serve_raw() -> None:
         await anyio.to_thread.run_sync(sys.stdin.read)
 
 
-async def measure_raw(url: str, calls: int) -> tuple[float, float]:
-    """As `measure`, over a raw websockets echo."""
-    from websockets.asyncio.client import connect  # noqa: PLC0415
+class RawEcho:
+    """The floor: a raw websockets client on the echo server (`serve_raw`)."""
 
-    request, _ = _wire_bytes()
-    async with connect(url, compression=None) as websocket:
-        for _ in range(100):
-            await websocket.send(request)
-            await websocket.recv()
-        await websocket.send(b"cpu")
-        server_start = float(await websocket.recv())
-        own_start = time.process_time()
-        times = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            await websocket.send(request)
-            await websocket.recv()
-            times.append(time.perf_counter() - started)
-        own = time.process_time() - own_start
-        await websocket.send(b"cpu")
-        server = float(await websocket.recv()) - server_start
-    return statistics.median(times) * 1000, (own + server) / calls * 1000
+    def __init__(self, websocket: Any) -> None:
+        self.websocket = websocket
+        self.request, _ = _wire_bytes()
+
+    async def call(self) -> None:
+        await self.websocket.send(self.request)
+        await self.websocket.recv()
+
+    async def server_cpu(self) -> float:
+        await self.websocket.send(b"cpu")
+        return float(await self.websocket.recv())
 
 
 async def serve_stdio() -> None:
@@ -144,61 +144,109 @@ async def _request(read: Any, write: Any, rid: int, method: str) -> dict[str, An
             return dict(item.message.result)
 
 
-async def measure(read: Any, write: Any, calls: int) -> tuple[float, float]:
-    """p50 round trip in ms and CPU per call in ms (both processes)."""
-    for rid in range(100):  # warm up
-        await _request(read, write, rid, "tools/call")
-    server_start = (await _request(read, write, 100, CPU_METHOD))["cpu"]
-    own_start = time.process_time()
-    times = []
-    for rid in range(101, 101 + calls):
-        started = time.perf_counter()
-        await _request(read, write, rid, "tools/call")
-        times.append(time.perf_counter() - started)
-    own = time.process_time() - own_start
-    server = (await _request(read, write, 101 + calls, CPU_METHOD))["cpu"] - server_start
-    return statistics.median(times) * 1000, (own + server) / calls * 1000
+class Session:
+    """A transport's ``(read, write)`` pair, exchanging `SessionMessage` objects."""
+
+    def __init__(self, read: Any, write: Any) -> None:
+        self.read, self.write = read, write
+        self.rid = 0
+
+    async def call(self) -> None:
+        self.rid += 1
+        await _request(self.read, self.write, self.rid, "tools/call")
+
+    async def server_cpu(self) -> float:
+        self.rid += 1
+        return float((await _request(self.read, self.write, self.rid, CPU_METHOD))["cpu"])
+
+
+Peer = Session | RawEcho
+
+
+async def measure(
+    peers: dict[str, Peer], calls: int, blocks: int
+) -> dict[str, tuple[float, float]]:
+    """p50 round trip in ms and CPU per call in ms (both processes) of each peer, the
+    peers taking turns in ``blocks`` blocks (who goes first rotates), so that all of
+    them see the same machine: its speed drifts over seconds (bench/RESULTS.md)."""
+    for peer in peers.values():
+        for _ in range(100):  # warm up
+            await peer.call()
+    times: dict[str, list[float]] = {name: [] for name in peers}
+    cpu = dict.fromkeys(peers, 0.0)
+    each = max(1, calls // blocks)
+    order = list(peers)
+    for block in range(blocks):
+        turn = block % len(order)
+        for name in order[turn:] + order[:turn]:
+            peer = peers[name]
+            server_start = await peer.server_cpu()
+            own_start = time.process_time()
+            for _ in range(each):
+                started = time.perf_counter()
+                await peer.call()
+                times[name].append(time.perf_counter() - started)
+            own = time.process_time() - own_start
+            cpu[name] += own + await peer.server_cpu() - server_start
+    return {
+        name: (statistics.median(times[name]) * 1000, cpu[name] / len(times[name]) * 1000)
+        for name in peers
+    }
 
 
 PLACEMENT = cpu_placement()
 SERVER_ENV = {CPU_ENV: str(PLACEMENT[1])} if PLACEMENT else {}
 
 
-async def run_ws(calls: int, kind: str = "ws") -> tuple[float, float]:
-    with anyio.fail_after(120):
-        async with await anyio.open_process(
-            [sys.executable, __file__, "--serve", kind],
-            stderr=None,
-            env={**os.environ, **SERVER_ENV},
-        ) as process:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 1000)
-            url = line.decode().strip()
-            if not url.startswith("ws://"):
-                raise RuntimeError("the mcp-ws echo server did not start")
-            try:
-                if kind == "raw":
-                    return await measure_raw(url, calls)
-                async with mcp_ws.connect(url) as (read, write):
-                    return await measure(read, write, calls)
-            finally:
-                await process.stdin.aclose()  # the server ends with its stdin
+@asynccontextmanager
+async def _server(kind: str) -> AsyncIterator[str]:
+    """A child process serving ``kind`` ("ws" or "raw"); yields its URL. It ends with
+    its stdin."""
+    async with await anyio.open_process(
+        [sys.executable, __file__, "--serve", kind],
+        stderr=None,
+        env={**os.environ, **SERVER_ENV},
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 1000)
+        url = line.decode().strip()
+        if not url.startswith("ws://"):
+            raise RuntimeError(f"the {kind} echo server did not start")
+        try:
+            yield url
+        finally:
+            await process.stdin.aclose()
 
 
-async def run_stdio(calls: int) -> tuple[float, float]:
+async def run(calls: int, blocks: int) -> dict[str, tuple[float, float]]:
+    """All three connections open at once, measured taking turns."""
+    from websockets.asyncio.client import connect  # noqa: PLC0415
+
     params = StdioServerParameters(
         command=sys.executable, args=[__file__, "--serve", "stdio"], env=SERVER_ENV or None
     )
-    with anyio.fail_after(120):
-        async with stdio_client(params) as (read, write):
-            return await measure(read, write, calls)
+    with anyio.fail_after(600):
+        async with (
+            _server("ws") as ws_url,
+            _server("raw") as raw_url,
+            mcp_ws.connect(ws_url) as (ws_read, ws_write),
+            stdio_client(params) as (stdio_read, stdio_write),
+            connect(raw_url, compression=None) as websocket,
+        ):
+            peers: dict[str, Peer] = {
+                "mcp-ws": Session(ws_read, ws_write),
+                "stdio": Session(stdio_read, stdio_write),
+                "raw echo": RawEcho(websocket),
+            }
+            return await measure(peers, calls, blocks)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--blocks", type=int, default=20, help="turns per repeat (default 20)")
     parser.add_argument("--serve", choices=["ws", "stdio", "raw"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -209,10 +257,9 @@ def main() -> None:
     if PLACEMENT:
         os.sched_setaffinity(0, {PLACEMENT[0]})
     figures: dict[str, list[tuple[float, float]]] = {"mcp-ws": [], "stdio": [], "raw echo": []}
-    for _ in range(args.repeats):  # interleaved, so all see the same machine
-        figures["mcp-ws"].append(anyio.run(run_ws, args.calls))
-        figures["stdio"].append(anyio.run(run_stdio, args.calls))
-        figures["raw echo"].append(anyio.run(run_ws, args.calls, "raw"))
+    for _ in range(args.repeats):
+        for name, found in anyio.run(run, args.calls, args.blocks).items():
+            figures[name].append(found)
     print(f"{'transport':10} {'p50 ms (min-max)':>24} {'CPU ms/call (min-max)':>26}")
     for name, runs in figures.items():
         p50s, cpus = [r[0] for r in runs], [r[1] for r in runs]

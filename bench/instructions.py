@@ -1,0 +1,124 @@
+"""Instructions per round trip, counted by callgrind: the figure that reproduces exactly.
+
+Run: ``python bench/instructions.py [--kinds ws,raw]`` (needs ``valgrind``; about three
+minutes, as everything runs some fifty times slower under it).
+
+Wall-clock and CPU time move with the machine (bench/RESULTS.md); the number of
+instructions a round trip executes does not. Each kind runs client and server in one
+process over loopback TCP (the exchange of ``transport_rtt.py``: a small ``tools/call``
+answered at once), once with 1,000 round trips and once with 200, under
+``valgrind --tool=callgrind``; the difference divided by 800 is the cost of one round
+trip, both sides, start-up and imports cancelled out. ``PYTHONHASHSEED=0`` keeps the
+interpreter's own hashing the same from run to run; what is left (ports, masking keys)
+moves the count by well under 1%.
+
+``ws`` is mcp-ws (``mcp_ws.connect`` and ``serving_sessions``, the SDK's message objects
+on both sides); ``raw`` is the floor of ``transport_rtt.py``, a raw ``websockets`` echo
+of the same bytes. The kernel's part of a round trip is not counted, so the ratio here
+is larger than the ratio of times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import transport_rtt as rtt
+
+import mcp_ws
+from mcp_ws.sdk.server import serving_sessions
+
+LONG, SHORT = 1000, 200
+
+
+async def run_ws(calls: int) -> None:
+    async with (
+        serving_sessions(rtt.echo_session, port=0) as server,
+        mcp_ws.connect(server.url) as (read, write),
+    ):
+        session = rtt.Session(read, write)
+        for _ in range(calls):
+            await session.call()
+
+
+async def run_raw(calls: int) -> None:
+    from websockets.asyncio.client import connect  # noqa: PLC0415
+    from websockets.asyncio.server import ServerConnection, serve  # noqa: PLC0415
+
+    request, response = rtt._wire_bytes()
+
+    async def echo(websocket: ServerConnection) -> None:
+        async for _ in websocket:
+            await websocket.send(response)
+
+    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=None) as websocket:
+            for _ in range(calls):
+                await websocket.send(request)
+                await websocket.recv()
+
+
+KINDS = {"ws": run_ws, "raw": run_raw}
+
+
+def count(kind: str, calls: int) -> int:
+    """Instructions callgrind counted for one run of ``kind`` with ``calls`` round trips."""
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--run",
+            kind,
+            "--calls",
+            str(calls),
+        ],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind failed for {kind}: {done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kinds", default="ws,raw", help="comma-separated: ws, raw")
+    parser.add_argument("--run", choices=sorted(KINDS), help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=LONG, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        anyio.run(KINDS[args.run], args.calls)
+        return
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        parser.error(f"unknown kind(s): {', '.join(unknown)}")
+    per_trip = {}
+    for kind in kinds:
+        per_trip[kind] = (count(kind, LONG) - count(kind, SHORT)) / (LONG - SHORT)
+        print(f"{kind:4} {per_trip[kind]:12,.0f} instructions per round trip", flush=True)
+    if "ws" in per_trip and "raw" in per_trip:
+        print(f"ratio, mcp-ws / raw websockets echo: {per_trip['ws'] / per_trip['raw']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
