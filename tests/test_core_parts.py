@@ -4,11 +4,14 @@ credit, the abuse guards, and coalescing frames into WebSocket messages."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_ws.protocol.assembly import MessageAssembler
 from mcp_ws.protocol.errors import EnhanceYourCalmError, ProtocolError, StreamStateError
 from mcp_ws.protocol.frames import coalesce
 from mcp_ws.protocol.limits import Guards, Limits
+from mcp_ws.protocol.scheduler import Scheduler
 from mcp_ws.protocol.state import StreamInput, StreamState
 from mcp_ws.protocol.streams import Stream, StreamTable
 
@@ -173,3 +176,36 @@ def test_frames_are_packed_in_order_under_the_limit() -> None:
     assert coalesce([b"x" * 20], 10) == [b"x" * 20]  # too long goes alone
     assert coalesce([], 10) == []
     assert b"".join(coalesce(frames, 10)) == b"".join(frames)
+
+
+# ---------------------------------------------------------------------- the scheduler
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["push", "pop", "drop"]),
+            st.integers(1, 6),
+            st.integers(0, 300),
+        ),
+        max_size=60,
+    )
+)
+def test_the_scheduler_keeps_its_total_in_step_with_every_queue(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    """`buffered()` of all streams is a running total (it is asked on every send);
+    whatever is pushed, framed or dropped, it equals the sum over the streams."""
+    scheduler = Scheduler()
+    credit = dict.fromkeys(range(7), 0)
+    for op, sid, size in ops:
+        if op == "push":
+            scheduler.push(sid, b"x" * size, end=size % 2 == 0)
+        elif op == "drop":
+            scheduler.drop(sid)
+        else:
+            credit.update(dict.fromkeys(credit, size))
+            scheduler.pop_frames(lambda s: credit[s], lambda s, n: None, 100)
+        each = sum(scheduler.buffered(s) for s in range(1, 7))
+        assert scheduler.buffered() == each

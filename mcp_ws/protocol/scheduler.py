@@ -33,6 +33,7 @@ class Scheduler:
     def __init__(self) -> None:
         self._queues: dict[int, deque[_Chunk]] = {}
         self._buffered: dict[int, int] = {}
+        self._total = 0  # the sum of _buffered: asked for on every send
         self._ready: deque[int] = deque()
         self._in_ready: set[int] = set()
 
@@ -41,6 +42,7 @@ class Scheduler:
         view = memoryview(data)
         self._queues.setdefault(stream_id, deque()).append(_Chunk(view, end))
         self._buffered[stream_id] = self._buffered.get(stream_id, 0) + len(view)
+        self._total += len(view)
         self.wake(stream_id)
 
     def wake(self, stream_id: int) -> None:
@@ -58,12 +60,14 @@ class Scheduler:
         """Discard everything queued on a stream (it was cancelled); returns the bytes."""
         self._queues.pop(stream_id, None)
         self._in_ready.discard(stream_id)
-        return self._buffered.pop(stream_id, 0)
+        dropped = self._buffered.pop(stream_id, 0)
+        self._total -= dropped
+        return dropped
 
     def buffered(self, stream_id: int | None = None) -> int:
         """Bytes queued and not yet framed, for one stream or for all."""
         if stream_id is None:
-            return sum(self._buffered.values())
+            return self._total
         return self._buffered.get(stream_id, 0)
 
     def has_queued(self, stream_id: int) -> bool:
@@ -101,6 +105,7 @@ class Scheduler:
             chunk.offset += size
             spend(sid, size)
             self._buffered[sid] -= size
+            self._total -= size
             if chunk.offset < len(chunk.data):
                 flags = Flag.MORE
             else:
