@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import anyio
 import pytest
@@ -95,3 +96,31 @@ async def test_workers_must_be_at_least_one(anyio_backend: str) -> None:
         with anyio.fail_after(30):
             code = await s.process.wait()
         assert code == 2
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for whoever adopted it to reap it does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(anyio_backend: str) -> None:
+    """SIGKILL leaves the supervisor no time to stop its workers: they notice it is gone
+    and drain and exit by themselves, instead of serving on the port, orphaned."""
+    args = ["serve", "tests.apps:build_app", "--port", "0", "--workers", "2", "--grace", "1"]
+    async with running(anyio_backend, *args) as server:
+        with anyio.fail_after(30):
+            first = await server.line()
+        url = first.split(" at ", 1)[1].split(" with ", 1)[0]
+        with anyio.fail_after(30):
+            pids = await pids_seen(url, 2)
+        assert len(pids) == 2
+        server.process.kill()
+        with anyio.fail_after(20):
+            while any(_alive(pid) for pid in pids):
+                await anyio.sleep(0.1)
+        with pytest.raises(OSError):  # nobody listens on the port any more
+            await anyio.connect_tcp("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))

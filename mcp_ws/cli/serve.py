@@ -11,6 +11,7 @@ import shutil
 import sys
 from typing import Any
 
+import anyio
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
@@ -25,7 +26,7 @@ from .common import (
     server_ssl,
     wait_for_stop_signal,
 )
-from .workers import serve_workers
+from .workers import serve_workers, supervisor_gone
 
 __all__ = ["add_listen_options", "load_app", "serve_command"]
 
@@ -84,6 +85,7 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
         "that dies is replaced; SIGTERM drains them all (default: %(default)s)",
     )
     listen.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    listen.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)  # a worker's parent
     listen.add_argument(
         "--health-path",
         default="/healthz",
@@ -152,6 +154,29 @@ def _session_runner(args: argparse.Namespace) -> tuple[SessionRunner, str]:
     return stdio_bridge(argv), argv[0]
 
 
+async def _stop_reason(supervisor: int | None) -> str:
+    """Wait for SIGINT or SIGTERM, or (a worker) for its supervisor to be gone."""
+    if supervisor is None:
+        return (await wait_for_stop_signal()).name
+    why = ""
+    async with anyio.create_task_group() as tg:
+
+        async def signalled() -> None:
+            nonlocal why
+            why = (await wait_for_stop_signal()).name
+            tg.cancel_scope.cancel()
+
+        async def orphaned() -> None:
+            nonlocal why
+            await supervisor_gone(supervisor)
+            why = "the supervisor is gone"
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(signalled)
+        tg.start_soon(orphaned)
+    return why
+
+
 async def serve_command(args: argparse.Namespace) -> int:
     """Run ``serve`` or ``bridge`` until SIGINT or SIGTERM, then shut down gracefully."""
     configure_logging(args.log_level)
@@ -182,10 +207,7 @@ async def serve_command(args: argparse.Namespace) -> int:
         print(f"mcp-ws: serving {what} at {server.url}", flush=True)
         if server.page_url:
             print(f"mcp-ws: chat page at {server.page_url}", flush=True)
-        received = await wait_for_stop_signal()
-        print(
-            f"mcp-ws: {received.name}: shutting down (in-flight calls get {args.grace:g} s)",
-            flush=True,
-        )
+        why = await _stop_reason(args.supervisor)
+        print(f"mcp-ws: {why}: shutting down (in-flight calls get {args.grace:g} s)", flush=True)
     print("mcp-ws: stopped", flush=True)
     return 0

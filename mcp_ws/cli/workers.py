@@ -11,12 +11,16 @@ Each worker is ``mcp-ws serve`` itself, listening on the same port with
   with exit code 1;
 - on SIGTERM or SIGINT passes SIGTERM to every worker, which drains as a single server
   does (``/healthz`` 503, GOAWAY, ``--grace``), and exits 0 once they all did.
+
+A worker watches its supervisor (`SUPERVISOR_CHECK`): if it is gone, even killed with
+SIGKILL, the worker drains and exits too, rather than serve on, orphaned, on the port.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import sys
@@ -112,7 +116,21 @@ def worker_argv(port: int) -> list[str]:
         "--port",
         str(port),
         "--reuse-port",
+        "--supervisor",
+        str(os.getpid()),
     ]
+
+
+SUPERVISOR_CHECK = 0.5
+"""Seconds between a worker's checks that its supervisor is still alive."""
+
+
+async def supervisor_gone(pid: int) -> None:
+    """Return once this process's parent is no longer ``pid`` (the supervisor died,
+    even by SIGKILL, and the process was re-parented): the worker then drains and exits
+    as on SIGTERM instead of serving on, orphaned, on the port."""
+    while os.getppid() == pid:  # noqa: ASYNC110 - nothing to wait on: the kernel tells no one
+        await anyio.sleep(SUPERVISOR_CHECK)
 
 
 async def serve_workers(args: argparse.Namespace) -> int:
