@@ -412,13 +412,15 @@ def test_push_mode_hands_over_what_was_buffered_first() -> None:
         seen: list[bytes] = []
 
         async def peer(stream: anyio.abc.SocketStream) -> None:
-            await stream.send(b"early")
-            await anyio.sleep(0.05)
-            await stream.send(b"late")
-            await anyio.sleep(0.05)
-            await stream.send(b"after")
-            await anyio.sleep(0.05)
-            await stream.send_eof()
+            async with stream:
+                await stream.send(b"early")
+                await anyio.sleep(0.05)
+                await stream.send(b"late")
+                await anyio.sleep(0.05)
+                await stream.send(b"after")
+                await anyio.sleep(0.05)
+                await stream.send_eof()
+                await anyio.sleep(5)  # until the test is done with it
 
         listener = await create_tcp_listener("127.0.0.1", 0)
         port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
