@@ -403,6 +403,40 @@ async def test_an_error_in_the_handler_ends_the_pump_with_it() -> None:
     assert got == [b"0", b"1"]
 
 
+@pytest.mark.anyio
+async def test_a_peer_that_pings_and_reads_no_pongs_meets_backpressure() -> None:
+    """Pongs the peer does not read pile up unsent; past REPLY_BACKLOG the client stops
+    reading, so the peer's own sends block instead of the client's memory growing."""
+    ping = frame_bytes(9, b"p" * 125, fin=True, masked=False)
+    batch = ping * 256  # 33 KiB
+    limit = 8 * 1024 * 1024
+    sent = 0
+    blocked = False
+
+    async def script(stream: anyio.abc.SocketStream) -> None:
+        nonlocal sent, blocked
+        raw: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+        await stream.send(_switching(await read_request(stream)))
+        while sent < limit:  # never reads the pongs
+            with anyio.move_on_after(2) as waited:
+                await stream.send(batch)
+            if waited.cancelled_caught:
+                blocked = True
+                return
+            sent += len(batch)
+
+    with anyio.fail_after(60):
+        async with hand_server(script) as ws, anyio.create_task_group() as tg:
+            tg.start_soon(ws.pump, lambda message: None)
+            while not blocked and sent < limit:
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    assert blocked, f"the client read {sent:,} bytes of pings without sending the pongs"
+    assert sent < limit
+
+
 def test_push_mode_hands_over_what_was_buffered_first() -> None:
     """asyncio's TCP stream only (trio's has no push mode; the pump tests above run
     there over ``receive``): bytes that arrived before `set_receiver` come first, then

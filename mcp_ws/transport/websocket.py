@@ -34,6 +34,8 @@ from .wsframes import FrameReader, MaskKeys, encode_frame
 __all__ = ["HandshakeError", "MessageChannel", "WebSocket", "accept_websocket", "open_websocket"]
 
 _READ_SIZE = 65536
+REPLY_BACKLOG = 65536
+"""Bytes of replies (pongs) the pump holds unsent before it stops reading the socket."""
 _TRANSPORT_ERRORS = (
     anyio.EndOfStream,
     anyio.BrokenResourceError,
@@ -148,10 +150,12 @@ class WebSocket:
         nudge = anyio.Event()
         failure: list[Exception] = []
         replies: list[bytes] = []
+        paused: list[bool] = []  # reading stopped until the replies are sent
+        backlog = 0  # bytes in replies
         messages: list[bytes | str] = []
 
         def received(data: bytes) -> None:
-            nonlocal nudge
+            nonlocal nudge, backlog
             try:
                 if data:
                     self._frames.feed(data, messages)
@@ -168,6 +172,12 @@ class WebSocket:
             answer = self._protocol.data_to_send()
             if answer:
                 replies.extend(answer)
+                backlog += sum(map(len, answer))
+                if backlog > REPLY_BACKLOG:
+                    # A peer that sends pings and reads no pongs: stop reading until
+                    # they are sent (bytes wait in the stream, then in TCP).
+                    set_receiver(None)
+                    paused.append(True)
             if answer or failure or self._eof or self._protocol.state is State.CLOSED:
                 nudge.set()
 
@@ -182,8 +192,12 @@ class WebSocket:
                 if failure:
                     raise failure[0]
                 writes, replies[:] = list(replies), []
+                backlog = 0
                 with contextlib.suppress(anyio.BrokenResourceError):
                     await self._flush(writes)  # a dead socket ends below
+                if paused and not failure:
+                    paused.clear()
+                    set_receiver(received)  # what waited meanwhile comes first
                 if self._eof or self._protocol.state is State.CLOSED:
                     self._eof = True
                     return
