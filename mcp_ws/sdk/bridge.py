@@ -55,6 +55,7 @@ from ..protocol.events import (
     StreamEnded,
 )
 from ..transport.mux import MuxConnection
+from ..transport.tcp import asyncio_loop
 from .calls import Call, CallTable, Route, claim_route
 
 __all__ = [
@@ -96,6 +97,8 @@ class Inbox:
     def __init__(self) -> None:
         self._items: deque[_Item] = deque()
         self._waiters: list[anyio.Event | asyncio.Future[None]] = []  # the next put wakes
+        self._loop: asyncio.AbstractEventLoop | None = None  # None on trio
+        self._loop_known = False
         self._ended = False  # no more puts: readers get what is left, then EndOfStream
         self._closed = False  # nobody reads: readers get ClosedResourceError
 
@@ -131,7 +134,9 @@ class Inbox:
         """Until the next put, end or close. On asyncio a bare future: an anyio event
         finds its backend and builds an asyncio event, then a future, every time. Each
         reader waits on its own (a cancelled reader cancels only its future)."""
-        loop = _asyncio_loop()
+        if not self._loop_known:  # looked up once: anyio's lookup costs more than a wait
+            self._loop, self._loop_known = asyncio_loop(), True
+        loop = self._loop
         waiter = anyio.Event() if loop is None else loop.create_future()
         self._waiters.append(waiter)
         try:
@@ -163,14 +168,6 @@ class Inbox:
                 waiter.set()
             elif not waiter.done():
                 waiter.set_result(None)
-
-
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or ``None`` on trio."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 # message, the bridge it came from (None: answered locally), its stream, bytes to ack

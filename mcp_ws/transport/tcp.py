@@ -36,6 +36,7 @@ __all__ = [
     "READ_BUFFER_LOW",
     "AsyncioSocketStream",
     "TCPListener",
+    "asyncio_loop",
     "connect_tcp",
     "create_tcp_listener",
     "serve_accepts",
@@ -54,7 +55,7 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 _TRANSIENT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def asyncio_loop() -> asyncio.AbstractEventLoop | None:
     """The asyncio loop when anyio runs on asyncio here; ``None`` on trio."""
     token = anyio.lowlevel.current_token().native_token
     return token if isinstance(token, asyncio.AbstractEventLoop) else None
@@ -262,7 +263,7 @@ async def connect_tcp(
     The certificate is checked against ``host``. The default TLS mode does not require
     the TLS closing handshake, as a WebSocket's own close handshake ends the conversation.
     """
-    loop = _running_loop()
+    loop = asyncio_loop()
     if loop is None:
         if ssl is None:
             return await anyio.connect_tcp(host, port)
@@ -324,7 +325,7 @@ class TCPListener(anyio.abc.Listener[anyio.abc.SocketStream]):
 
 def _accepter(listener: anyio.abc.SocketListener) -> Accept:
     """``listener.accept``, or on asyncio an accept that yields `AsyncioSocketStream`."""
-    loop = _running_loop()
+    loop = asyncio_loop()
     if loop is None:
         return listener.accept
     raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
