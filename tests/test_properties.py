@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
+from pydantic import ValidationError
 
 from mcp_ws.protocol import (
     Connection,
@@ -26,6 +29,7 @@ from mcp_ws.protocol import (
     decode_message,
 )
 from mcp_ws.protocol.frames import Credit
+from mcp_ws.sdk.bridge import validate_message
 
 from .helpers import FakeClock, frames_of, notification, request
 
@@ -263,3 +267,73 @@ def test_random_frame_sequences_never_raise_out_of_receive_data(
             if isinstance(e, ConnectionTerminated) and e.error is not None:
                 assert isinstance(e.error, ProtocolError)
         conn.data_to_send()
+
+
+# JSON-RPC envelopes after MessagePack decoding: each kind well-formed, then with any
+# field replaced or dropped and extra keys added (wrong types, both result and error...).
+_odd = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=4),
+    st.lists(st.integers(), max_size=2),
+)
+_id = st.one_of(st.integers(-(2**63), 2**63), st.text(max_size=4))
+_dict = st.dictionaries(st.text(max_size=3), _odd, max_size=2)
+_params = st.one_of(st.none(), _dict, _odd)
+_error = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "code": st.one_of(st.integers(), st.floats(allow_nan=False)),
+            "message": st.text(max_size=4),
+        },
+        optional={"data": _odd},
+    ),
+    _odd,
+)
+_kinds = st.one_of(
+    st.fixed_dictionaries({"id": _id, "method": st.text(max_size=8)}, optional={"params": _params}),
+    st.fixed_dictionaries({"method": st.text(max_size=8)}, optional={"params": _params}),
+    st.fixed_dictionaries({"id": _id, "result": _dict}),
+    st.fixed_dictionaries({"id": _id, "error": _error}),
+)
+_keys = st.sampled_from(["jsonrpc", "id", "method", "params", "result", "error", "extra"])
+
+
+@st.composite
+def _envelope(draw: st.DrawFn) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "jsonrpc": draw(st.sampled_from(["2.0", "2.0", "2.0", "1.0"])),
+        **draw(_kinds),
+    }
+    for key in draw(st.lists(_keys, max_size=2)):
+        if draw(st.booleans()):
+            obj.pop(key, None)
+        else:
+            obj[key] = draw(st.one_of(_odd, _id, _params, _error))
+    return obj
+
+
+def _outcome(validate: Callable[[], JSONRPCMessage]) -> JSONRPCMessage | ValidationError:
+    try:
+        return validate()
+    except ValidationError as exc:
+        return exc
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_envelope())
+def test_fast_message_validation_matches_the_sdk_union(obj: dict[str, Any]) -> None:
+    """`validate_message` gives what the SDK's union adapter gives (same model, same
+    fields) and rejects exactly what it rejects."""
+    expected = _outcome(lambda: jsonrpc_message_adapter.validate_python(obj, by_name=False))
+    got = _outcome(lambda: validate_message(obj))
+    if isinstance(expected, ValidationError):
+        assert isinstance(got, ValidationError)
+        assert got.errors() == expected.errors()
+        return
+    assert not isinstance(got, ValidationError)
+    assert type(got) is type(expected)
+    assert got.model_dump() == expected.model_dump()
+    assert got.model_fields_set == expected.model_fields_set
