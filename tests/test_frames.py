@@ -9,6 +9,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_ws.protocol import (
     Cancel,
@@ -26,7 +28,7 @@ from mcp_ws.protocol import (
     decode_message,
     encode_frame,
 )
-from mcp_ws.protocol.frames import Frame
+from mcp_ws.protocol.frames import Frame, data_fields, decode_frame, unpack_message
 from mcp_ws.protocol.message import decode_payload, encode_payload
 from mcp_ws.protocol.reasons import MAX_CLOSE_REASON_BYTES, MAX_REASON_BYTES, close_reason
 
@@ -240,3 +242,67 @@ def test_declared_4gib_value_in_20_bytes_does_not_allocate(header: bytes) -> Non
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000
+
+
+_value = st.one_of(
+    st.integers(-2, 2**31 + 1),
+    st.sampled_from([0, 1, 2, 3, 4, 0x80, 0x81, 0x82, 0x83, 0xFF, 0x100, 2**31 - 1]),
+    st.booleans(),
+    st.none(),
+    st.binary(max_size=24),
+    st.text(max_size=3),
+    st.floats(allow_nan=False),
+)
+
+
+@st.composite
+def _frame_values(draw: st.DrawFn) -> Any:
+    """A frame's MessagePack value: a well-formed DATA, OPEN or other frame, then maybe a
+    field replaced by anything, cut short or lengthened; sometimes not a list at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(_value)
+    value: list[Any] = [
+        draw(st.sampled_from([1, 2, 1, 2, 1, 2, 0, 3, 4, 5, 6, 7])),
+        draw(st.integers(0, 5) | st.just(2**31 - 1)),
+        draw(st.integers(0, 3) | st.sampled_from([0x80, 0x83, 0xFF])),
+        draw(st.binary(max_size=20)),
+    ]
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        value[draw(st.integers(0, 3))] = draw(_value)
+    cut = draw(st.sampled_from([4, 4, 4, 5, 0, 2, 3]))
+    return value[:cut] if cut < 4 else [*value, *draw(st.lists(_value, max_size=2))]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_frame_values())
+def test_the_data_fast_path_agrees_with_the_frame_decoder(value: Any) -> None:
+    """`data_fields` accepts exactly the DATA and OPEN frames `decode_frame` accepts, with
+    the same stream, END and MORE bits and payload; the connection's fast path rests on it."""
+    limit = 16
+    fields = data_fields(value, limit)
+    try:
+        frame: Frame | Exception = decode_frame(value, limit)
+    except ProtocolError as exc:
+        frame = exc
+    if fields is None:
+        assert not isinstance(frame, Data | Open)
+        return
+    assert isinstance(frame, Data | Open)
+    ftype, sid, flags, payload = fields
+    assert ftype == (2 if isinstance(frame, Data) else 1)
+    assert (sid, flags & 3, payload) == (frame.stream_id, int(frame.flags), frame.payload)
+
+
+def test_unpack_message_takes_one_frame_or_several_and_reports_the_bad_ones() -> None:
+    """One frame, several (the ``unpackb`` attempt gives way to the unpacker), and the
+    errors only the unpacker describes."""
+    one = encode_frame(Data(stream_id=1, flags=Flag.END, payload=b"a"))
+    two = encode_frame(Open(stream_id=3, payload=b"b"))
+    assert unpack_message(one, 16) == [[2, 1, 1, b"a"]]
+    assert unpack_message(one + two, 16) == [[2, 1, 1, b"a"], [1, 3, 0, b"b"]]
+    with pytest.raises(ProtocolError, match="truncated frame"):
+        unpack_message(one + two[:-1], 16)
+    with pytest.raises(ProtocolError, match="malformed MessagePack"):
+        unpack_message(b"\xc1", 16)
+    with pytest.raises(ProtocolError, match="malformed MessagePack"):
+        unpack_message(msgpack.packb(msgpack.ExtType(1, b"x")), 16)

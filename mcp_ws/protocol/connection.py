@@ -64,8 +64,10 @@ from .frames import (
     Open,
     Ping,
     coalesce,
-    decode_message,
+    data_fields,
+    decode_frame,
     encode_frame,
+    unpack_message,
 )
 from .limits import Guards, Limits
 from .message import InvalidMessage, decode_payload, encode_payload, pack
@@ -422,10 +424,18 @@ class Connection:
         self._last_received = self._clock()
         self._keepalive_ping_sent = False
         events: list[Event] = []
+        limit = self.local_settings.max_frame_size
         try:
-            for frame in decode_message(data, max_frame_size=self.local_settings.max_frame_size):
-                self._handle(frame, events)
-                if self.closed:
+            for raw in unpack_message(data, limit):
+                # DATA and OPEN, almost all traffic, go straight to their handlers.
+                fields = data_fields(raw, limit) if self.peer_hello_received else None
+                if fields is None:
+                    self._handle(decode_frame(raw, limit), events)
+                elif fields[0] == _DATA:
+                    self._on_data(fields[1], fields[2], fields[3], events)
+                else:
+                    self._on_open(fields[1], fields[2], fields[3], events)
+                if self.state is ConnectionState.CLOSED:
                     break
         except ProtocolError as exc:
             events.append(self._fail(exc))
@@ -461,7 +471,7 @@ class Connection:
             case Data():
                 self._on_data(frame.stream_id, frame.flags, frame.payload, events)
             case Open():
-                self._on_open(frame, events)
+                self._on_open(frame.stream_id, frame.flags, frame.payload, events)
             case Credit():
                 self._on_credit(frame, events)
             case Cancel():
@@ -483,11 +493,10 @@ class Connection:
         self._scheduler.wake_all()
         events.append(HelloReceived(settings=settings))
 
-    def _on_open(self, frame: Open, events: list[Event]) -> None:
-        sid = frame.stream_id
+    def _on_open(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         streams = self._streams
         streams.check_remote_id(sid)
-        size = len(frame.payload)
+        size = len(payload)
         refuse = self._goaway_sent or len(streams.remote_active) >= self.local_settings.max_streams
         if refuse:
             # Not started: the bytes count and are credited straight back.
@@ -501,9 +510,10 @@ class Connection:
         streams.open_remote(sid)
         self._flow.add_stream(sid)
         events.append(StreamOpened(stream_id=sid))
-        self._on_data(sid, frame.flags, frame.payload, events)
+        self._on_data(sid, flags, payload, events)
 
-    def _on_data(self, sid: int, flags: Flag, payload: bytes, events: list[Event]) -> None:
+    def _on_data(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
+        """DATA (or OPEN's part of it): ``flags`` as an int, of which END and MORE count."""
         size = len(payload)
         stream = self._streams.get(sid)
         if stream is None:

@@ -31,8 +31,11 @@ __all__ = [
     "Ping",
     "UnknownFrame",
     "coalesce",
+    "data_fields",
+    "decode_frame",
     "decode_message",
     "encode_frame",
+    "unpack_message",
 ]
 
 #: Largest legal stream id (31 bits, as in HTTP/2).
@@ -181,7 +184,9 @@ def _reason_field(value: object) -> str:
     return value if len(value) <= MAX_REASON_BYTES // 4 else _reason(value)
 
 
-def _decode_frame(raw: object, max_frame_size: int) -> Frame:
+def decode_frame(raw: object, max_frame_size: int) -> Frame:
+    """One frame from its MessagePack value (see `unpack_message`); raises as
+    `decode_message` does."""
     if type(raw) is not list or len(raw) < 3:
         raise ProtocolError("a frame must be a MessagePack array of at least 3 fields")
     ftype = raw[0]
@@ -249,6 +254,13 @@ def decode_message(data: bytes, *, max_frame_size: int) -> list[Frame]:
     payload longer than ``max_frame_size``, and ``ProtocolError`` for anything that is
     not a sequence of well-formed frames (including an empty message or a truncated frame).
     """
+    return [decode_frame(raw, max_frame_size) for raw in unpack_message(data, max_frame_size)]
+
+
+def unpack_message(data: bytes, max_frame_size: int) -> list[Any]:
+    """The MessagePack values of the frames in one WebSocket message, not yet checked as
+    frames (`decode_message` does that). Raises as `decode_message` does for the
+    message's size and for MessagePack that is malformed or truncated."""
     size = len(data)
     if size > max_frame_size + MESSAGE_OVERHEAD:
         raise FrameSizeError(
@@ -258,20 +270,48 @@ def decode_message(data: bytes, *, max_frame_size: int) -> list[Frame]:
     if size == 0:
         raise ProtocolError("empty WebSocket message")
     # Every length the input declares is bounded by the input itself, so a
-    # 4 GiB string header in 20 bytes fails without allocating.
+    # 4 GiB string header in 20 bytes fails without allocating. Most messages hold one
+    # frame: ``unpackb`` decodes those without building an unpacker; anything else
+    # (several frames, or an error to describe) goes through one.
+    try:
+        return [msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_reject_ext)]
+    except Exception:  # several frames, or an error: the unpacker below says which
+        pass
     unpacker = msgpack.Unpacker(
         max_buffer_size=size, raw=False, strict_map_key=True, ext_hook=_reject_ext
     )
     unpacker.feed(data)
-    frames: list[Frame] = []
+    values: list[Any] = []
     try:
         while unpacker.tell() < size:
-            frames.append(_decode_frame(unpacker.unpack(), max_frame_size))
+            values.append(unpacker.unpack())
     except msgpack.OutOfData:
         raise ProtocolError("truncated frame at the end of a message") from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"malformed MessagePack: {exc or type(exc).__name__}") from None
-    return frames
+    return values
+
+
+def data_fields(raw: Any, max_frame_size: int) -> tuple[int, int, int, bytes] | None:
+    """``(type, stream id, flags, payload)`` of a well-formed DATA or OPEN frame's
+    MessagePack value, checked as `decode_message` checks it, without building the frame;
+    ``None`` for anything else, which `decode_frame` then decodes (or rejects)."""
+    if type(raw) is not list or len(raw) < 4:
+        return None
+    ftype, sid, flags, payload = raw[0], raw[1], raw[2], raw[3]
+    if (
+        type(ftype) is int
+        and (ftype == _DATA or (ftype == _OPEN and sid != 0))
+        and type(sid) is int
+        and 0 <= sid <= MAX_STREAM_ID
+        and type(flags) is int
+        and 0 <= flags <= 0xFF
+        and flags & 3 != 3
+        and type(payload) is bytes
+        and len(payload) <= max_frame_size
+    ):
+        return ftype, sid, flags, payload
+    return None
 
 
 def coalesce(frames: list[bytes], limit: int) -> list[bytes]:
