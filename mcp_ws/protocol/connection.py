@@ -83,6 +83,7 @@ __all__ = ["Connection", "ConnectionState", "Role"]
 DEAD_PEER_GRACE = 5.0
 
 _DATA = int(FrameType.DATA)
+_OPEN = int(FrameType.OPEN)
 
 
 class Role(enum.Enum):
@@ -98,6 +99,9 @@ class ConnectionState(enum.Enum):
     OPEN = "open"
     GOING_AWAY = "going away"
     CLOSED = "closed"
+
+
+_CLOSED = ConnectionState.CLOSED  # compared on every call: a global is quicker to reach
 
 
 class Connection:
@@ -205,7 +209,7 @@ class Connection:
     @property
     def stream_slots(self) -> int:
         """How many more streams ``open_stream`` would accept now (0 when closing)."""
-        if self.closed or self._goaway_received:
+        if self.state is _CLOSED or self._goaway_received:
             return 0
         return max(self.stream_limit - len(self._streams.local_active), 0)
 
@@ -218,14 +222,16 @@ class Connection:
     def is_finished(self) -> bool:
         """True when the I/O layer should close the WebSocket: the connection failed, or
         a graceful GOAWAY went either way and every stream is done."""
-        if self.closed:
+        if self.state is _CLOSED:
             return True
         return self.state is ConnectionState.GOING_AWAY and self.open_stream_count == 0
 
     @property
     def has_data_to_send(self) -> bool:
         """Whether `data_to_send` may return something now (frames queued for the peer)."""
-        return bool(self._immediate) or (not self.closed and self._scheduler.has_pending())
+        return bool(self._immediate) or (
+            self.state is not _CLOSED and self._scheduler.has_pending()
+        )
 
     # ------------------------------------------------------------------ sending
 
@@ -253,9 +259,7 @@ class Connection:
         self._flow.consume_send(sid, first)
         rest = memoryview(payload)[first:]
         flags = Flag.MORE if rest else (Flag.END if end else Flag.NONE)
-        self._immediate.append(
-            encode_frame(Open(stream_id=sid, flags=flags, payload=payload[:first]))
-        )
+        self._immediate.append(pack((_OPEN, sid, int(flags), payload[:first])))
         if rest:
             self._scheduler.push(sid, rest, end=end)
         return sid
@@ -297,7 +301,7 @@ class Connection:
         if stream_id == 0:
             raise StreamStateError("stream 0 cannot be cancelled")
         stream = self._streams.get(stream_id)
-        if stream is None or self.closed:
+        if stream is None or self.state is _CLOSED:
             return
         outcome, _ = transition(stream.state, StreamInput.SEND_CANCEL)
         if outcome is Outcome.OK:
@@ -313,7 +317,7 @@ class Connection:
         if size < 0:
             raise UsageError("size must not be negative")
         stream = self._streams.find(stream_id)
-        if stream is None or self.closed:
+        if stream is None or self.state is _CLOSED:
             return False
         if size > stream.unacked:
             raise UsageError(
@@ -344,7 +348,7 @@ class Connection:
     def close(self, error_code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
         """Send GOAWAY. With NO_ERROR open streams finish (``is_finished`` tells when to
         close the WebSocket); with an error code the connection is closed at once."""
-        if self.closed:
+        if self.state is _CLOSED:
             return
         if error_code is ErrorCode.NO_ERROR:
             if not self._goaway_sent:
@@ -367,7 +371,7 @@ class Connection:
         self._immediate = []
         self._hello_sent = True
         self._guards.replies_sent()
-        if not self.closed and self._scheduler.has_pending():
+        if self.state is not _CLOSED and self._scheduler.has_pending():
             for sid, flags, payload in self._scheduler.pop_frames(
                 self._flow.available_credit,
                 self._flow.consume_send,
@@ -384,7 +388,7 @@ class Connection:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has work (clock time), or ``None``."""
-        if self.closed:
+        if self.state is _CLOSED:
             return None
         if not self.peer_hello_received:
             return self._created + self.limits.hello_timeout
@@ -397,7 +401,7 @@ class Connection:
 
     def tick(self, now: float | None = None) -> list[Event]:
         """Run the timers: HELLO timeout, keepalive PING, dead-peer detection."""
-        if self.closed:
+        if self.state is _CLOSED:
             return []
         now = self._clock() if now is None else now
         if not self.peer_hello_received:
@@ -419,7 +423,7 @@ class Connection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Process one WebSocket binary message from the peer."""
-        if self.closed:
+        if self.state is _CLOSED:
             return []
         self._last_received = self._clock()
         self._keepalive_ping_sent = False
@@ -435,7 +439,7 @@ class Connection:
                     self._on_data(fields[1], fields[2], fields[3], events)
                 else:
                     self._on_open(fields[1], fields[2], fields[3], events)
-                if self.state is ConnectionState.CLOSED:
+                if self.state is _CLOSED:
                     break
         except ProtocolError as exc:
             events.append(self._fail(exc))
@@ -443,7 +447,7 @@ class Connection:
 
     def receive_text(self) -> list[Event]:
         """A text message arrived, which mcp-ws.v1 forbids: the connection ends (1003)."""
-        if self.closed:
+        if self.state is _CLOSED:
             return []
         return [self._fail(ProtocolError("text message on mcp-ws.v1"), close_code=1003)]
 
@@ -453,7 +457,7 @@ class Connection:
         Returns ``[ConnectionTerminated]`` (``remote=True``, close code 1006) unless the
         connection had already ended.
         """
-        if self.closed:
+        if self.state is _CLOSED:
             return []
         events: list[Event] = []
         self._terminate(
@@ -685,7 +689,7 @@ class Connection:
         return payload
 
     def _check_open(self) -> None:
-        if self.closed:
+        if self.state is _CLOSED:
             raise ConnectionClosedError(
                 "connection closed", error_code=self.error_code or ErrorCode.NO_ERROR
             )
