@@ -47,12 +47,14 @@ from ..protocol.errors import (
 )
 from ..protocol.events import (
     ConnectionTerminated,
+    CreditGranted,
     Event,
     GoAwayReceived,
     InvalidMessageReceived,
     MessageReceived,
     StreamCancelled,
     StreamEnded,
+    StreamOpened,
 )
 from ..transport.mux import MuxConnection
 from ..transport.tcp import asyncio_loop
@@ -224,12 +226,16 @@ class SessionBridge:
     def on_events(self, events: list[Event]) -> None:
         """Handle a batch of core events (called by the pump; never blocks)."""
         for event in events:
-            if isinstance(event, MessageReceived):
+            # The common events first, by identity (cheaper than isinstance, several
+            # times per message); events are final classes.
+            if type(event) is MessageReceived:
                 self._received(event)
+            elif type(event) is StreamEnded:
+                self._ended(event.stream_id)
+            elif type(event) is StreamOpened or type(event) is CreditGranted:
+                continue
             elif isinstance(event, StreamCancelled):
                 self._cancelled(event)
-            elif isinstance(event, StreamEnded):
-                self._ended(event.stream_id)
             elif isinstance(event, ConnectionTerminated):
                 self._terminated()
             elif isinstance(event, InvalidMessageReceived):

@@ -258,7 +258,7 @@ class MuxConnection:
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, ConnectionTerminated) and self.termination is None:
+            if type(event) is ConnectionTerminated and self.termination is None:
                 self.termination = event
                 level = logging.DEBUG if event.error_code is ErrorCode.NO_ERROR else logging.INFO
                 logger.log(level, "connection terminated: %s", event)
