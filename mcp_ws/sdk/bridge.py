@@ -390,18 +390,22 @@ class SessionBridge:
         if self._closed or self._core_mux.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         message = item.message
+        # Only a request may wait (for a stream slot); the rest is synchronous.
         if isinstance(message, JSONRPCRequest):
-            await self._send_request(message)
+            mux = self._core_mux
+            if mux.stream_slots == 0 and mux.accepting_streams:
+                await self._wait_for_slot()
+            self._send_request(message)
         elif isinstance(message, JSONRPCNotification):
             self._send_notification(message, item.metadata)
         else:
-            await self._send_response(message)
+            self._send_response(message)
 
-    async def _send_request(self, message: JSONRPCRequest) -> None:
+    async def _wait_for_slot(self) -> None:
+        """The peer's max_streams is reached: wait in line for a slot (FIFO, and one
+        wake-up per freed slot rather than every waiter on every event)."""
         mux = self._core_mux
         while mux.stream_slots == 0 and mux.accepting_streams:
-            # The peer's max_streams is reached: wait in line for a slot (FIFO, and one
-            # wake-up per freed slot rather than every waiter on every event).
             turn = anyio.Event()
             self._slot_waiters.append(turn)
             try:
@@ -412,6 +416,9 @@ class SessionBridge:
                 else:
                     self._slot_waiters.remove(turn)
                 raise
+
+    def _send_request(self, message: JSONRPCRequest) -> None:
+        mux = self._core_mux
         try:
             # A lone call is written from this task, a task hop sooner; with others in
             # flight the writer coalesces it with theirs (fewer, larger writes).
@@ -457,7 +464,7 @@ class SessionBridge:
         except UsageError as exc:
             logger.debug("dropped %s on stream %d: %s", message.method, sid, exc)
 
-    async def _send_response(self, message: JSONRPCResponse | JSONRPCError) -> None:
+    def _send_response(self, message: JSONRPCResponse | JSONRPCError) -> None:
         call = self.calls.peer(message.id)
         if call is None:
             logger.debug("dropped the response to %r: the request is gone", message.id)
