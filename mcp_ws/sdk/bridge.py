@@ -382,24 +382,23 @@ class SessionBridge:
             # holds at most the budget plus one message.
             async with self._budget_lock:
                 await mux.wait_sent(self.send_budget)
-                await self._route(item)
+                await self._route(item, mux)
         else:
-            await self._route(item)
+            await self._route(item, mux)
 
-    async def _route(self, item: SessionMessage) -> None:
-        if self._closed or self._core_mux.closed:
+    async def _route(self, item: SessionMessage, mux: MuxConnection) -> None:
+        if self._closed or mux.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         message = item.message
         # Only a request may wait (for a stream slot); the rest is synchronous.
         if isinstance(message, JSONRPCRequest):
-            mux = self._core_mux
             if mux.stream_slots == 0 and mux.accepting_streams:
                 await self._wait_for_slot()
-            self._send_request(message)
+            self._send_request(message, mux)
         elif isinstance(message, JSONRPCNotification):
-            self._send_notification(message, item.metadata)
+            self._send_notification(message, item.metadata, mux)
         else:
-            self._send_response(message)
+            self._send_response(message, mux)
 
     async def _wait_for_slot(self) -> None:
         """The peer's max_streams is reached: wait in line for a slot (FIFO, and one
@@ -417,8 +416,7 @@ class SessionBridge:
                     self._slot_waiters.remove(turn)
                 raise
 
-    def _send_request(self, message: JSONRPCRequest) -> None:
-        mux = self._core_mux
+    def _send_request(self, message: JSONRPCRequest, mux: MuxConnection) -> None:
         try:
             # A lone call is written from this task, a task hop sooner; with others in
             # flight the writer coalesces it with theirs (fewer, larger writes).
@@ -427,7 +425,7 @@ class SessionBridge:
         except ConnectionClosedError:
             # It waited for a slot and the connection ended meanwhile: the same failure
             # as the calls already sent, which the SDK reports as CONNECTION_CLOSED.
-            raise anyio.BrokenResourceError(str(self._core_mux.closed_error())) from None
+            raise anyio.BrokenResourceError(str(mux.closed_error())) from None
         except MessageTooLargeForPeer as exc:
             self._answer_locally(message.id, REQUEST_REFUSED, str(exc))
             return
@@ -446,8 +444,9 @@ class SessionBridge:
         if alone:
             mux.write_now()
 
-    def _send_notification(self, message: JSONRPCNotification, metadata: object) -> None:
-        mux = self._core_mux
+    def _send_notification(
+        self, message: JSONRPCNotification, metadata: object, mux: MuxConnection
+    ) -> None:
         if message.method == "notifications/cancelled" and message.params:
             call = self.calls.own(message.params.get("requestId"))
             if call is not None:
@@ -464,14 +463,13 @@ class SessionBridge:
         except UsageError as exc:
             logger.debug("dropped %s on stream %d: %s", message.method, sid, exc)
 
-    def _send_response(self, message: JSONRPCResponse | JSONRPCError) -> None:
+    def _send_response(self, message: JSONRPCResponse | JSONRPCError, mux: MuxConnection) -> None:
         call = self.calls.peer(message.id)
         if call is None:
             logger.debug("dropped the response to %r: the request is gone", message.id)
             return
         self.calls.remove(call)
         sid = call.stream_id
-        mux = self._core_mux
         alone = len(self.calls) == 0  # as for requests: written here, or coalesced
         try:
             mux.send(sid, _dump(message), end=True, deferred=alone)

@@ -75,6 +75,7 @@ class MuxConnection:
         self._progress: anyio.Event | None = None  # created by the first waiter
         self._reader_done = anyio.Event()
         self._finished = anyio.Event()
+        self._over = False  # _finished is set (read on every write: a plain flag)
         self._rearm = anyio.Event()
         self._armed: float | None = None
         self._credit_waiters: dict[int, anyio.Event] = {}  # by stream: woken by its credit
@@ -181,7 +182,7 @@ class MuxConnection:
     @property
     def finished(self) -> bool:
         """Whether the pump has stopped (the connection is over)."""
-        return self._finished.is_set()
+        return self._over
 
     def closed_error(self) -> ConnectionClosedError:
         """The error that in-flight work fails with once the connection is over."""
@@ -253,6 +254,7 @@ class MuxConnection:
             with anyio.CancelScope(shield=True):
                 self._transport_ended()
                 await self._channel.aclose()
+                self._over = True
                 self._finished.set()
                 self._signal_progress()
 

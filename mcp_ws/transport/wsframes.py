@@ -57,6 +57,8 @@ class FrameReader:
     def __init__(self, protocol: Protocol) -> None:
         self._protocol = protocol
         self._masked = protocol.side is Side.SERVER  # frames from a client are masked
+        limits = (protocol.max_message_size, protocol.max_fragment_size)
+        self._limit = min((n for n in limits if n is not None), default=None)  # None: none
         self._pending: list[bytes] = []  # an incomplete frame, in pieces
         self._pending_size = 0
         self._need = 0  # bytes the incomplete frame needs before parsing is worth it
@@ -98,8 +100,7 @@ class FrameReader:
             data = b"".join(self._pending)
             self._pending, self._pending_size = [], 0
         protocol = self._protocol
-        limits = (protocol.max_message_size, protocol.max_fragment_size)
-        limit = min((n for n in limits if n is not None), default=None)
+        limit = self._limit
         masked = self._masked
         end = len(data)
         pos = 0
