@@ -29,7 +29,7 @@ from mcp_ws.protocol import (
     encode_frame,
 )
 from mcp_ws.protocol.frames import Frame, data_fields, decode_frame, unpack_message
-from mcp_ws.protocol.message import decode_payload, encode_payload
+from mcp_ws.protocol.message import PACKER_KEEP, decode_payload, encode_payload, pack
 from mcp_ws.protocol.reasons import MAX_CLOSE_REASON_BYTES, MAX_REASON_BYTES, close_reason
 
 from .helpers import raw
@@ -306,3 +306,20 @@ def test_unpack_message_takes_one_frame_or_several_and_reports_the_bad_ones() ->
         unpack_message(b"\xc1", 16)
     with pytest.raises(ProtocolError, match="malformed MessagePack"):
         unpack_message(msgpack.packb(msgpack.ExtType(1, b"x")), 16)
+
+
+def test_the_shared_packer_does_not_keep_a_large_message_buffer() -> None:
+    """A msgpack packer keeps a buffer the size of the largest thing it packed: after a
+    16 MiB message the thread's packer is dropped, not kept at 32 MiB."""
+    pack({"warm": 1})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        big = b"x" * (16 << 20)
+        assert len(pack({"data": big})) > 16 << 20
+        del big
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < PACKER_KEEP, f"{held} bytes held after packing 16 MiB"
+    assert pack({"small": b"y" * 10}) == msgpack.packb({"small": b"y" * 10}, use_bin_type=True)

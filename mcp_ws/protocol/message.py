@@ -13,6 +13,11 @@ __all__ = ["InvalidMessage", "decode_payload", "encode_payload", "is_jsonrpc", "
 _local = threading.local()
 
 
+#: A packer keeps a buffer as large as the largest thing it packed: past this size it is
+#: dropped with it, so a thread that once sent a 64 MiB result does not hold 64 MiB.
+PACKER_KEEP = 1024 * 1024
+
+
 def pack(obj: object) -> bytes:
     """MessagePack bytes of ``obj`` (``bytes`` as ``bin``), with a packer reused per thread
     (``msgpack.packb`` builds a new one for every call)."""
@@ -20,7 +25,10 @@ def pack(obj: object) -> bytes:
         packer = _local.packer
     except AttributeError:
         packer = _local.packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack(obj)  # type: ignore[no-any-return]
+    data: bytes = packer.pack(obj)
+    if len(data) > PACKER_KEEP:
+        del _local.packer
+    return data
 
 
 class InvalidMessage(ValueError):
