@@ -84,6 +84,7 @@ DEAD_PEER_GRACE = 5.0
 
 _DATA = int(FrameType.DATA)
 _OPEN = int(FrameType.OPEN)
+_CREDIT = int(FrameType.CREDIT)
 
 
 class Role(enum.Enum):
@@ -707,7 +708,7 @@ class Connection:
 
     def _grant(self, grants: list[tuple[int, int]]) -> None:
         for sid, increment in grants:
-            self._immediate.append(encode_frame(Credit(stream_id=sid, increment=increment)))
+            self._immediate.append(pack((_CREDIT, sid, 0, increment)))
 
     def _reply(self, frame: Frame) -> None:
         self._guards.reply()
