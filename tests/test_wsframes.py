@@ -336,6 +336,31 @@ async def test_frames_behind_the_handshake_arrive(split: str) -> None:
             assert await ws.receive() == b"second" * 30
 
 
+@pytest.mark.anyio
+async def test_a_ping_behind_the_handshake_is_answered_by_the_first_receive() -> None:
+    """A ping in the same read as the 101 is answered as soon as the application reads,
+    not after the next bytes arrive (the peer here sends nothing more until the pong)."""
+    pong = anyio.Event()
+
+    async def script(stream: anyio.abc.SocketStream) -> None:
+        head = _switching(await read_request(stream))
+        await stream.send(head + frame_bytes(0x9, b"hi", fin=True, masked=False))
+        reply = b""
+        while len(reply) < 8:  # a masked pong of 2 bytes: 2 + 4 + 2
+            reply += await stream.receive()
+        assert reply[0] == 0x8A  # FIN, PONG
+        assert reply[1] == 0x80 | 2  # masked, 2 bytes
+        assert bytes(b ^ reply[2 + i % 4] for i, b in enumerate(reply[6:8])) == b"hi"
+        pong.set()
+        await stream.send(frame_bytes(2, b"after", fin=True, masked=False))
+        await anyio.sleep(5)
+
+    with anyio.fail_after(10):
+        async with hand_server(script) as ws:
+            assert await ws.receive() == b"after"
+            assert pong.is_set()
+
+
 # ---------------------------------------------------------------- the pump
 
 

@@ -95,6 +95,7 @@ class WebSocket:
         self._keys = MaskKeys() if protocol.side is Side.CLIENT else None
         if received:  # what arrived right behind the handshake
             self._frames.feed(received, self._messages)
+        self._replies_due = bool(received)  # sent by the first receive (or the pump)
 
     def set_max_size(self, size: int) -> None:
         """Largest message accepted from now on (the peer is failed with 1009 beyond it)."""
@@ -112,6 +113,10 @@ class WebSocket:
 
     async def receive(self) -> bytes | str | None:
         """The next whole message, or ``None`` once the connection is closed."""
+        if self._replies_due:  # a pong for a ping that came with the handshake
+            self._replies_due = False
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await self._flush(self._protocol.data_to_send())
         while not self._messages:
             if self._eof:
                 return None
@@ -182,6 +187,7 @@ class WebSocket:
                 nudge.set()
 
         replies.extend(self._protocol.data_to_send())  # a pong for a ping that came early
+        self._replies_due = False
         if replies:
             nudge.set()
         set_receiver(received)
