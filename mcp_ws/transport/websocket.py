@@ -152,15 +152,16 @@ class WebSocket:
             return
         while self._messages:  # what came with the handshake
             on_message(self._messages.popleft())
-        nudge = anyio.Event()
-        failure: list[Exception] = []
-        replies: list[bytes] = []
-        paused: list[bool] = []  # reading stopped until the replies are sent
+        # The callback's state: its own names, rebound with nonlocal (the list is reused).
+        nudge = anyio.Event()  # set when this task has something to do
+        failure: Exception | None = None  # raised by on_message: this task raises it
+        replies: list[bytes] = []  # what the protocol answered, for this task to send
         backlog = 0  # bytes in replies
+        paused = False  # reading stopped until the replies are sent
         messages: list[bytes | str] = []
 
         def received(data: bytes) -> None:
-            nonlocal nudge, backlog
+            nonlocal nudge, failure, backlog, paused
             try:
                 if data:
                     self._frames.feed(data, messages)
@@ -170,7 +171,7 @@ class WebSocket:
                 for message in messages:
                     on_message(message)
             except Exception as exc:  # raised by the pump's task
-                failure.append(exc)
+                failure = exc
                 set_receiver(None)
             finally:
                 messages.clear()
@@ -182,8 +183,8 @@ class WebSocket:
                     # A peer that sends pings and reads no pongs: stop reading until
                     # they are sent (bytes wait in the stream, then in TCP).
                     set_receiver(None)
-                    paused.append(True)
-            if answer or failure or self._eof or self._protocol.state is State.CLOSED:
+                    paused = True
+            if answer or failure is not None or self._eof or self._protocol.state is State.CLOSED:
                 nudge.set()
 
         replies.extend(self._protocol.data_to_send())  # a pong for a ping that came early
@@ -195,14 +196,14 @@ class WebSocket:
             while True:
                 await nudge.wait()
                 nudge = anyio.Event()
-                if failure:
-                    raise failure[0]
+                if failure is not None:
+                    raise failure
                 writes, replies[:] = list(replies), []
                 backlog = 0
                 with contextlib.suppress(anyio.BrokenResourceError):
                     await self._flush(writes)  # a dead socket ends below
-                if paused and not failure:
-                    paused.clear()
+                if paused and failure is None:
+                    paused = False
                     set_receiver(received)  # what waited meanwhile comes first
                 if self._eof or self._protocol.state is State.CLOSED:
                     self._eof = True
