@@ -361,6 +361,31 @@ async def test_a_ping_behind_the_handshake_is_answered_by_the_first_receive() ->
             assert pong.is_set()
 
 
+@pytest.mark.anyio
+async def test_a_size_limit_lowered_after_the_handshake_holds_on_the_fast_path() -> None:
+    """``set_max_size`` applies to the frames that follow: a plain frame over the new
+    limit fails the connection with 1009 (the fast path must not keep the old limit)."""
+    close_code: list[int] = []
+
+    async def script(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_switching(await read_request(stream)))
+        await anyio.sleep(0.2)  # the client lowers its limit meanwhile
+        await stream.send(frame_bytes(2, b"x" * 200, fin=True, masked=False))
+        reply = b""
+        while len(reply) < 8:  # a masked close frame with its 2-byte code
+            reply += await stream.receive()
+        assert reply[0] == 0x88  # FIN, CLOSE
+        code = bytes(b ^ reply[2 + i % 4] for i, b in enumerate(reply[6:8]))
+        close_code.append(struct.unpack("!H", code)[0])
+        await anyio.sleep(5)
+
+    with anyio.fail_after(10):
+        async with hand_server(script) as ws:
+            ws.set_max_size(100)
+            assert await ws.receive() is None
+    assert close_code == [1009]
+
+
 # ---------------------------------------------------------------- the pump
 
 

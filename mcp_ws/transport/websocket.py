@@ -100,6 +100,7 @@ class WebSocket:
     def set_max_size(self, size: int) -> None:
         """Largest message accepted from now on (the peer is failed with 1009 beyond it)."""
         self._protocol.max_message_size = size
+        self._frames.limits_changed()
 
     @property
     def close_code(self) -> int | None:

@@ -57,14 +57,20 @@ class FrameReader:
     def __init__(self, protocol: Protocol) -> None:
         self._protocol = protocol
         self._masked = protocol.side is Side.SERVER  # frames from a client are masked
-        limits = (protocol.max_message_size, protocol.max_fragment_size)
-        self._limit = min((n for n in limits if n is not None), default=None)  # None: none
+        self._limit: int | None = None  # the protocol's size limit (None: none)
+        self.limits_changed()
         self._pending: list[bytes] = []  # an incomplete frame, in pieces
         self._pending_size = 0
         self._need = 0  # bytes the incomplete frame needs before parsing is worth it
         self._fragments: list[bytes] = []  # a fragmented message, from the protocol
         self._fragment_text = False
         self.raw = False
+
+    def limits_changed(self) -> None:
+        """Take the protocol's current size limits (call after changing them): frames
+        over them go to the protocol, which fails the connection with 1009."""
+        limits = (self._protocol.max_message_size, self._protocol.max_fragment_size)
+        self._limit = min((n for n in limits if n is not None), default=None)
 
     @property
     def buffered(self) -> int:
