@@ -88,8 +88,7 @@ class FlowControl:
 
     def consume_send(self, stream_id: int, size: int) -> None:
         """Spend credit for a payload we are sending."""
-        # available_credit(stream_id), inlined: this runs for every frame.
-        if size and (size > self._send_conn or (stream_id and size > self._send.get(stream_id, 0))):
+        if size > self.available_credit(stream_id):
             raise AssertionError("sending beyond credit")  # the scheduler never does
         self._send_conn -= size
         if stream_id:

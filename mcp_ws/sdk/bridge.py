@@ -392,18 +392,16 @@ class SessionBridge:
         message = item.message
         # Only a request may wait (for a stream slot); the rest is synchronous.
         if isinstance(message, JSONRPCRequest):
-            if mux.stream_slots == 0 and mux.accepting_streams:
-                await self._wait_for_slot()
+            await self._wait_for_slot(mux)
             self._send_request(message, mux)
         elif isinstance(message, JSONRPCNotification):
             self._send_notification(message, item.metadata, mux)
         else:
             self._send_response(message, mux)
 
-    async def _wait_for_slot(self) -> None:
-        """The peer's max_streams is reached: wait in line for a slot (FIFO, and one
-        wake-up per freed slot rather than every waiter on every event)."""
-        mux = self._core_mux
+    async def _wait_for_slot(self, mux: MuxConnection) -> None:
+        """While the peer's max_streams is reached, wait in line for a slot (FIFO, and
+        one wake-up per freed slot rather than every waiter on every event)."""
         while mux.stream_slots == 0 and mux.accepting_streams:
             turn = anyio.Event()
             self._slot_waiters.append(turn)
