@@ -590,6 +590,59 @@ def test_a_bulk_stream_does_not_starve_a_small_one(pair: Pair) -> None:
     assert order.index(small) <= 1  # one bulk frame at most goes first
 
 
+def test_a_last_message_that_fits_goes_out_ahead_of_queued_bulk_data(pair: Pair) -> None:
+    # A message that ends its stream, whole within credit and with nothing queued before
+    # it on that stream, goes out with the control frames (as an OPEN does), not behind
+    # another stream's bulk data; the stream is finished at once.
+    pair.client.open_stream(request(1), end=True)
+    pair.client.open_stream(request(2), end=True)
+    pair.flush()
+    pair.server.send_message(1, notification(blob="B" * 1_000_000))
+    pair.server.send_message(3, result(3, ok=True), end=True)
+    assert pair.server.stream_state(3) is None  # its END is framed: nothing left to do
+    assert pair.server.buffered(1) > 0
+    assert pair.server.buffered(3) == 0
+    messages = pair.server.data_to_send()
+    frames = [f for f in frames_of(messages) if isinstance(f, Data)]
+    assert (frames[0].stream_id, frames[0].flags) == (3, Flag.END)
+    assert all(f.stream_id == 1 for f in frames[1:])
+    client_events = [e for m in messages for e in pair.client.receive_data(m)]
+    ended = [e.stream_id for e in client_events if isinstance(e, StreamEnded)]
+    assert ended == [3]  # stream 1's message is still coming (it has no END yet)
+
+
+def test_a_last_message_queued_behind_data_or_beyond_credit_keeps_its_place() -> None:
+    pair = Pair(client_settings=Settings(initial_window=65536))
+    pair.flush()
+    for rid in (1, 3, 5):
+        pair.client.open_stream(request(rid), end=True)
+    pair.flush()
+    # Behind a message still queued on its own stream: after it, in order.
+    pair.server.send_message(1, notification(blob="B" * 200_000))
+    pair.server.send_message(1, result(1, ok=True), end=True)
+    # Beyond the stream's credit (64 KiB): fragmented through the queue.
+    pair.server.send_message(3, result(3, blob="C" * 100_000), end=True)
+    # Fits: goes out at once.
+    pair.server.send_message(5, result(5, ok=True), end=True)
+    assert pair.server.stream_state(1) is not None
+    assert pair.server.stream_state(3) is not None
+    assert pair.server.stream_state(5) is None
+    pair.auto_ack = True
+    client_events, _ = pair.flush()
+    received = [
+        (e.stream_id, e.message.get("method", "result"))
+        for e in client_events
+        if isinstance(e, MessageReceived)
+    ]
+    assert received[0] == (5, "result")
+    assert [r for r in received if r[0] == 1] == [(1, "notifications/progress"), (1, "result")]
+    assert (3, "result") in received
+    ended = [e.stream_id for e in client_events if isinstance(e, StreamEnded)]
+    assert sorted(ended) == [1, 3, 5]
+    assert ended[0] == 5
+    assert pair.client.open_stream_count == pair.server.open_stream_count == 0
+
+
 def test_small_frames_are_coalesced_and_messages_respect_the_peer_limit(pair: Pair) -> None:
     for i in range(500):
         pair.client.send_message(0, notification(i=i))

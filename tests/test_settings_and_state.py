@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from mcp_ws.protocol import ProtocolError, Settings, StreamState
-from mcp_ws.protocol.state import TRANSITIONS, Outcome, StreamInput, transition
+from mcp_ws.protocol.state import (
+    AFTER_RECV_END,
+    RECEIVING,
+    TRANSITIONS,
+    Outcome,
+    StreamInput,
+    transition,
+)
 
 
 def test_defaults_match_the_protocol() -> None:
@@ -119,6 +126,18 @@ def test_transition(
     key: tuple[StreamState, StreamInput], expected: tuple[Outcome, StreamState]
 ) -> None:
     assert transition(*key) == expected
+
+
+def test_the_receive_path_shortcuts_say_what_the_table_says() -> None:
+    # The receive path checks RECEIVING and AFTER_RECV_END instead of calling transition.
+    for state in StreamState:
+        outcome, after = transition(state, StreamInput.RECV_DATA)
+        assert (state in RECEIVING) == (outcome is Outcome.OK)
+        if state in RECEIVING:
+            assert after is state  # DATA leaves the state as it is
+        outcome, after = transition(state, StreamInput.RECV_END)
+        assert AFTER_RECV_END.get(state) == (after if outcome is Outcome.OK else None)
+    assert {StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL} == RECEIVING
 
 
 def test_table_holds_no_usage_errors() -> None:

@@ -73,7 +73,7 @@ from .limits import Guards, Limits
 from .message import InvalidMessage, decode_payload, encode_payload, pack
 from .scheduler import Scheduler
 from .settings import MIN_FRAME_SIZE, MIN_WINDOW, Settings
-from .state import Outcome, StreamInput, StreamState, transition
+from .state import AFTER_RECV_END, RECEIVING, Outcome, StreamInput, StreamState, transition
 from .streams import Stream, StreamTable
 from .windows import FlowControl
 
@@ -85,6 +85,8 @@ DEAD_PEER_GRACE = 5.0
 _DATA = int(FrameType.DATA)
 _OPEN = int(FrameType.OPEN)
 _CREDIT = int(FrameType.CREDIT)
+_END = int(Flag.END)
+_MORE = int(Flag.MORE)
 
 
 class Role(enum.Enum):
@@ -254,15 +256,14 @@ class Connection:
         if end:
             stream.state = StreamState.HALF_CLOSED_LOCAL
         # The OPEN goes out now, in id order, with as much of the message as credit allows.
-        first = min(
-            len(payload), self.peer_settings.max_frame_size, self._flow.available_credit(sid)
-        )
+        size = len(payload)
+        first = min(size, self.peer_settings.max_frame_size, self._flow.available_credit(sid))
         self._flow.consume_send(sid, first)
-        rest = memoryview(payload)[first:]
-        flags = Flag.MORE if rest else (Flag.END if end else Flag.NONE)
-        self._immediate.append(pack((_OPEN, sid, int(flags), payload[:first])))
-        if rest:
-            self._scheduler.push(sid, rest, end=end)
+        if first == size:
+            self._immediate.append(pack((_OPEN, sid, _END if end else 0, payload)))
+        else:
+            self._immediate.append(pack((_OPEN, sid, _MORE, payload[:first])))
+            self._scheduler.push(sid, memoryview(payload)[first:], end=end)
         return sid
 
     def send_message(
@@ -280,8 +281,23 @@ class Connection:
             next_state = stream.after_sending(StreamInput.SEND_DATA, StreamInput.SEND_END)
         else:
             next_state = stream.after_sending(StreamInput.SEND_DATA)
-        self._scheduler.push(stream_id, self._encode(message), end=end)
+        payload = self._encode(message)
+        if end and self._fits_whole(stream_id, len(payload)):
+            # The last message, whole within credit: it goes out now, as an OPEN does.
+            self._flow.consume_send(stream_id, len(payload))
+            self._immediate.append(pack((_DATA, stream_id, _END, payload)))
+        else:
+            self._scheduler.push(stream_id, payload, end=end)
         self._enter(stream, next_state)
+
+    def _fits_whole(self, stream_id: int, size: int) -> bool:
+        """Whether a message of ``size`` bytes can go out on ``stream_id`` now in one
+        frame: nothing is queued before it there, and credit covers it."""
+        return (
+            not self._scheduler.has_queued(stream_id)
+            and size <= self.peer_settings.max_frame_size
+            and size <= self._flow.available_credit(stream_id)
+        )
 
     def end_stream(self, stream_id: int) -> None:
         """Send END on a stream without a message (after whatever is queued on it)."""
@@ -326,9 +342,11 @@ class Connection:
             )
         self._held -= size
         early = stream.consumed(size)
-        self._assembly.settle(early)
+        if early:
+            self._assembly.settle(early)
         grants = self._flow.acknowledge_received(stream_id, size - early)
-        self._grant(grants)
+        if grants:
+            self._grant(grants)
         if stream.unacked == 0:
             self._streams.consumed_all(stream)
         return bool(grants)
@@ -520,24 +538,20 @@ class Connection:
     def _on_data(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         """DATA (or OPEN's part of it): ``flags`` as an int, of which END and MORE count."""
         size = len(payload)
-        stream = self._streams.get(sid)
+        stream = self._streams.live.get(sid)
         if stream is None:
             self._streams.check_known(sid)
             self._grant(self._flow.dropped_received(size))
             if not self._streams.recently_closed(sid):
                 self._guards.useless(f"DATA for forgotten stream {sid}")
             return
-        bits = int(flags)  # IntFlag arithmetic is slow per frame
-        end = bool(bits & 1)
+        end = flags & 1
         if sid == 0 and end:
             raise ProtocolError("END on stream 0")
-        more = bool(bits & 2)
-        if size == 0 and not end and not more and stream.partial is None:
-            self._guards.useless("empty DATA frame")
-            return
+        more = flags & 2
         if size or more or stream.partial is not None:
-            outcome, _ = transition(stream.state, StreamInput.RECV_DATA)
-            if outcome is not Outcome.OK:
+            if stream.state not in RECEIVING:
+                outcome, _ = transition(stream.state, StreamInput.RECV_DATA)
                 self._grant(self._flow.dropped_received(size))
                 if outcome is Outcome.STREAM_CLOSED:
                     self._stream_error(stream, ErrorCode.STREAM_CLOSED, "DATA after END", events)
@@ -545,24 +559,32 @@ class Connection:
             grants = self._flow.data_received(sid, size)
             if grants:
                 self._grant(grants)
-            self._receive_fragment(stream, payload, more, events)
+            if more or stream.partial is not None or stream.discarding:
+                self._receive_fragment(stream, payload, bool(more), events)
+            else:
+                self._deliver(stream, payload, 0, events)  # a whole message in one frame
             if stream.state is StreamState.RESET:
                 return
+        elif not end:
+            self._guards.useless("empty DATA frame")
+            return
         if end:
-            outcome, next_state = transition(stream.state, StreamInput.RECV_END)
-            if outcome is Outcome.STREAM_CLOSED:
-                self._stream_error(stream, ErrorCode.STREAM_CLOSED, "END after END", events)
-            elif outcome is Outcome.OK:
-                if stream.partial is not None:
-                    self._stream_error(
-                        stream, ErrorCode.PROTOCOL_ERROR, "END inside a fragmented message", events
-                    )
-                    return
-                stream.state = next_state
-                self._streams.free_slot_if_done(stream)
-                events.append(StreamEnded(stream_id=sid))
-                if next_state is StreamState.CLOSED:
-                    self._finish(stream)
+            after = AFTER_RECV_END.get(stream.state)
+            if after is None:
+                outcome, _ = transition(stream.state, StreamInput.RECV_END)
+                if outcome is Outcome.STREAM_CLOSED:
+                    self._stream_error(stream, ErrorCode.STREAM_CLOSED, "END after END", events)
+                return
+            if stream.partial is not None:
+                self._stream_error(
+                    stream, ErrorCode.PROTOCOL_ERROR, "END inside a fragmented message", events
+                )
+                return
+            stream.state = after
+            self._streams.free_slot_if_done(stream)
+            events.append(StreamEnded(stream_id=sid))
+            if after is StreamState.CLOSED:
+                self._finish(stream)
 
     def _receive_fragment(
         self, stream: Stream, payload: bytes, more: bool, events: list[Event]
@@ -571,22 +593,22 @@ class Connection:
             stream.discarding = more
             self._grant(self._flow.acknowledge_received(0, len(payload)))
             return
-        early = 0
-        if more or stream.partial is not None:
-            assembly = self._assembly
-            too_much = assembly.add(stream, payload)
-            if too_much is not None:
-                self._message_too_large(stream, too_much, events)
-                return
-            if more:
-                # Credit incomplete fragments back now, within a connection-wide budget,
-                # so a message larger than a window can finish.
-                if assembly.credit_early(stream, len(payload)):
-                    self._grant(self._flow.acknowledge_received(stream.id, len(payload)))
-                return
-            body, early = assembly.complete(stream)
-        else:
-            body = payload
+        assembly = self._assembly
+        too_much = assembly.add(stream, payload)
+        if too_much is not None:
+            self._message_too_large(stream, too_much, events)
+            return
+        if more:
+            # Credit incomplete fragments back now, within a connection-wide budget,
+            # so a message larger than a window can finish.
+            if assembly.credit_early(stream, len(payload)):
+                self._grant(self._flow.acknowledge_received(stream.id, len(payload)))
+            return
+        body, early = assembly.complete(stream)
+        self._deliver(stream, body, early, events)
+
+    def _deliver(self, stream: Stream, body: bytes, early: int, events: list[Event]) -> None:
+        """A whole message arrived on ``stream`` (``early`` of its bytes credited back)."""
         try:
             message = decode_payload(body)
         except InvalidMessage as exc:
@@ -598,10 +620,11 @@ class Connection:
             else:
                 self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, str(exc), events)
             return
-        stream.delivered(len(body), early)
-        self._held += len(body)
+        size = len(body)
+        stream.delivered(size, early)
+        self._held += size
         events.append(
-            MessageReceived(stream_id=stream.id, message=message, flow_controlled_length=len(body))
+            MessageReceived(stream_id=stream.id, message=message, flow_controlled_length=size)
         )
 
     def _message_too_large(self, stream: Stream, reason: str, events: list[Event]) -> None:

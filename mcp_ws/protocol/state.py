@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["TRANSITIONS", "Outcome", "StreamInput", "StreamState", "transition"]
+__all__ = [
+    "AFTER_RECV_END",
+    "RECEIVING",
+    "TRANSITIONS",
+    "Outcome",
+    "StreamInput",
+    "StreamState",
+    "transition",
+]
 
 # _IDENTITY_HASH: the enums below hash by identity. Members are singletons compared by
 # identity anyway, and Enum's own __hash__ is Python code run on every table lookup
@@ -83,6 +91,21 @@ TRANSITIONS: dict[tuple[StreamState, StreamInput], tuple[Outcome, StreamState]] 
     (S.RESET, I.RECV_END): (O.IGNORE, S.RESET),
     (S.RESET, I.RECV_CANCEL): (O.IGNORE, S.RESET),
     (S.RESET, I.SEND_CANCEL): (O.IGNORE, S.RESET),
+}
+
+#: The states in which received DATA is applied (it leaves the state as it is). Read off
+#: the table, for the receive path, which checks this on every frame.
+RECEIVING = frozenset(
+    state
+    for (state, event), (outcome, _) in TRANSITIONS.items()
+    if event is I.RECV_DATA and outcome is O.OK
+)
+
+#: The state after a received END, for the states in which it is applied (the table's).
+AFTER_RECV_END = {
+    state: after
+    for (state, event), (outcome, after) in TRANSITIONS.items()
+    if event is I.RECV_END and outcome is O.OK
 }
 
 del S, I, O
