@@ -401,7 +401,9 @@ class Connection:
                     stream = self._streams.get(sid)
                     if stream is not None and stream.state is StreamState.CLOSED:
                         self._finish(stream)  # its END is on the wire at last
-        return coalesce(frames, self.peer_settings.max_frame_size + MESSAGE_OVERHEAD)
+        if len(frames) > 1:
+            frames = coalesce(frames, self.peer_settings.max_frame_size + MESSAGE_OVERHEAD)
+        return frames
 
     # ------------------------------------------------------------------ timers
 
