@@ -3,10 +3,13 @@ credit, the abuse guards, and coalescing frames into WebSocket messages."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcp_ws.protocol import events
 from mcp_ws.protocol.assembly import MessageAssembler
 from mcp_ws.protocol.errors import EnhanceYourCalmError, ProtocolError, StreamStateError
 from mcp_ws.protocol.frames import coalesce
@@ -209,3 +212,22 @@ def test_the_scheduler_keeps_its_total_in_step_with_every_queue(
             scheduler.pop_frames(lambda s: credit[s], lambda s, n: None, 100)
         each = sum(scheduler.buffered(s) for s in range(1, 7))
         assert scheduler.buffered() == each
+
+
+def test_the_receive_path_builds_the_same_events_as_the_keyword_constructors() -> None:
+    message = {"jsonrpc": "2.0", "method": "ping"}
+    built: list[tuple[events.Event, events.Event]] = [
+        (events.stream_opened(7), events.StreamOpened(stream_id=7)),
+        (
+            events.message_received(7, message, 31),
+            events.MessageReceived(stream_id=7, message=message, flow_controlled_length=31),
+        ),
+        (events.stream_ended(7), events.StreamEnded(stream_id=7)),
+    ]
+    for fast, reference in built:
+        assert type(fast) is type(reference)
+        # Every field set (a field added to the class and not to its builder fails here).
+        for field in fields(reference):
+            assert getattr(fast, field.name) == getattr(reference, field.name)
+        assert fast == reference
+        assert repr(fast) == repr(reference)

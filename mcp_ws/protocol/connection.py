@@ -47,11 +47,11 @@ from .events import (
     GoAwayReceived,
     HelloReceived,
     InvalidMessageReceived,
-    MessageReceived,
     PingAcknowledged,
     StreamCancelled,
-    StreamEnded,
-    StreamOpened,
+    message_received,
+    stream_ended,
+    stream_opened,
 )
 from .frames import (
     MESSAGE_OVERHEAD,
@@ -534,7 +534,7 @@ class Connection:
             return
         streams.open_remote(sid)
         self._flow.add_stream(sid)
-        events.append(StreamOpened(stream_id=sid))
+        events.append(stream_opened(sid))
         self._on_data(sid, flags, payload, events)
 
     def _on_data(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
@@ -584,7 +584,7 @@ class Connection:
                 return
             stream.state = after
             self._streams.free_slot_if_done(stream)
-            events.append(StreamEnded(stream_id=sid))
+            events.append(stream_ended(sid))
             if after is StreamState.CLOSED:
                 self._finish(stream)
 
@@ -625,9 +625,7 @@ class Connection:
         size = len(body)
         stream.delivered(size, early)
         self._held += size
-        events.append(
-            MessageReceived(stream_id=stream.id, message=message, flow_controlled_length=size)
-        )
+        events.append(message_received(stream.id, message, size))
 
     def _message_too_large(self, stream: Stream, reason: str, events: list[Event]) -> None:
         if stream.id != 0:
