@@ -272,6 +272,13 @@ def main() -> None:
     )
     print(f"round trip ratio, mcp-ws / stdio: {ours / stock:.2f}x")
     print(f"round trip ratio, mcp-ws / raw websockets echo: {ours / raw:.2f}x")
+    # Each repeat's own ratios, beside its echo's p50: on a shared machine whole repeats
+    # can run at about half speed (bench/RESULTS.md), and the ratios move with it.
+    for i, (w, s, r) in enumerate(zip(*(figures[k] for k in figures), strict=True)):
+        print(
+            f"repeat {i + 1}: raw echo {r[0]:.3f} ms; mcp-ws / echo {w[0] / r[0]:.2f}x, "
+            f"mcp-ws / stdio {w[0] / s[0]:.2f}x"
+        )
 
 
 if __name__ == "__main__":
