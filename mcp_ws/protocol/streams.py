@@ -21,6 +21,7 @@ from .state import Outcome, StreamInput, StreamState, transition
 
 __all__ = ["Stream", "StreamTable"]
 
+_OPEN = StreamState.OPEN  # a global: quicker than the enum class's attribute (connection.py)
 _PEER_DONE = frozenset({StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED, StreamState.RESET})
 
 
@@ -43,7 +44,7 @@ class Stream:
         self.id = stream_id
         self.local = local
         """Opened by us."""
-        self.state = StreamState.OPEN
+        self.state = _OPEN
         self.partial: bytearray | None = None
         """Fragments of the message being reassembled (see ``assembly``)."""
         self.partial_early = 0

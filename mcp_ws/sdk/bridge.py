@@ -81,6 +81,8 @@ RELATED_YIELD_INTERVAL = 0.001
 """Seconds a producer writing on a request's stream may run before it lets the writer
 send (see `SessionBridge.send_related`)."""
 
+_ANSWERS = (JSONRPCResponse, JSONRPCError)  # a tuple: ``X | Y`` builds a union per call
+
 REQUEST_REFUSED = -32003
 """JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
 
@@ -198,6 +200,7 @@ class SessionBridge:
         retry: Callable[[JSONRPCRequest, Route | None], None] | None = None,
     ) -> None:
         self.role = role
+        self._server = role is Role.SERVER  # asked per message
         self.send_budget = send_budget
         self.mux: MuxConnection | None = None
         self._owns_inbox = inbox is None
@@ -283,14 +286,14 @@ class SessionBridge:
                 return
             self.calls.add(Call(message.id, sid, ours=False))
         elif (
-            isinstance(message, JSONRPCResponse | JSONRPCError)
+            isinstance(message, _ANSWERS)
             and call is not None
             and call.ours
             and call.request_id == message.id
         ):
             self.calls.remove(call)
         metadata = None
-        if self.role is Role.SERVER and isinstance(message, JSONRPCRequest) and sid:
+        if self._server and isinstance(message, JSONRPCRequest) and sid:
             metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
         self._deliver(SessionMessage(message=message, metadata=metadata), sid, size)
 

@@ -108,6 +108,9 @@ class Call:
     """Our request itself, kept when it may have to be sent again (a handover)."""
 
 
+_ID_TYPES = (int, str)  # a tuple: ``int | str`` would build a union on every lookup
+
+
 class CallTable:
     """Request id <-> stream <-> route, for both directions."""
 
@@ -134,11 +137,11 @@ class CallTable:
 
     def own(self, request_id: object) -> Call | None:
         """Our open request ``request_id``."""
-        return self._own.get(request_id) if isinstance(request_id, int | str) else None
+        return self._own.get(request_id) if isinstance(request_id, _ID_TYPES) else None
 
     def peer(self, request_id: object) -> Call | None:
         """The peer's open request ``request_id``."""
-        return self._peer.get(request_id) if isinstance(request_id, int | str) else None
+        return self._peer.get(request_id) if isinstance(request_id, _ID_TYPES) else None
 
     def on_stream(self, stream_id: int) -> Call | None:
         """The call carried by ``stream_id``."""

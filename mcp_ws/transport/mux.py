@@ -47,6 +47,8 @@ logger = logging.getLogger("mcp_ws.transport")
 
 EventHandler = Callable[[list[Event]], None]
 
+_OPEN = ConnectionState.OPEN  # asked per request: a global is quicker than the enum's attribute
+
 
 class MuxConnection:
     """One mcp-ws v1 connection over an open WebSocket.
@@ -142,7 +144,7 @@ class MuxConnection:
     @property
     def accepting_streams(self) -> bool:
         """False once either side sent GOAWAY or the connection is over."""
-        return self.core.state is ConnectionState.OPEN and not self.finished
+        return self.core.state is _OPEN and not self.finished
 
     @property
     def closed(self) -> bool:
