@@ -36,6 +36,10 @@ __all__ = ["HandshakeError", "MessageChannel", "WebSocket", "accept_websocket", 
 _READ_SIZE = 65536
 REPLY_BACKLOG = 65536
 """Bytes of replies (pongs) the pump holds unsent before it stops reading the socket."""
+# websockets' states as globals: an enum member reached through its class costs a call of
+# the enum metaclass's __getattr__ hook on CPython 3.11, and these are asked per message.
+_OPEN, _CLOSED = State.OPEN, State.CLOSED
+
 _TRANSPORT_ERRORS = (
     anyio.EndOfStream,
     anyio.BrokenResourceError,
@@ -132,7 +136,7 @@ class WebSocket:
                 self._eof = True
             with contextlib.suppress(anyio.BrokenResourceError):
                 await self._flush(self._protocol.data_to_send())  # pongs, the close reply
-            if self._protocol.state is State.CLOSED:
+            if self._protocol.state is _CLOSED:
                 self._eof = True
         return self._messages.popleft()
 
@@ -185,7 +189,7 @@ class WebSocket:
                     # they are sent (bytes wait in the stream, then in TCP).
                     set_receiver(None)
                     paused = True
-            if answer or failure is not None or self._eof or self._protocol.state is State.CLOSED:
+            if answer or failure is not None or self._eof or self._protocol.state is _CLOSED:
                 nudge.set()
 
         replies.extend(self._protocol.data_to_send())  # a pong for a ping that came early
@@ -206,7 +210,7 @@ class WebSocket:
                 if paused and failure is None:
                     paused = False
                     set_receiver(received)  # what waited meanwhile comes first
-                if self._eof or self._protocol.state is State.CLOSED:
+                if self._eof or self._protocol.state is _CLOSED:
                     self._eof = True
                     return
         finally:
@@ -214,7 +218,7 @@ class WebSocket:
 
     async def send(self, messages: Sequence[bytes | str]) -> None:
         """Send whole messages in one write (raises ``anyio.BrokenResourceError`` if closed)."""
-        if self._protocol.state is not State.OPEN:
+        if self._protocol.state is not _OPEN:
             raise anyio.BrokenResourceError("the WebSocket is closed")
         await self._flush(self._encode(messages))
 
@@ -234,7 +238,7 @@ class WebSocket:
         """Whether `send_now` may be used: open, no write under way, and a byte stream
         that takes bytes without waiting (asyncio's TCP stream; not TLS, not trio)."""
         return (
-            self._protocol.state is State.OPEN
+            self._protocol.state is _OPEN
             and not self._send_lock.locked()
             and getattr(self._stream, "can_send_now", False)
         )
@@ -247,7 +251,7 @@ class WebSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (once); `receive` returns ``None`` when the peer answers."""
-        if self._protocol.state is State.OPEN:
+        if self._protocol.state is _OPEN:
             self._protocol.send_close(code, close_reason(reason))
             await self._flush(self._protocol.data_to_send())
 
