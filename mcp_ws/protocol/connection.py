@@ -172,7 +172,7 @@ class Connection:
         self._goaway_sent = False
         self._goaway_received = False
 
-        self._immediate: list[bytes] = []  # control frames and OPENs, in order
+        self._immediate: list[bytes] = []  # control frames, OPENs, whole last messages
         self._pings: dict[int, float] = {}
         self._ping_counter = 0
         self._keepalive_ping_sent = False
@@ -394,8 +394,9 @@ class Connection:
         self._terminate(error_code, reason, remote=False)
 
     def data_to_send(self) -> list[bytes]:
-        """WebSocket binary messages to send now: control frames first, then data
-        round-robin within credit, coalesced up to the peer's message size limit."""
+        """WebSocket binary messages to send now: control frames (and OPENs, and last
+        messages sent whole) first, then queued data round-robin within credit,
+        coalesced up to the peer's message size limit."""
         frames = self._immediate
         self._immediate = []
         self._hello_sent = True

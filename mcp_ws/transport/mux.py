@@ -6,7 +6,7 @@ Three tasks per connection, all in one task group:
   resulting events to the application callback (on asyncio's TCP stream this runs in
   the socket's own callback, see `WebSocket.pump`, and the task only waits);
 - the **writer** sleeps until woken, then sends everything ``data_to_send`` returns in
-  one write (control frames first, data round-robin within credit, already coalesced);
+  one write (control frames first, queued data round-robin within credit, coalesced);
 - the **timer** runs the core's timers (HELLO timeout, keepalive PING, dead peer).
 
 The layer above never touches the core: it uses the stream verbs here (`open_stream`,
