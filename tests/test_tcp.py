@@ -250,7 +250,11 @@ async def test_a_reader_that_does_not_read_stops_the_sender(anyio_backend: str) 
                             break
                         last = sent
                     stalled_at = sent
+                    # A direct write is refused while the kernel holds unsent bytes...
+                    blocked_direct = getattr(stream, "can_send_now", None)
                     release.set()
+                # ...and allowed again once the sender's last bytes were taken.
+                direct_after = getattr(stream, "can_send_now", None)
                 await stream.send_eof()
             assert stalled_at < limit // 2, "the sender never met backpressure"
             await all_read.wait()
@@ -260,6 +264,8 @@ async def test_a_reader_that_does_not_read_stops_the_sender(anyio_backend: str) 
     assert total == limit * len(chunk)
     assert received.hexdigest() == expected.hexdigest()
     if anyio_backend == "asyncio":
+        assert blocked_direct is False
+        assert direct_after is True
         # one more read of at most the transport's read size may land past the mark
         assert buffered
         assert buffered[0] <= READ_BUFFER_HIGH + 256 * 1024

@@ -223,7 +223,7 @@ class MuxConnection:
         socket still draining, TLS, trio) the writer is woken as usual. Order is kept:
         bytes enter the WebSocket in the order they leave the core."""
         channel = self._channel
-        if self.finished or not getattr(channel, "can_send_now", False):
+        if self._over or not getattr(channel, "can_send_now", False):
             self.wake()
             return
         messages = self.core.data_to_send()

@@ -74,8 +74,9 @@ class _StreamProtocol(asyncio.Protocol):
         self.exception: Exception | None = None
         self.read_waiter: asyncio.Future[None] | None = None
         self.receiver: Callable[[bytes], None] | None = None  # see set_receiver
-        self.writable = asyncio.Event()
+        self.writable = asyncio.Event()  # set while the transport takes writes (or is lost)
         self.writable.set()
+        self.paused = False  # the same, as a flag: asked before every direct write
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -110,9 +111,11 @@ class _StreamProtocol(asyncio.Protocol):
             self.receiver(b"")
 
     def pause_writing(self) -> None:
+        self.paused = True
         self.writable.clear()
 
     def resume_writing(self) -> None:
+        self.paused = False
         self.writable.set()
 
     def _wake_reader(self) -> None:
@@ -217,11 +220,12 @@ class AsyncioSocketStream(anyio.abc.SocketStream):
     @property
     def can_send_now(self) -> bool:
         """Whether `send_nowait` may be used: open, and no earlier send still drains."""
+        protocol = self._protocol
         return (
             not self._closed
-            and not self._protocol.lost
+            and not protocol.lost
+            and not protocol.paused
             and not self._transport.is_closing()
-            and self._protocol.writable.is_set()
         )
 
     def send_nowait(self, item: bytes) -> None:

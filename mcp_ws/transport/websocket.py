@@ -299,6 +299,8 @@ class WebSocket:
 
 def _join(writes: list[bytes]) -> list[bytes]:
     """Merge consecutive non-empty writes into one (one syscall); keep EOF markers."""
+    if len(writes) == 1 and writes[0]:
+        return writes  # the common case: one frame
     out: list[bytes] = []
     run: list[bytes] = []
     for chunk in writes:
