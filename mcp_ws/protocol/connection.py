@@ -176,6 +176,9 @@ class Connection:
         self._pings: dict[int, float] = {}
         self._ping_counter = 0
         self._keepalive_ping_sent = False
+        self.timer_epoch = 0
+        """Moves each time `next_deadline` may have moved *earlier* (the peer's HELLO, or
+        traffic after a keepalive PING): the I/O layer re-reads the deadline only then."""
         self._created = now
         self._last_received = now
         self._hello_sent = False
@@ -224,7 +227,9 @@ class Connection:
         """How many more streams ``open_stream`` would accept now (0 when closing)."""
         if self.state is _CLOSED or self._goaway_received:
             return 0
-        return max(self.stream_limit - len(self._streams.local_active), 0)
+        # stream_limit's rule, inline: asked before every request.
+        limit = min(self.peer_settings.max_streams, self.local_settings.max_streams)
+        return max(limit - len(self._streams.local_active), 0)
 
     @property
     def can_open_stream(self) -> bool:
@@ -245,6 +250,16 @@ class Connection:
         return bool(self._immediate) or (
             self.state is not _CLOSED and self._scheduler.has_pending()
         )
+
+    def output_due(self) -> bool:
+        """``has_data_to_send or is_finished`` in one call: whether the I/O layer must
+        wake its writer after a received message (a reply to send, or the close)."""
+        state = self.state
+        if state is _CLOSED or self._immediate:
+            return True
+        if self._scheduler.has_pending():
+            return True
+        return state is _GOING_AWAY and not len(self._streams)
 
     # ------------------------------------------------------------------ sending
 
@@ -458,7 +473,9 @@ class Connection:
         if self.state is _CLOSED:
             return []
         self._last_received = self._clock()
-        self._keepalive_ping_sent = False
+        if self._keepalive_ping_sent:
+            self._keepalive_ping_sent = False
+            self.timer_epoch += 1  # the next PING is due an interval from now
         events: list[Event] = []
         limit = self.local_settings.max_frame_size
         try:
@@ -524,6 +541,7 @@ class Connection:
     def _on_hello(self, frame: Hello, events: list[Event]) -> None:
         settings = Settings.from_wire(frame.settings)
         self.peer_hello_received = True
+        self.timer_epoch += 1  # no HELLO timeout any more: the keepalive interval
         self.peer_settings = settings
         self._flow.peer_settings_changed(settings.initial_window, settings.connection_window)
         self._scheduler.wake_all()

@@ -19,7 +19,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import anyio
 import anyio.lowlevel
@@ -82,6 +82,18 @@ RELATED_YIELD_INTERVAL = 0.001
 send (see `SessionBridge.send_related`)."""
 
 _ANSWERS = (JSONRPCResponse, JSONRPCError)  # a tuple: ``X | Y`` builds a union per call
+
+# What kind of message a model is, by its exact class. ``isinstance`` against a pydantic
+# model that does not match goes through ``ABCMeta.__instancecheck__`` and the model's
+# ``__getattr__`` hook (about a microsecond on CPython 3.11); a subclass of one of these
+# is still found by `_kind`'s fallback.
+_REQUEST, _NOTIFICATION, _ANSWER = 0, 1, 2
+_KINDS: dict[type, int] = {
+    JSONRPCRequest: _REQUEST,
+    JSONRPCNotification: _NOTIFICATION,
+    JSONRPCResponse: _ANSWER,
+    JSONRPCError: _ANSWER,
+}
 
 REQUEST_REFUSED = -32003
 """JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
@@ -210,6 +222,7 @@ class SessionBridge:
         self.calls = CallTable()
         self._slot_waiters: deque[anyio.Event] = deque()  # requests waiting for max_streams
         self._budget_lock = anyio.Lock()
+        self._over_budget = 0  # writers in (or waiting for) the lock below
         self._related_yield_at = -math.inf
         self._closed = False
         self.read_stream = BridgeReadStream(self.inbox, lambda: self)
@@ -278,23 +291,26 @@ class SessionBridge:
         except ValidationError as exc:
             self._deliver(ValueError(f"invalid JSON-RPC message on stream {sid}: {exc}"), sid, size)
             return
-        if isinstance(message, JSONRPCRequest) and sid and call is None:
-            if self.calls.peer(message.id) is not None:
-                self._core_mux.cancel(
-                    sid, ErrorCode.PROTOCOL_ERROR, f"request id {message.id!r} is in flight"
-                )
-                return
-            self.calls.add(Call(message.id, sid, ours=False))
+        kind = _kind(message)
+        metadata = None
+        if kind == _REQUEST and sid:
+            if call is None:
+                rid = cast(JSONRPCRequest, message).id
+                if self.calls.peer(rid) is not None:
+                    self._core_mux.cancel(
+                        sid, ErrorCode.PROTOCOL_ERROR, f"request id {rid!r} is in flight"
+                    )
+                    return
+                self.calls.add(Call(rid, sid, ours=False))
+            if self._server:
+                metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
         elif (
-            isinstance(message, _ANSWERS)
+            kind == _ANSWER
             and call is not None
             and call.ours
-            and call.request_id == message.id
+            and call.request_id == cast("JSONRPCResponse | JSONRPCError", message).id
         ):
             self.calls.remove(call)
-        metadata = None
-        if self._server and isinstance(message, JSONRPCRequest) and sid:
-            metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
         self._deliver(SessionMessage(message=message, metadata=metadata), sid, size)
 
     def _unanswered_hook(self, sid: int) -> Callable[[], Awaitable[None]]:
@@ -379,13 +395,18 @@ class SessionBridge:
 
     async def send(self, item: SessionMessage) -> None:
         """Route one message from the SDK; waits only on the connection-wide budget."""
-        mux = self._core_mux
-        if mux.buffered() > self.send_budget or self._budget_lock.locked():
+        mux = self.mux
+        assert mux is not None, "attach() the bridge to a MuxConnection first"
+        if self._over_budget or mux.buffered() > self.send_budget:
             # Over budget: writers queue up here, one at a time, so the connection
             # holds at most the budget plus one message.
-            async with self._budget_lock:
-                await mux.wait_sent(self.send_budget)
-                await self._route(item, mux)
+            self._over_budget += 1
+            try:
+                async with self._budget_lock:
+                    await mux.wait_sent(self.send_budget)
+                    await self._route(item, mux)
+            finally:
+                self._over_budget -= 1
         else:
             await self._route(item, mux)
 
@@ -393,14 +414,16 @@ class SessionBridge:
         if self._closed or mux.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         message = item.message
+        kind = _kind(message)
         # Only a request may wait (for a stream slot); the rest is synchronous.
-        if isinstance(message, JSONRPCRequest):
-            await self._wait_for_slot(mux)
-            self._send_request(message, mux)
-        elif isinstance(message, JSONRPCNotification):
-            self._send_notification(message, item.metadata, mux)
+        if kind == _REQUEST:
+            if not mux.stream_slots:
+                await self._wait_for_slot(mux)
+            self._send_request(cast(JSONRPCRequest, message), mux)
+        elif kind == _NOTIFICATION:
+            self._send_notification(cast(JSONRPCNotification, message), item.metadata, mux)
         else:
-            self._send_response(message, mux)
+            self._send_response(cast("JSONRPCResponse | JSONRPCError", message), mux)
 
     async def _wait_for_slot(self, mux: MuxConnection) -> None:
         """While the peer's max_streams is reached, wait in line for a slot (FIFO, and
@@ -418,11 +441,14 @@ class SessionBridge:
                 raise
 
     def _send_request(self, message: JSONRPCRequest, mux: MuxConnection) -> None:
+        # The id, method and params are read from the dumped dict: a pydantic model's
+        # attributes go through its ``__getattr__`` hook, a dict lookup does not.
+        payload = _dump(message)
         try:
             # A lone call is written from this task, a task hop sooner; with others in
             # flight the writer coalesces it with theirs (fewer, larger writes).
             alone = len(self.calls) == 0
-            sid = mux.open_stream(_dump(message), end=True, deferred=alone)
+            sid = mux.open_stream(payload, end=True, deferred=alone)
         except ConnectionClosedError:
             # It waited for a slot and the connection ended meanwhile: the same failure
             # as the calls already sent, which the SDK reports as CONNECTION_CLOSED.
@@ -437,9 +463,9 @@ class SessionBridge:
                 return
             self._answer_locally(message.id, REQUEST_REFUSED, f"request not sent: {exc}")
             return
-        route = claim_route(message.method, message.params)
+        route = claim_route(payload["method"], payload.get("params"))
         request = message if self._retry is not None else None
-        self.calls.add(Call(message.id, sid, ours=True, route=route, request=request))
+        self.calls.add(Call(payload["id"], sid, ours=True, route=route, request=request))
         if route is not None:
             route.attach(lambda size: self._acknowledge(sid, size))
         if alone:
@@ -465,7 +491,8 @@ class SessionBridge:
             logger.debug("dropped %s on stream %d: %s", message.method, sid, exc)
 
     def _send_response(self, message: JSONRPCResponse | JSONRPCError, mux: MuxConnection) -> None:
-        call = self.calls.peer(message.id)
+        payload = _dump(message)
+        call = self.calls.peer(payload["id"])  # as for requests: the dict, not the model
         if call is None:
             logger.debug("dropped the response to %r: the request is gone", message.id)
             return
@@ -473,7 +500,7 @@ class SessionBridge:
         sid = call.stream_id
         alone = len(self.calls) == 0  # as for requests: written here, or coalesced
         try:
-            mux.send(sid, _dump(message), end=True, deferred=alone)
+            mux.send(sid, payload, end=True, deferred=alone)
         except MessageTooLargeForPeer as exc:
             error = JSONRPCError(
                 jsonrpc="2.0",
@@ -556,9 +583,28 @@ class SessionBridge:
             self.inbox.close()
 
 
+def _kind(message: JSONRPCMessage) -> int:
+    """`_REQUEST`, `_NOTIFICATION` or `_ANSWER` (a response or an error)."""
+    kind = _KINDS.get(type(message))
+    if kind is not None:
+        return kind
+    if isinstance(message, JSONRPCRequest):
+        return _REQUEST
+    return _NOTIFICATION if isinstance(message, JSONRPCNotification) else _ANSWER
+
+
+# Each model's serializer and validator, looked up once: reached through the class they
+# cost a call of pydantic's metaclass ``__getattr__`` hook per message.
+_TO_PYTHON: dict[type, Callable[..., Any]] = {}
+_VALIDATE: dict[type, Callable[..., Any]] = {}
+
+
 def _dump(message: JSONRPCMessage) -> dict[str, Any]:
     # What ``model_dump`` returns, without its keyword handling in Python on every message.
-    dump = type(message).__pydantic_serializer__.to_python
+    cls = type(message)
+    dump = _TO_PYTHON.get(cls)
+    if dump is None:
+        dump = _TO_PYTHON[cls] = cls.__pydantic_serializer__.to_python
     return dump(message, by_alias=True, mode="json", exclude_unset=True)  # type: ignore[no-any-return]
 
 
@@ -580,8 +626,11 @@ def validate_message(obj: dict[str, Any]) -> JSONRPCMessage:
         model = JSONRPCResponse if "result" in obj else JSONRPCError
     if model is None:
         return jsonrpc_message_adapter.validate_python(obj, by_name=False)
+    validate = _VALIDATE.get(model)
+    if validate is None:
+        validate = _VALIDATE[model] = model.__pydantic_validator__.validate_python
     try:
-        return model.__pydantic_validator__.validate_python(obj, by_name=False)  # type: ignore[no-any-return]
+        return validate(obj, by_name=False)  # type: ignore[no-any-return]
     except ValidationError:
         return jsonrpc_message_adapter.validate_python(obj, by_name=False)
 

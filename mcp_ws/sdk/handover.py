@@ -380,7 +380,7 @@ class Handover:
 
 def _usable(bridge: SessionBridge) -> bool:
     mux = bridge.mux
-    return mux is not None and mux.accepting_streams and not mux.closed
+    return mux is not None and mux.accepting_streams  # which implies not closed
 
 
 class HandoverReadStream(BridgeReadStream):

@@ -47,7 +47,8 @@ logger = logging.getLogger("mcp_ws.transport")
 
 EventHandler = Callable[[list[Event]], None]
 
-_OPEN = ConnectionState.OPEN  # asked per request: a global is quicker than the enum's attribute
+# Asked per request: globals are quicker than the enum's attributes.
+_OPEN, _CLOSED = ConnectionState.OPEN, ConnectionState.CLOSED
 
 
 class MuxConnection:
@@ -80,6 +81,7 @@ class MuxConnection:
         self._over = False  # _finished is set (read on every write: a plain flag)
         self._rearm = anyio.Event()
         self._armed: float | None = None
+        self._armed_epoch = -1  # the core's timer_epoch when the deadline was last read
         self._credit_waiters: dict[int, anyio.Event] = {}  # by stream: woken by its credit
 
     # ------------------------------------------------------------------ stream verbs
@@ -144,12 +146,12 @@ class MuxConnection:
     @property
     def accepting_streams(self) -> bool:
         """False once either side sent GOAWAY or the connection is over."""
-        return self.core.state is _OPEN and not self.finished
+        return self.core.state is _OPEN and not self._over
 
     @property
     def closed(self) -> bool:
         """Whether the connection has ended (the core says so)."""
-        return self.core.closed
+        return self.core.state is _CLOSED
 
     def buffered(self) -> int:
         """Bytes queued for the peer and not yet on the wire."""
@@ -230,7 +232,8 @@ class MuxConnection:
         if messages:
             channel.send_now(messages)  # type: ignore[attr-defined]
         self._signal_progress()
-        if self.core.is_finished:
+        core = self.core
+        if core.state is not _OPEN and core.is_finished:
             self.wake()  # the writer closes the WebSocket
 
     async def wait_finished(self) -> None:
@@ -302,9 +305,10 @@ class MuxConnection:
         else:
             events = core.receive_data(message)
         self._dispatch(events)
-        if core.has_data_to_send or core.is_finished:
+        if core.output_due():
             self.wake()  # a reply (CREDIT, PONG, GOAWAY) or the close is due
-        self._rearm_if_sooner()
+        if core.timer_epoch != self._armed_epoch:
+            self._rearm_if_sooner()
 
     def _transport_ended(self) -> None:
         """The WebSocket is over: say why, unless the core already did. After a graceful
@@ -352,12 +356,14 @@ class MuxConnection:
 
     def _rearm_if_sooner(self) -> None:
         """Wake the timer when the core's next deadline moved earlier (e.g. after HELLO)."""
+        self._armed_epoch = self.core.timer_epoch
         deadline = self.core.next_deadline()
         if deadline is not None and (self._armed is None or deadline < self._armed):
             self._rearm.set()
 
     async def _timer(self) -> None:
         while True:
+            self._armed_epoch = self.core.timer_epoch
             deadline = self._armed = self.core.next_deadline()
             rearm = self._rearm = anyio.Event()
             delay = math.inf if deadline is None else max(deadline - time.monotonic(), 0.0)

@@ -93,6 +93,8 @@ class WebSocket:
         self._stream = stream
         self._protocol = protocol
         self._send_lock = anyio.Lock()
+        self._writers = 0  # tasks holding or awaiting _send_lock (read per direct write)
+        self._closing = False  # close() was called: the protocol's state is asked again
         self._messages: deque[bytes | str] = deque()
         self._eof = False
         self._frames = FrameReader(protocol)
@@ -180,16 +182,23 @@ class WebSocket:
                 set_receiver(None)
             finally:
                 messages.clear()
-            answer = self._protocol.data_to_send()
-            if answer:
-                replies.extend(answer)
-                backlog += sum(map(len, answer))
-                if backlog > REPLY_BACKLOG:
-                    # A peer that sends pings and reads no pongs: stop reading until
-                    # they are sent (bytes wait in the stream, then in TCP).
-                    set_receiver(None)
-                    paused = True
-            if answer or failure is not None or self._eof or self._protocol.state is _CLOSED:
+            answer: list[bytes] = []
+            closed = False
+            frames = self._frames
+            if frames.fed:  # else data frames only: the protocol has nothing to say
+                answer = self._protocol.data_to_send()
+                if answer:
+                    replies.extend(answer)
+                    backlog += sum(map(len, answer))
+                    if backlog > REPLY_BACKLOG:
+                        # A peer that sends pings and reads no pongs: stop reading until
+                        # they are sent (bytes wait in the stream, then in TCP).
+                        set_receiver(None)
+                        paused = True
+                closed = self._protocol.state is _CLOSED
+                if not frames.raw and not closed:
+                    frames.fed = False  # replies taken, state seen: the fast path again
+            if answer or failure is not None or self._eof or closed:
                 nudge.set()
 
         replies.extend(self._protocol.data_to_send())  # a pong for a ping that came early
@@ -224,7 +233,7 @@ class WebSocket:
 
     def _encode(self, messages: Sequence[bytes | str]) -> list[bytes]:
         """What the protocol has queued (pongs), then a frame per message."""
-        writes = self._protocol.data_to_send()
+        writes = self._protocol.data_to_send() if self._frames.fed else []
         keys = self._keys
         for message in messages:
             if isinstance(message, str):
@@ -237,11 +246,9 @@ class WebSocket:
     def can_send_now(self) -> bool:
         """Whether `send_now` may be used: open, no write under way, and a byte stream
         that takes bytes without waiting (asyncio's TCP stream; not TLS, not trio)."""
-        return (
-            self._protocol.state is _OPEN
-            and not self._send_lock.locked()
-            and getattr(self._stream, "can_send_now", False)
-        )
+        if (self._frames.fed or self._closing) and self._protocol.state is not _OPEN:
+            return False  # only what the protocol was fed, or close(), changes its state
+        return not self._writers and getattr(self._stream, "can_send_now", False)
 
     def send_now(self, messages: Sequence[bytes | str]) -> None:
         """Send whole messages without waiting (check `can_send_now` first)."""
@@ -251,6 +258,7 @@ class WebSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (once); `receive` returns ``None`` when the peer answers."""
+        self._closing = True
         if self._protocol.state is _OPEN:
             self._protocol.send_close(code, close_reason(reason))
             await self._flush(self._protocol.data_to_send())
@@ -266,10 +274,15 @@ class WebSocket:
             return
         # Taken in the order the bytes were taken from the protocol (the lock is FIFO and
         # nothing yields in between); uncontended, without a cancellation check.
+        self._writers += 1
         try:
             self._send_lock.acquire_nowait()
         except anyio.WouldBlock:
-            await self._send_lock.acquire()
+            try:
+                await self._send_lock.acquire()
+            except BaseException:
+                self._writers -= 1
+                raise
         try:
             for chunk in _join(writes):
                 if chunk:
@@ -281,6 +294,7 @@ class WebSocket:
             raise anyio.BrokenResourceError("the connection was lost") from exc
         finally:
             self._send_lock.release()
+            self._writers -= 1
 
     async def _half_close(self) -> None:
         """The protocol says our side of TCP is done (server after the close handshake).

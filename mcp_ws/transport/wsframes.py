@@ -65,6 +65,10 @@ class FrameReader:
         self._fragments: list[bytes] = []  # a fragmented message, from the protocol
         self._fragment_text = False
         self.raw = False
+        self.fed = False
+        """Whether the protocol was handed bytes (a control frame, raw mode, the end):
+        it may then have events, replies to send, or a new state. Its owner clears it
+        once it took the replies and saw the state still open; raw mode keeps it set."""
 
     def limits_changed(self) -> None:
         """Take the protocol's current size limits (call after changing them): frames
@@ -80,17 +84,18 @@ class FrameReader:
     def feed(self, data: bytes, messages: MutableSequence[bytes | str]) -> None:
         """Parse ``data``; append the messages it completed to ``messages``."""
         self._parse(data, messages)
-        events = self._protocol.events_received()
-        if events:
-            self._take(events, messages)
+        if self.fed:  # only the protocol's parser makes events
+            events = self._protocol.events_received()
+            if events:
+                self._take(events, messages)
 
     def feed_eof(self, messages: MutableSequence[bytes | str]) -> None:
         """The peer closed TCP: the protocol sees any incomplete frame, then the end."""
+        self.raw = self.fed = True
         if self._pending:
             data = b"".join(self._pending)
             self._pending, self._pending_size = [], 0
             self._protocol.receive_data(data)
-        self.raw = True
         self._protocol.receive_eof()
         self._take(self._protocol.events_received(), messages)
 
@@ -140,7 +145,7 @@ class FrameReader:
             else:
                 plain = opcode in _CONTROL and length <= _MAX_CONTROL
             if not plain:
-                self.raw = True
+                self.raw = self.fed = True
                 protocol.receive_data(data[pos:] if pos else data)
                 return
             total = head + length
@@ -148,6 +153,7 @@ class FrameReader:
                 self._keep(data, pos, total)
                 return
             if opcode in _CONTROL:
+                self.fed = True
                 protocol.receive_data(data[pos : pos + total])
                 pos += total
                 if protocol.state is not State.OPEN:  # a close: the protocol takes the rest
