@@ -13,7 +13,8 @@ interpreter's own hashing the same from run to run; what is left (ports, masking
 moves the count by well under 1%.
 
 ``ws`` is mcp-ws (``mcp_ws.connect`` and ``serving_sessions``, the SDK's message objects
-on both sides); ``raw`` is the floor of ``transport_rtt.py``, a raw ``websockets`` echo
+on both sides, built once as ``transport_rtt.py`` does, or per call with ``--build``);
+``raw`` is the floor of ``transport_rtt.py``, a raw ``websockets`` echo
 of the same bytes. The kernel's part of a round trip is not counted, so the ratio here
 is larger than the ratio of times.
 """
@@ -27,6 +28,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -40,17 +42,20 @@ from mcp_ws.sdk.server import serving_sessions
 LONG, SHORT = 1000, 200
 
 
-async def run_ws(calls: int) -> None:
+async def run_ws(calls: int, build: bool) -> None:
+    async def echo(read: Any, write: Any) -> None:
+        await rtt.echo_session(read, write, build=build)
+
     async with (
-        serving_sessions(rtt.echo_session, port=0) as server,
+        serving_sessions(echo, port=0) as server,
         mcp_ws.connect(server.url) as (read, write),
     ):
-        session = rtt.Session(read, write)
+        session = rtt.Session(read, write, build=build)
         for _ in range(calls):
             await session.call()
 
 
-async def run_raw(calls: int) -> None:
+async def run_raw(calls: int, build: bool) -> None:  # build: nothing to build here
     from websockets.asyncio.client import connect  # noqa: PLC0415
     from websockets.asyncio.server import ServerConnection, serve  # noqa: PLC0415
 
@@ -71,7 +76,7 @@ async def run_raw(calls: int) -> None:
 KINDS = {"ws": run_ws, "raw": run_raw}
 
 
-def count(kind: str, calls: int) -> int:
+def count(kind: str, calls: int, build: bool) -> int:
     """Instructions callgrind counted for one run of ``kind`` with ``calls`` round trips."""
     done = subprocess.run(
         [
@@ -84,6 +89,7 @@ def count(kind: str, calls: int) -> int:
             kind,
             "--calls",
             str(calls),
+            *(["--build"] if build else []),
         ],
         env={**os.environ, "PYTHONHASHSEED": "0"},
         capture_output=True,
@@ -100,11 +106,14 @@ def count(kind: str, calls: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default="ws,raw", help="comma-separated: ws, raw")
+    parser.add_argument(
+        "--build", action="store_true", help="build the messages per call (as up to History 19)"
+    )
     parser.add_argument("--run", choices=sorted(KINDS), help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=LONG, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        anyio.run(KINDS[args.run], args.calls)
+        anyio.run(KINDS[args.run], args.calls, args.build)
         return
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -114,7 +123,8 @@ def main() -> None:
         parser.error(f"unknown kind(s): {', '.join(unknown)}")
     per_trip = {}
     for kind in kinds:
-        per_trip[kind] = (count(kind, LONG) - count(kind, SHORT)) / (LONG - SHORT)
+        long, short = count(kind, LONG, args.build), count(kind, SHORT, args.build)
+        per_trip[kind] = (long - short) / (LONG - SHORT)
         print(f"{kind:4} {per_trip[kind]:12,.0f} instructions per round trip", flush=True)
     if "ws" in per_trip and "raw" in per_trip:
         print(f"ratio, mcp-ws / raw websockets echo: {per_trip['ws'] / per_trip['raw']:.2f}x")

@@ -1,7 +1,7 @@
 """Transport-only round trip: mcp-ws against the SDK's stdio transport and a raw
 ``websockets`` echo, no MCP session.
 
-Run: ``python bench/transport_rtt.py [--calls 3000] [--repeats 3] [--blocks 20]``.
+Run: ``python bench/transport_rtt.py [--calls 3000] [--repeats 3] [--blocks 20] [--build]``.
 
 Each side exchanges ``SessionMessage`` objects over the transport's ``(read, write)``
 streams: the client sends a small ``tools/call`` request, the server answers it at once
@@ -9,6 +9,13 @@ with a fixed result. No ``ClientSession`` or ``Server`` runs, so what is timed i
 transport alone: serialising, framing, the socket or pipe, parsing, and validating the
 JSON-RPC message with pydantic on each side. The full ``mcp-ws bench`` round trip adds
 the SDK's session work on both sides, which is the same on every transport.
+
+Building the message objects is the session's work too, so it is left out: the client
+cycles through `POOL` requests built before timing, and the server builds the response
+to each request id once and sends it again when that id comes back. Building a request
+and a response with pydantic costs about 30,000 instructions, about a tenth of the raw
+echo's whole round trip. ``--build`` builds both for every call instead, as this runner
+did up to History 19 in bench/RESULTS.md.
 
 The floor is a raw ``websockets`` echo (its asyncio client and server, no mux, no
 pydantic): the client sends the bytes mcp-ws puts on the wire for the request, the
@@ -52,11 +59,18 @@ from mcp_ws.bench.targets import cpu_placement
 from mcp_ws.sdk.server import serving_sessions
 
 RESULT = {"content": [{"type": "text", "text": "x" * 48}], "isError": False}
+PARAMS = {"name": "echo", "arguments": {"text": "x" * 48}}
 CPU_METHOD = "bench/cpu"  # answered with the server's CPU seconds so far
+POOL = 64
+"""Requests the client builds before timing and sends in turn (ids 1 to POOL)."""
+BUILD_FLAG = "--build"
 
 
-async def echo_session(read: Any, write: Any) -> None:
-    """Answer every request at once: ``CPU_METHOD`` with CPU time, others with RESULT."""
+async def echo_session(read: Any, write: Any, *, build: bool = False) -> None:
+    """Answer every request at once: ``CPU_METHOD`` with CPU time, others with RESULT.
+    Unless ``build``, the response to each request id is built once (at most
+    ``4 * POOL`` of them are kept) and sent again when the id comes back."""
+    built: dict[object, SessionMessage] = {}
     async with read, write:
         async for item in read:
             if isinstance(item, Exception):
@@ -64,13 +78,30 @@ async def echo_session(read: Any, write: Any) -> None:
             message = item.message
             if not isinstance(message, JSONRPCRequest):
                 continue
-            result = {"cpu": time.process_time()} if message.method == CPU_METHOD else RESULT
-            response = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
-            await write.send(SessionMessage(message=response))
+            if message.method == CPU_METHOD:
+                result = {"cpu": time.process_time()}
+                response = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
+                await write.send(SessionMessage(message=response))
+                continue
+            answer = None if build else built.get(message.id)
+            if answer is None:
+                response = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=RESULT)
+                answer = SessionMessage(message=response)
+                if not build and len(built) < 4 * POOL:
+                    built[message.id] = answer
+            await write.send(answer)
+
+
+def _building() -> bool:
+    return BUILD_FLAG in sys.argv
+
+
+async def _echo_session(read: Any, write: Any) -> None:
+    await echo_session(read, write, build=_building())
 
 
 async def serve_ws() -> None:
-    async with serving_sessions(echo_session, port=0) as server:
+    async with serving_sessions(_echo_session, port=0) as server:
         print(server.url, flush=True)
         await anyio.to_thread.run_sync(sys.stdin.read)  # until the parent closes stdin
 
@@ -131,33 +162,50 @@ class RawEcho:
 
 async def serve_stdio() -> None:
     async with stdio_server() as (read, write):
-        await echo_session(read, write)
+        await _echo_session(read, write)
 
 
-async def _request(read: Any, write: Any, rid: int, method: str) -> dict[str, Any]:
-    params = {"name": "echo", "arguments": {"text": "x" * 48}}
-    request = JSONRPCRequest(jsonrpc="2.0", id=rid, method=method, params=params)
-    await write.send(SessionMessage(message=request))
+def _message(rid: int, method: str) -> SessionMessage:
+    return SessionMessage(
+        message=JSONRPCRequest(jsonrpc="2.0", id=rid, method=method, params=PARAMS)
+    )
+
+
+async def _exchange(read: Any, write: Any, request: SessionMessage) -> JSONRPCResponse:
+    await write.send(request)
     while True:
         item = await read.receive()
         if isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCResponse):
-            return dict(item.message.result)
+            return item.message
+
+
+async def _request(read: Any, write: Any, rid: int, method: str) -> dict[str, Any]:
+    """Build a request, send it, and return its response's result."""
+    return dict((await _exchange(read, write, _message(rid, method))).result)
 
 
 class Session:
-    """A transport's ``(read, write)`` pair, exchanging `SessionMessage` objects."""
+    """A transport's ``(read, write)`` pair, exchanging `SessionMessage` objects: `POOL`
+    requests built in advance and sent in turn, or (``build``) one built per call."""
 
-    def __init__(self, read: Any, write: Any) -> None:
+    def __init__(self, read: Any, write: Any, *, build: bool = False) -> None:
         self.read, self.write = read, write
+        self.build = build
         self.rid = 0
+        self.pool = [] if build else [_message(rid, "tools/call") for rid in range(1, POOL + 1)]
 
     async def call(self) -> None:
         self.rid += 1
-        await _request(self.read, self.write, self.rid, "tools/call")
+        if self.build:
+            request = _message(self.rid, "tools/call")
+        else:
+            request = self.pool[self.rid % POOL]
+        await _exchange(self.read, self.write, request)
 
     async def server_cpu(self) -> float:
-        self.rid += 1
-        return float((await _request(self.read, self.write, self.rid, CPU_METHOD))["cpu"])
+        self.rid += 1  # an id of its own: above POOL, never one a pooled request has
+        rid = POOL + self.rid
+        return float((await _request(self.read, self.write, rid, CPU_METHOD))["cpu"])
 
 
 Peer = Session | RawEcho
@@ -199,11 +247,11 @@ SERVER_ENV = {CPU_ENV: str(PLACEMENT[1])} if PLACEMENT else {}
 
 
 @asynccontextmanager
-async def _server(kind: str) -> AsyncIterator[str]:
+async def _server(kind: str, build: bool) -> AsyncIterator[str]:
     """A child process serving ``kind`` ("ws" or "raw"); yields its URL. It ends with
     its stdin."""
     async with await anyio.open_process(
-        [sys.executable, __file__, "--serve", kind],
+        [sys.executable, __file__, "--serve", kind, *([BUILD_FLAG] if build else [])],
         stderr=None,
         env={**os.environ, **SERVER_ENV},
     ) as process:
@@ -219,24 +267,26 @@ async def _server(kind: str) -> AsyncIterator[str]:
             await process.stdin.aclose()
 
 
-async def run(calls: int, blocks: int) -> dict[str, tuple[float, float]]:
+async def run(calls: int, blocks: int, build: bool) -> dict[str, tuple[float, float]]:
     """All three connections open at once, measured taking turns."""
     from websockets.asyncio.client import connect  # noqa: PLC0415
 
     params = StdioServerParameters(
-        command=sys.executable, args=[__file__, "--serve", "stdio"], env=SERVER_ENV or None
+        command=sys.executable,
+        args=[__file__, "--serve", "stdio", *([BUILD_FLAG] if build else [])],
+        env=SERVER_ENV or None,
     )
     with anyio.fail_after(600):
         async with (
-            _server("ws") as ws_url,
-            _server("raw") as raw_url,
+            _server("ws", build) as ws_url,
+            _server("raw", build) as raw_url,
             mcp_ws.connect(ws_url) as (ws_read, ws_write),
             stdio_client(params) as (stdio_read, stdio_write),
             connect(raw_url, compression=None) as websocket,
         ):
             peers: dict[str, Peer] = {
-                "mcp-ws": Session(ws_read, ws_write),
-                "stdio": Session(stdio_read, stdio_write),
+                "mcp-ws": Session(ws_read, ws_write, build=build),
+                "stdio": Session(stdio_read, stdio_write, build=build),
                 "raw echo": RawEcho(websocket),
             }
             return await measure(peers, calls, blocks)
@@ -247,6 +297,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--blocks", type=int, default=20, help="turns per repeat (default 20)")
+    parser.add_argument(
+        BUILD_FLAG,
+        action="store_true",
+        help="build the request and the response for every call (as up to History 19)",
+    )
     parser.add_argument("--serve", choices=["ws", "stdio", "raw"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -258,8 +313,10 @@ def main() -> None:
         os.sched_setaffinity(0, {PLACEMENT[0]})
     figures: dict[str, list[tuple[float, float]]] = {"mcp-ws": [], "stdio": [], "raw echo": []}
     for _ in range(args.repeats):
-        for name, found in anyio.run(run, args.calls, args.blocks).items():
+        for name, found in anyio.run(run, args.calls, args.blocks, args.build).items():
             figures[name].append(found)
+    built = "built per call" if args.build else f"built once ({POOL} requests in turn)"
+    print(f"messages: {built}")
     print(f"{'transport':10} {'p50 ms (min-max)':>24} {'CPU ms/call (min-max)':>26}")
     for name, runs in figures.items():
         p50s, cpus = [r[0] for r in runs], [r[1] for r in runs]

@@ -768,6 +768,72 @@ def test_any_received_frame_resets_the_keepalive() -> None:
     assert p.client.state is ConnectionState.OPEN
 
 
+def test_timer_epoch_moves_exactly_when_the_deadline_may_come_sooner() -> None:
+    """The I/O layer re-reads `next_deadline` only when `timer_epoch` moved: at the
+    peer's HELLO, and at the first traffic after a keepalive PING (the deadline then
+    comes back from PING + interval + grace to one interval). Ordinary traffic only
+    pushes the deadline later, and leaves the epoch alone."""
+    p = Pair(client_settings=Settings(ping_interval=5))
+    epoch = p.client.timer_epoch
+    hello_deadline = p.client.next_deadline()
+    p.flush()
+    assert p.client.timer_epoch == epoch + 1
+    keepalive = p.client.next_deadline()
+    assert hello_deadline is not None
+    assert keepalive is not None
+    assert keepalive < hello_deadline  # 5 s of keepalive, sooner than the HELLO timeout
+    epoch = p.client.timer_epoch
+    sid = p.client.open_stream(request(), end=True)
+    p.flush()
+    p.server.send_message(sid, result(), end=True)
+    p.flush()
+    assert p.client.timer_epoch == epoch  # traffic: the deadline only moved later
+    p.clock.advance(5)
+    p.client.tick()
+    assert [type(f) for f in frames_of(p.client.data_to_send())] == [Ping]
+    late = p.client.next_deadline()
+    assert p.client.timer_epoch == epoch  # sending the PING moved the deadline later
+    p.clock.advance(1)
+    p.server.ping()
+    p.client.receive_data(b"".join(p.server.data_to_send()))
+    assert p.client.timer_epoch == epoch + 1
+    sooner = p.client.next_deadline()
+    assert late is not None
+    assert sooner is not None
+    assert sooner < late
+
+
+def test_output_due_is_has_data_to_send_or_is_finished_in_every_state() -> None:
+    def check(conn: Connection) -> None:
+        assert conn.output_due() == (conn.has_data_to_send or conn.is_finished)
+
+    p = Pair()
+    check(p.client)  # HELLO queued
+    p.flush()
+    check(p.client)  # nothing to send
+    assert not p.client.output_due()
+    sid = p.client.open_stream(request())
+    check(p.client)  # an OPEN queued
+    p.flush()
+    p.client.close()  # GOAWAY queued, a stream still open
+    check(p.client)
+    p.flush()
+    check(p.client)  # going away with a stream open: not finished
+    assert not p.client.output_due()
+    p.client.end_stream(sid)
+    p.server.send_message(sid, result(), end=True)
+    p.flush()
+    check(p.client)  # every stream done after GOAWAY: finished
+    assert p.client.is_finished
+    assert p.client.output_due()
+    failed = Pair()
+    failed.flush()
+    failed.client.close(ErrorCode.INTERNAL_ERROR, "bye")
+    failed.client.data_to_send()
+    check(failed.client)  # closed
+    assert failed.client.output_due()
+
+
 def test_ping_interval_zero_disables_keepalive() -> None:
     p = Pair(client_settings=Settings(ping_interval=0))
     p.flush()

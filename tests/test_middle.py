@@ -376,3 +376,34 @@ async def test_a_cancelled_reader_leaves_the_inbox_to_the_others() -> None:
             second = _message(2)
             inbox.put(second, bridge, 1, 1)  # type: ignore[arg-type]
     assert got == [first, second]
+
+
+def test_messages_are_routed_by_kind_subclasses_included() -> None:
+    """The bridge dispatches on a message's exact class, and falls back to isinstance
+    for a subclass of one of the SDK's four JSON-RPC models."""
+    from mcp_types import (
+        JSONRPCError,
+        JSONRPCMessage,
+        JSONRPCNotification,
+        JSONRPCRequest,
+        JSONRPCResponse,
+    )
+
+    from mcp_ws.sdk import bridge
+
+    class TaggedRequest(JSONRPCRequest):
+        pass
+
+    class TaggedNotification(JSONRPCNotification):
+        pass
+
+    error = {"code": -1, "message": "no"}
+    cases: list[tuple[JSONRPCMessage, int]] = [
+        (JSONRPCRequest(jsonrpc="2.0", id=1, method="m"), bridge._REQUEST),
+        (TaggedRequest(jsonrpc="2.0", id=1, method="m"), bridge._REQUEST),
+        (JSONRPCNotification(jsonrpc="2.0", method="n"), bridge._NOTIFICATION),
+        (TaggedNotification(jsonrpc="2.0", method="n"), bridge._NOTIFICATION),
+        (JSONRPCResponse(jsonrpc="2.0", id=1, result={}), bridge._ANSWER),
+        (JSONRPCError.model_validate({"jsonrpc": "2.0", "id": 1, "error": error}), bridge._ANSWER),
+    ]
+    assert [bridge._kind(message) for message, _ in cases] == [kind for _, kind in cases]

@@ -187,6 +187,7 @@ def test_simple_frames_never_reach_the_protocol() -> None:
         reader.feed(data[start : start + 7], messages)
     assert messages == [bytes([i]) * i for i in range(200)] + ["é"]
     assert not reader.raw
+    assert not reader.fed  # so the WebSocket never asks the protocol for replies
     assert reader.buffered == 0
     assert protocol.reader.buffer == b""  # the protocol never saw a byte
 
@@ -201,6 +202,7 @@ def test_a_ping_is_answered_and_the_fast_path_goes_on() -> None:
     reader.feed(data, messages)
     assert messages == [b"a", b"b"]
     assert not reader.raw
+    assert reader.fed  # the protocol has a reply: the WebSocket must take it
     assert replies("client", protocol.data_to_send()) == [(Opcode.PONG, b"hi", True)]
 
 
@@ -428,6 +430,66 @@ async def test_the_pump_delivers_in_order_answers_pings_and_ends_with_the_close(
     assert heard[0] == (Opcode.PONG, b"are you there", True)
     assert (Opcode.CLOSE, struct.pack("!H", 1000), True) in heard
     assert ws.close_code == 1000
+
+
+@pytest.mark.anyio
+async def test_direct_writes_go_on_after_a_ping_and_stop_at_close(anyio_backend: str) -> None:
+    """The pump takes the pong the protocol owes for a ping and goes back to the fast
+    path: direct writes stay allowed (asyncio's TCP stream), each data message reaches
+    the peer once and in order, with the pong. After ``close()`` they are refused."""
+    heard: list[tuple[Opcode, bytes]] = []
+    pumping, pinged, seen_all = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def script(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_switching(await read_request(stream)))
+        await stream.send(frame_bytes(2, b"before", fin=True, masked=False))
+        await pumping.wait()  # the ping comes while the pump runs
+        await stream.send(frame_bytes(9, b"ping", fin=True, masked=False))
+        await stream.send(frame_bytes(2, b"after", fin=True, masked=False))
+        peer = ServerProtocol(state=State.OPEN, max_size=None)
+        with anyio.move_on_after(8):
+            while len([f for f in heard if f[0] is not Opcode.PONG]) < 3:
+                peer.receive_data(await stream.receive())
+                heard.extend(
+                    (f.opcode, bytes(f.data))
+                    for f in peer.events_received()
+                    if isinstance(f, Frame)
+                )
+                if any(f[0] is Opcode.PONG for f in heard):
+                    pinged.set()
+        seen_all.set()
+        await anyio.sleep(5)
+
+    got: list[bytes | str] = []
+    allowed: list[bool] = []
+
+    def take(message: bytes | str) -> None:
+        got.append(message)
+        pumping.set()
+
+    with anyio.fail_after(15):
+        async with hand_server(script) as ws, anyio.create_task_group() as tg:
+            tg.start_soon(ws.pump, take)
+            await pinged.wait()
+            for i in range(3):
+                allowed.append(ws.can_send_now)
+                if allowed[-1]:
+                    ws.send_now([b"m%d" % i])
+                else:
+                    await ws.send([b"m%d" % i])
+            await seen_all.wait()
+            await ws.close()
+            closed_allows = ws.can_send_now
+            tg.cancel_scope.cancel()
+    assert got == [b"before", b"after"]
+    assert heard[0] == (Opcode.PONG, b"ping")
+    assert [f for f in heard if f[0] is Opcode.BINARY] == [
+        (Opcode.BINARY, b"m0"),
+        (Opcode.BINARY, b"m1"),
+        (Opcode.BINARY, b"m2"),
+    ]
+    assert allowed == [anyio_backend == "asyncio"] * 3
+    assert closed_allows is False
 
 
 @pytest.mark.anyio

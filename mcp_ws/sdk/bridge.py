@@ -394,7 +394,8 @@ class SessionBridge:
     # ------------------------------------------------------------------ SDK -> wire
 
     async def send(self, item: SessionMessage) -> None:
-        """Route one message from the SDK; waits only on the connection-wide budget."""
+        """Route one message from the SDK; waits only on the connection-wide budget, and
+        a request for a stream slot."""
         mux = self.mux
         assert mux is not None, "attach() the bridge to a MuxConnection first"
         if self._over_budget or mux.buffered() > self.send_budget:
@@ -404,26 +405,34 @@ class SessionBridge:
             try:
                 async with self._budget_lock:
                     await mux.wait_sent(self.send_budget)
-                    await self._route(item, mux)
+                    if (request := self._route(item, mux)) is not None:
+                        await self._send_after_slot(request, mux)
             finally:
                 self._over_budget -= 1
-        else:
-            await self._route(item, mux)
+        elif (request := self._route(item, mux)) is not None:
+            await self._send_after_slot(request, mux)
 
-    async def _route(self, item: SessionMessage, mux: MuxConnection) -> None:
+    def _route(self, item: SessionMessage, mux: MuxConnection) -> JSONRPCRequest | None:
+        """Send ``item`` now, unless it is a request that must wait for a stream slot:
+        that request is returned (only a request may wait; the rest is synchronous)."""
         if self._closed or mux.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         message = item.message
         kind = _kind(message)
-        # Only a request may wait (for a stream slot); the rest is synchronous.
         if kind == _REQUEST:
+            request = cast(JSONRPCRequest, message)
             if not mux.stream_slots:
-                await self._wait_for_slot(mux)
-            self._send_request(cast(JSONRPCRequest, message), mux)
+                return request
+            self._send_request(request, mux)
         elif kind == _NOTIFICATION:
             self._send_notification(cast(JSONRPCNotification, message), item.metadata, mux)
         else:
             self._send_response(cast("JSONRPCResponse | JSONRPCError", message), mux)
+        return None
+
+    async def _send_after_slot(self, request: JSONRPCRequest, mux: MuxConnection) -> None:
+        await self._wait_for_slot(mux)
+        self._send_request(request, mux)
 
     async def _wait_for_slot(self, mux: MuxConnection) -> None:
         """While the peer's max_streams is reached, wait in line for a slot (FIFO, and
@@ -680,7 +689,7 @@ class BridgeReadStream(_ClosedOnExit):
 
     async def __anext__(self) -> SessionMessage | Exception:
         try:
-            return await self.receive()
+            return await self.inbox.get()  # what `receive` does, one coroutine less
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 

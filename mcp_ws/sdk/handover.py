@@ -287,7 +287,9 @@ class Handover:
         """Route one message from the SDK to the connection it belongs on."""
         message = item.message
         if isinstance(message, JSONRPCRequest):
-            live = await self._live()  # replays what was remembered before this one
+            live = self._current  # `_live`'s first step, without a coroutine
+            if live is None or not _usable(live):
+                live = await self._live()  # replays what was remembered before this one
             self._remember(message)
             await live.send(item)
             return

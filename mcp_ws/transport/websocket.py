@@ -203,6 +203,8 @@ class WebSocket:
 
         replies.extend(self._protocol.data_to_send())  # a pong for a ping that came early
         self._replies_due = False
+        if not self._frames.raw and self._protocol.state is _OPEN:
+            self._frames.fed = False  # its replies are taken: the fast path
         if replies:
             nudge.set()
         set_receiver(received)
