@@ -231,3 +231,45 @@ def test_the_receive_path_builds_the_same_events_as_the_keyword_constructors() -
             assert getattr(fast, field.name) == getattr(reference, field.name)
         assert fast == reference
         assert repr(fast) == repr(reference)
+
+
+def test_spending_is_checked_against_both_windows_and_nothing_may_always_be_spent() -> None:
+    from mcp_ws.protocol.windows import FlowControl
+
+    flow = FlowControl(
+        local_initial_window=1000,
+        local_connection_window=4000,
+        peer_initial_window=100,
+        peer_connection_window=150,
+    )
+    flow.add_stream(1)
+    flow.add_stream(3)
+    with pytest.raises(AssertionError):
+        flow.consume_send(1, 101)  # beyond the stream's window
+    flow.consume_send(1, 100)
+    with pytest.raises(AssertionError):
+        flow.consume_send(3, 51)  # within its own window, beyond the connection's
+    flow.consume_send(3, 50)
+    assert flow.available_credit(3) == 0
+    flow.peer_settings_changed(initial_window=10, connection_window=100)  # windows shrink
+    assert flow.available_credit(3) == 0  # negative credit reads as none
+    flow.consume_send(3, 0)  # an OPEN with no room for payload bytes spends nothing
+    with pytest.raises(AssertionError):
+        flow.consume_send(3, 1)
+
+
+def test_a_connection_grant_is_due_once_a_quarter_of_the_window_came_in() -> None:
+    from mcp_ws.protocol.windows import FlowControl
+
+    flow = FlowControl(
+        local_initial_window=1000,
+        local_connection_window=400,
+        peer_initial_window=100,
+        peer_connection_window=100,
+    )
+    flow.add_stream(2)
+    assert flow.data_received(2, 60) == []
+    assert flow.data_received(2, 39) == []
+    assert flow.data_received(2, 1) == [(0, 100)]  # 100 bytes: a quarter of 400
+    assert flow.data_received(2, 0) == []
+    assert flow.receive_credit(0) == 400

@@ -268,7 +268,8 @@ class Connection:
         self._check_open()
         if self._goaway_received:
             raise StreamStateError("the peer sent GOAWAY: no new streams on this connection")
-        if len(self._streams.local_active) >= self.stream_limit:
+        limit = min(self.peer_settings.max_streams, self.local_settings.max_streams)
+        if len(self._streams.local_active) >= limit:  # stream_limit's rule, inline
             raise StreamLimitError(
                 f"{len(self._streams.local_active)} streams hold a slot, the limit is "
                 f"{self.stream_limit} (max_streams: the peer's "

@@ -19,7 +19,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 
 import anyio
 import anyio.lowlevel
@@ -128,7 +128,8 @@ class Inbox:
                 bridge._acknowledge(sid, size)
             return
         self._items.append((item, bridge, sid, size))
-        self._wake()
+        if self._waiters:  # `_wake`'s own check, without the call when nobody waits
+            self._wake()
 
     async def get(self) -> SessionMessage | Exception:
         """The next message; raises ``anyio.EndOfStream`` once `end` was called and
@@ -260,7 +261,8 @@ class SessionBridge:
                 logger.debug("the peer is going away: %s", event.reason or "no reason given")
                 if self._on_goaway is not None:
                     self._on_goaway(self)
-        self._wake_slot_waiters()
+        if self._slot_waiters:
+            self._wake_slot_waiters()
 
     def _wake_slot_waiters(self) -> None:
         """Let as many waiting requests go as there are free stream slots (all at the end)."""
@@ -287,15 +289,19 @@ class SessionBridge:
                 self.calls.remove(call)
             return
         try:
-            message = validate_message(event.message)
+            # Any: its kind, found below, says which attributes it has (a cast costs a
+            # call of typing.cast at run time).
+            message: Any = validate_message(event.message)
         except ValidationError as exc:
             self._deliver(ValueError(f"invalid JSON-RPC message on stream {sid}: {exc}"), sid, size)
             return
-        kind = _kind(message)
+        kind = _KINDS.get(type(message))
+        if kind is None:
+            kind = _kind(message)
         metadata = None
         if kind == _REQUEST and sid:
             if call is None:
-                rid = cast(JSONRPCRequest, message).id
+                rid = message.id
                 if self.calls.peer(rid) is not None:
                     self._core_mux.cancel(
                         sid, ErrorCode.PROTOCOL_ERROR, f"request id {rid!r} is in flight"
@@ -304,14 +310,9 @@ class SessionBridge:
                 self.calls.add(Call(rid, sid, ours=False))
             if self._server:
                 metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
-        elif (
-            kind == _ANSWER
-            and call is not None
-            and call.ours
-            and call.request_id == cast("JSONRPCResponse | JSONRPCError", message).id
-        ):
+        elif kind == _ANSWER and call is not None and call.ours and call.request_id == message.id:
             self.calls.remove(call)
-        self._deliver(SessionMessage(message=message, metadata=metadata), sid, size)
+        self.inbox.put(SessionMessage(message=message, metadata=metadata), self, sid, size)
 
     def _unanswered_hook(self, sid: int) -> Callable[[], Awaitable[None]]:
         async def unanswered() -> None:
@@ -417,17 +418,18 @@ class SessionBridge:
         that request is returned (only a request may wait; the rest is synchronous)."""
         if self._closed or mux.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
-        message = item.message
-        kind = _kind(message)
+        message: Any = item.message  # Any: its kind says which model it is (no cast calls)
+        kind = _KINDS.get(type(message))
+        if kind is None:
+            kind = _kind(message)
         if kind == _REQUEST:
-            request = cast(JSONRPCRequest, message)
             if not mux.stream_slots:
-                return request
-            self._send_request(request, mux)
+                return message  # type: ignore[no-any-return]
+            self._send_request(message, mux)
         elif kind == _NOTIFICATION:
-            self._send_notification(cast(JSONRPCNotification, message), item.metadata, mux)
+            self._send_notification(message, item.metadata, mux)
         else:
-            self._send_response(cast("JSONRPCResponse | JSONRPCError", message), mux)
+            self._send_response(message, mux)
         return None
 
     async def _send_after_slot(self, request: JSONRPCRequest, mux: MuxConnection) -> None:
@@ -593,7 +595,8 @@ class SessionBridge:
 
 
 def _kind(message: JSONRPCMessage) -> int:
-    """`_REQUEST`, `_NOTIFICATION` or `_ANSWER` (a response or an error)."""
+    """`_REQUEST`, `_NOTIFICATION` or `_ANSWER` (a response or an error); the hot paths
+    look the exact class up in `_KINDS` first and call this only when it is not there."""
     kind = _KINDS.get(type(message))
     if kind is not None:
         return kind

@@ -231,7 +231,8 @@ class MuxConnection:
         messages = self.core.data_to_send()
         if messages:
             channel.send_now(messages)  # type: ignore[attr-defined]
-        self._signal_progress()
+        if self._progress is not None:
+            self._signal_progress()
         core = self.core
         if core.state is not _OPEN and core.is_finished:
             self.wake()  # the writer closes the WebSocket
@@ -271,7 +272,8 @@ class MuxConnection:
                 logger.log(level, "connection terminated: %s", event)
         if events:
             self._on_events(events)
-            self._wake_credit_waiters(events)
+            if self._credit_waiters:
+                self._wake_credit_waiters(events)
 
     def _progress_event(self) -> anyio.Event:
         """The event the next write (or the end) sets."""
