@@ -81,8 +81,6 @@ RELATED_YIELD_INTERVAL = 0.001
 """Seconds a producer writing on a request's stream may run before it lets the writer
 send (see `SessionBridge.send_related`)."""
 
-_ANSWERS = (JSONRPCResponse, JSONRPCError)  # a tuple: ``X | Y`` builds a union per call
-
 # What kind of message a model is, by its exact class. ``isinstance`` against a pydantic
 # model that does not match goes through ``ABCMeta.__instancecheck__`` and the model's
 # ``__getattr__`` hook (about a microsecond on CPython 3.11); a subclass of one of these

@@ -255,6 +255,10 @@ class WebSocket:
     def send_now(self, messages: Sequence[bytes | str]) -> None:
         """Send whole messages without waiting (check `can_send_now` first)."""
         send_nowait = self._stream.send_nowait  # type: ignore[attr-defined]
+        if len(messages) == 1 and not self._frames.fed and type(messages[0]) is bytes:
+            # The usual case, a request or a response, and no replies owed: one frame.
+            send_nowait(encode_frame(messages[0], text=False, keys=self._keys))
+            return
         for chunk in _join(self._encode(messages)):
             send_nowait(chunk)
 
