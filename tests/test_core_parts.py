@@ -17,6 +17,7 @@ from mcp_ws.protocol.limits import Guards, Limits
 from mcp_ws.protocol.scheduler import Scheduler
 from mcp_ws.protocol.state import StreamInput, StreamState
 from mcp_ws.protocol.streams import Stream, StreamTable
+from mcp_ws.protocol.windows import FlowControl
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -233,15 +234,18 @@ def test_the_receive_path_builds_the_same_events_as_the_keyword_constructors() -
         assert repr(fast) == repr(reference)
 
 
-def test_spending_is_checked_against_both_windows_and_nothing_may_always_be_spent() -> None:
-    from mcp_ws.protocol.windows import FlowControl
-
-    flow = FlowControl(
-        local_initial_window=1000,
-        local_connection_window=4000,
-        peer_initial_window=100,
-        peer_connection_window=150,
+def flow_control(*, local: tuple[int, int], peer: tuple[int, int]) -> FlowControl:
+    """Windows with (initial, connection) sizes for each direction."""
+    return FlowControl(
+        local_initial_window=local[0],
+        local_connection_window=local[1],
+        peer_initial_window=peer[0],
+        peer_connection_window=peer[1],
     )
+
+
+def test_spending_is_checked_against_both_windows_and_nothing_may_always_be_spent() -> None:
+    flow = flow_control(local=(1000, 4000), peer=(100, 150))
     flow.add_stream(1)
     flow.add_stream(3)
     with pytest.raises(AssertionError):
@@ -259,14 +263,7 @@ def test_spending_is_checked_against_both_windows_and_nothing_may_always_be_spen
 
 
 def test_a_connection_grant_is_due_once_a_quarter_of_the_window_came_in() -> None:
-    from mcp_ws.protocol.windows import FlowControl
-
-    flow = FlowControl(
-        local_initial_window=1000,
-        local_connection_window=400,
-        peer_initial_window=100,
-        peer_connection_window=100,
-    )
+    flow = flow_control(local=(1000, 400), peer=(100, 100))
     flow.add_stream(2)
     assert flow.data_received(2, 60) == []
     assert flow.data_received(2, 39) == []

@@ -227,9 +227,7 @@ class Connection:
         """How many more streams ``open_stream`` would accept now (0 when closing)."""
         if self.state is _CLOSED or self._goaway_received:
             return 0
-        # stream_limit's rule, inline: asked before every request.
-        limit = min(self.peer_settings.max_streams, self.local_settings.max_streams)
-        return max(limit - len(self._streams.local_active), 0)
+        return max(self.stream_limit - len(self._streams.local_active), 0)
 
     @property
     def can_open_stream(self) -> bool:
@@ -268,8 +266,7 @@ class Connection:
         self._check_open()
         if self._goaway_received:
             raise StreamStateError("the peer sent GOAWAY: no new streams on this connection")
-        limit = min(self.peer_settings.max_streams, self.local_settings.max_streams)
-        if len(self._streams.local_active) >= limit:  # stream_limit's rule, inline
+        if len(self._streams.local_active) >= self.stream_limit:
             raise StreamLimitError(
                 f"{len(self._streams.local_active)} streams hold a slot, the limit is "
                 f"{self.stream_limit} (max_streams: the peer's "

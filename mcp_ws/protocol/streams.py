@@ -154,7 +154,7 @@ class StreamTable:
     def check_remote_id(self, sid: int) -> None:
         """Raise ``ProtocolError`` unless ``sid`` may open a stream of theirs now; then
         it is the highest id they used (whether or not the stream is accepted)."""
-        if sid % 2 == self._parity:  # an id of ours (`is_local_id`)
+        if self.is_local_id(sid):
             raise ProtocolError(f"OPEN of stream {sid}: wrong parity for the peer", stream_id=sid)
         if sid <= self.highest_remote:
             raise ProtocolError(
@@ -201,7 +201,7 @@ class StreamTable:
         if stream.unacked:
             return
         if stream.local:
-            if stream.state in _PEER_DONE:  # peer_done, without the property call
+            if stream.peer_done:
                 self.local_active.discard(stream.id)
         elif stream.id not in self.live and stream.id not in self._unreleased:
             self.remote_active.discard(stream.id)  # finished: reset, or both ENDs sent

@@ -91,8 +91,7 @@ class FlowControl:
 
     def consume_send(self, stream_id: int, size: int) -> None:
         """Spend credit for a payload we are sending."""
-        # available_credit's rule, inline: asked for every frame sent.
-        if size and (size > self._send_conn or (stream_id and size > self._send.get(stream_id, 0))):
+        if size > self.available_credit(stream_id):
             raise AssertionError("sending beyond credit")  # the scheduler never does
         self._send_conn -= size
         if stream_id:
@@ -134,11 +133,7 @@ class FlowControl:
                     stream_id=stream_id,
                 )
             window.remaining -= size
-        connection = self._recv_conn
-        if size and connection.pending + size < connection.size // 4:
-            connection.pending += size  # `_refill` when no grant is due (most messages)
-            return []
-        return self._refill(0, connection, size)
+        return self._refill(0, self._recv_conn, size)
 
     def dropped_received(self, size: int) -> list[tuple[int, int]]:
         """Charge a payload nobody will consume (a stream that is gone, a refused OPEN):

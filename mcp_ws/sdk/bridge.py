@@ -293,9 +293,7 @@ class SessionBridge:
         except ValidationError as exc:
             self._deliver(ValueError(f"invalid JSON-RPC message on stream {sid}: {exc}"), sid, size)
             return
-        kind = _KINDS.get(type(message))
-        if kind is None:
-            kind = _kind(message)
+        kind = _kind(message)
         metadata = None
         if kind == _REQUEST and sid:
             if call is None:
@@ -417,9 +415,7 @@ class SessionBridge:
         if self._closed or mux.closed:
             raise anyio.BrokenResourceError("the mcp-ws connection is closed")
         message: Any = item.message  # Any: its kind says which model it is (no cast calls)
-        kind = _KINDS.get(type(message))
-        if kind is None:
-            kind = _kind(message)
+        kind = _kind(message)
         if kind == _REQUEST:
             if not mux.stream_slots:
                 return message  # type: ignore[no-any-return]
@@ -593,8 +589,7 @@ class SessionBridge:
 
 
 def _kind(message: JSONRPCMessage) -> int:
-    """`_REQUEST`, `_NOTIFICATION` or `_ANSWER` (a response or an error); the hot paths
-    look the exact class up in `_KINDS` first and call this only when it is not there."""
+    """`_REQUEST`, `_NOTIFICATION` or `_ANSWER` (a response or an error)."""
     kind = _KINDS.get(type(message))
     if kind is not None:
         return kind

@@ -196,15 +196,13 @@ class WebSocket:
                         set_receiver(None)
                         paused = True
                 closed = self._protocol.state is _CLOSED
-                if not frames.raw and not closed:
-                    frames.fed = False  # replies taken, state seen: the fast path again
+                frames.settled()  # replies taken: the fast path again, while open
             if answer or failure is not None or self._eof or closed:
                 nudge.set()
 
         replies.extend(self._protocol.data_to_send())  # a pong for a ping that came early
         self._replies_due = False
-        if not self._frames.raw and self._protocol.state is _OPEN:
-            self._frames.fed = False  # its replies are taken: the fast path
+        self._frames.settled()  # its replies are taken: the fast path, while open
         if replies:
             nudge.set()
         set_receiver(received)

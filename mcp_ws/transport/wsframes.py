@@ -81,6 +81,12 @@ class FrameReader:
         """Bytes of an incomplete frame held here (not yet given to anyone)."""
         return self._pending_size
 
+    def settled(self) -> None:
+        """The owner took the protocol's replies: while the protocol is open and this
+        reader is not in raw mode, it has nothing more to say (clears `fed`)."""
+        if not self.raw and self._protocol.state is State.OPEN:
+            self.fed = False
+
     def feed(self, data: bytes, messages: MutableSequence[bytes | str]) -> None:
         """Parse ``data``; append the messages it completed to ``messages``."""
         self._parse(data, messages)
