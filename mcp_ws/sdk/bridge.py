@@ -131,7 +131,12 @@ class Inbox:
 
     async def get(self) -> SessionMessage | Exception:
         """The next message; raises ``anyio.EndOfStream`` once `end` was called and
-        everything before it was taken, ``anyio.ClosedResourceError`` after `close`."""
+        everything before it was taken, ``anyio.ClosedResourceError`` after `close`.
+
+        An empty inbox is waited on here, not in a helper coroutine (one less per
+        message): on asyncio with a bare future, since an anyio event finds its backend
+        and builds an asyncio event, then a future, every time. Each reader waits on its
+        own (a cancelled reader cancels only its own wait)."""
         if self._items and not self._closed:
             await anyio.lowlevel.checkpoint()
         while not self._items or self._closed:
@@ -139,26 +144,24 @@ class Inbox:
                 raise anyio.ClosedResourceError
             if self._ended:
                 raise anyio.EndOfStream
-            await self._wait()
+            if not self._loop_known:  # looked up once: anyio's lookup costs more than a wait
+                self._loop, self._loop_known = asyncio_loop(), True
+            waiter: anyio.Event | asyncio.Future[None]
+            if self._loop is None:
+                event = waiter = anyio.Event()
+                put: Awaitable[object] = event.wait()
+            else:
+                waiter = put = self._loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await put
+            finally:
+                if waiter in self._waiters:  # cancelled before a put came
+                    self._waiters.remove(waiter)
         item, bridge, sid, size = self._items.popleft()
         if bridge is not None:
             bridge._acknowledge(sid, size)
         return item
-
-    async def _wait(self) -> None:
-        """Until the next put, end or close. On asyncio a bare future: an anyio event
-        finds its backend and builds an asyncio event, then a future, every time. Each
-        reader waits on its own (a cancelled reader cancels only its future)."""
-        if not self._loop_known:  # looked up once: anyio's lookup costs more than a wait
-            self._loop, self._loop_known = asyncio_loop(), True
-        loop = self._loop
-        waiter = anyio.Event() if loop is None else loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            await (waiter.wait() if isinstance(waiter, anyio.Event) else waiter)
-        finally:
-            if waiter in self._waiters:  # cancelled before a put came
-                self._waiters.remove(waiter)
 
     def end(self) -> None:
         """No more messages will come."""
@@ -303,12 +306,13 @@ class SessionBridge:
                         sid, ErrorCode.PROTOCOL_ERROR, f"request id {rid!r} is in flight"
                     )
                     return
-                self.calls.add(Call(rid, sid, ours=False))
+                self.calls.add(Call(rid, sid, False))  # theirs (see Call: by position)
             if self._server:
                 metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
         elif kind == _ANSWER and call is not None and call.ours and call.request_id == message.id:
             self.calls.remove(call)
-        self.inbox.put(SessionMessage(message=message, metadata=metadata), self, sid, size)
+        # By position (message, metadata), as for Call.
+        self.inbox.put(SessionMessage(message, metadata), self, sid, size)
 
     def _unanswered_hook(self, sid: int) -> Callable[[], Awaitable[None]]:
         async def unanswered() -> None:
@@ -470,7 +474,7 @@ class SessionBridge:
             return
         route = claim_route(payload["method"], payload.get("params"))
         request = message if self._retry is not None else None
-        self.calls.add(Call(payload["id"], sid, ours=True, route=route, request=request))
+        self.calls.add(Call(payload["id"], sid, True, route, request))  # ours
         if route is not None:
             route.attach(lambda size: self._acknowledge(sid, size))
         if alone:
