@@ -11,8 +11,8 @@ A ``Connection`` never does I/O and never reads a clock it was not given::
 
 Peer misbehaviour never raises out of ``receive_data``: a stream error cancels the
 stream (``StreamCancelled``), a connection error queues GOAWAY and returns
-``ConnectionTerminated`` with the WebSocket close code to use. Misuse of the API by the
-local application raises ``UsageError``.
+``ConnectionTerminated`` with the WebSocket close code to use, always as the last event
+of its batch. Misuse of the API by the local application raises ``UsageError``.
 
 The connection dispatches frames and keeps the connection's life (HELLO, GOAWAY,
 keepalive); each concern it drives lives in a module of its own: ``streams`` (the stream

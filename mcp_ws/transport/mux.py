@@ -265,15 +265,16 @@ class MuxConnection:
                 self._signal_progress()
 
     def _dispatch(self, events: list[Event]) -> None:
-        for event in events:
-            if type(event) is ConnectionTerminated and self.termination is None:
-                self.termination = event
-                level = logging.DEBUG if event.error_code is ErrorCode.NO_ERROR else logging.INFO
-                logger.log(level, "connection terminated: %s", event)
-        if events:
-            self._on_events(events)
-            if self._credit_waiters:
-                self._wake_credit_waiters(events)
+        if not events:
+            return
+        end = events[-1]  # the core ends a batch with ConnectionTerminated, if it came
+        if type(end) is ConnectionTerminated and self.termination is None:
+            self.termination = end
+            level = logging.DEBUG if end.error_code is ErrorCode.NO_ERROR else logging.INFO
+            logger.log(level, "connection terminated: %s", end)
+        self._on_events(events)
+        if self._credit_waiters:
+            self._wake_credit_waiters(events)
 
     def _progress_event(self) -> anyio.Event:
         """The event the next write (or the end) sets."""
