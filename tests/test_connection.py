@@ -478,7 +478,7 @@ def test_late_frames_for_recently_closed_streams_are_ignored_and_credited() -> N
     assert server.state is ConnectionState.OPEN
     # the 5000 bytes were charged to the connection window and given back
     assert (
-        server._flow.receive_credit(0) + server._flow._recv_conn.pending
+        server._flow.receive_credit(0) + server._flow._recv_conn.recv_due
         == Settings().connection_window
     )
 

@@ -202,7 +202,7 @@ def test_credit_is_never_exceeded_and_always_conserved(ops: list[tuple[Any, ...]
     world.drain()
     for side in ("client", "server"):
         flow = world.peers[side]._flow
-        assert flow.receive_credit(0) + flow._recv_conn.pending == SMALL.connection_window
+        assert flow.receive_credit(0) + flow._recv_conn.recv_due == SMALL.connection_window
         assert world.peers[side].buffered_received == 0
 
 
@@ -224,7 +224,7 @@ def test_unread_streams_never_hold_connection_credit(ops: list[tuple[Any, ...]])
             break
     for side in ("client", "server"):
         flow = world.peers[side]._flow
-        assert flow.receive_credit(0) + flow._recv_conn.pending == SMALL.connection_window
+        assert flow.receive_credit(0) + flow._recv_conn.recv_due == SMALL.connection_window
 
 
 @settings(max_examples=500, deadline=None)

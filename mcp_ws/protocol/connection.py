@@ -151,18 +151,19 @@ class Connection:
         self.error_code: ErrorCode | None = None
         self.rtt: float | None = None
 
-        self._flow = FlowControl(
+        self._streams = StreamTable(
+            local_parity=1 if role is Role.CLIENT else 0,
+            auto_release=auto_release,
+            remember=self.limits.recently_closed,
+        )
+        self._flow = FlowControl(  # the windows of the live streams, and the connection's
+            self._streams.live,
             local_initial_window=self.local_settings.initial_window,
             local_connection_window=self.local_settings.connection_window,
             peer_initial_window=self.peer_settings.initial_window,
             peer_connection_window=self.peer_settings.connection_window,
         )
         self._scheduler = Scheduler()
-        self._streams = StreamTable(
-            local_parity=1 if role is Role.CLIENT else 0,
-            auto_release=auto_release,
-            remember=self.limits.recently_closed,
-        )
         self._assembly = MessageAssembler(
             max_message_size=self.local_settings.max_message_size,
             budget=self.local_settings.reassembly_budget,
@@ -275,7 +276,7 @@ class Connection:
         payload = self._encode(message)
         stream = self._streams.open_local()
         sid = stream.id
-        self._flow.add_stream(sid)
+        self._flow.add_stream(stream)
         if end:
             stream.state = _HALF_CLOSED_LOCAL
         # The OPEN goes out now, in id order, with as much of the message as credit allows.
@@ -559,8 +560,7 @@ class Connection:
                 Cancel(stream_id=sid, error_code=ErrorCode.REFUSED_STREAM, reason="refused")
             )
             return
-        streams.open_remote(sid)
-        self._flow.add_stream(sid)
+        self._flow.add_stream(streams.open_remote(sid))
         events.append(stream_opened(sid))
         self._on_data(sid, flags, payload, events)
 
@@ -776,8 +776,7 @@ class Connection:
         """A stream leaves the table: reset, or closed with our END sent."""
         if stream.state is _STREAM_CLOSED and self._scheduler.has_queued(stream.id):
             return  # data_to_send finishes it when the queued END goes out
-        self._flow.remove_stream(stream.id)
-        self._streams.finish(stream)
+        self._streams.finish(stream)  # its windows go with it
 
     def _reset(self, stream: Stream, code: ErrorCode, reason: str, *, send: bool = True) -> None:
         stream.state = StreamState.RESET

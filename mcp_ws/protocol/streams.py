@@ -26,7 +26,9 @@ _PEER_DONE = frozenset({StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED, Stre
 
 
 class Stream:
-    """One stream: its state, its message being reassembled, its unconsumed bytes."""
+    """One stream: its state, its message being reassembled, its unconsumed bytes, and
+    its credit windows (``windows.Windows``: set by ``FlowControl.add_stream`` when the
+    stream opens; stream 0 has none, the connection's windows stand for it)."""
 
     __slots__ = (
         "discarding",
@@ -36,9 +38,17 @@ class Stream:
         "partial",
         "partial_early",
         "partial_withheld",
+        "recv_due",
+        "recv_left",
+        "recv_window",
+        "send_credit",
         "state",
         "unacked",
     )
+    send_credit: int
+    recv_window: int
+    recv_left: int
+    recv_due: int
 
     # Built twice per round trip: the hot paths pass ``local`` by position, since a class
     # called with keywords builds a dict for them (about 1,000 instructions on 3.11).

@@ -18,58 +18,76 @@ Grants are batched: one goes out once a quarter of its window is due.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol
+
 from .constants import MAX_WINDOW
 from .errors import FlowControlError
 
-__all__ = ["FlowControl"]
+__all__ = ["FlowControl", "InboundWindow", "Windows"]
 
 
-class _Inbound:
-    __slots__ = ("pending", "remaining", "size")
+class InboundWindow(Protocol):
+    """What the peer may send: a connection's, or a stream's (`Windows`)."""
+
+    recv_window: int  # the window the receiver advertises
+    recv_left: int  # bytes the peer may still send
+    recv_due: int  # consumed, not yet granted back
+
+
+class Windows(InboundWindow, Protocol):
+    """A stream's windows in both directions: the stream object itself carries them
+    (``streams.Stream``), so they live and end with it."""
+
+    send_credit: int  # bytes we may still send on it (the peer's window)
+
+
+class _ConnectionWindow:
+    __slots__ = ("recv_due", "recv_left", "recv_window")
 
     def __init__(self, size: int) -> None:
-        self.size = size  # the window the receiver advertises
-        self.remaining = size  # bytes the peer may still send
-        self.pending = 0  # consumed, not yet granted back
+        self.recv_window = size
+        self.recv_left = size
+        self.recv_due = 0
 
 
 class FlowControl:
-    """Credit windows of one connection (see the module docstring)."""
+    """Credit windows of one connection (see the module docstring).
+
+    ``streams``: the connection's live streams by id (its stream table's), each carrying
+    its own windows; a stream that is not there has none (it is finished, or unknown)."""
 
     def __init__(
         self,
+        streams: Mapping[int, Windows],
         *,
         local_initial_window: int,
         local_connection_window: int,
         peer_initial_window: int,
         peer_connection_window: int,
     ) -> None:
+        self._streams = streams
         self._local_initial = local_initial_window
         self._peer_initial = peer_initial_window
         self._peer_connection = peer_connection_window
         self._send_conn = peer_connection_window
-        self._send: dict[int, int] = {}
-        self._recv_conn = _Inbound(local_connection_window)
-        self._recv: dict[int, _Inbound] = {}
+        self._recv_conn = _ConnectionWindow(local_connection_window)
 
     # -- streams ---------------------------------------------------------------
 
-    def add_stream(self, stream_id: int) -> None:
+    def add_stream(self, stream: Windows) -> None:
         """Give a new stream its initial windows in both directions."""
-        self._send[stream_id] = self._peer_initial
-        self._recv[stream_id] = _Inbound(self._local_initial)
-
-    def remove_stream(self, stream_id: int) -> None:
-        """Forget a finished stream's windows (the connection windows are unaffected)."""
-        self._send.pop(stream_id, None)
-        self._recv.pop(stream_id, None)
+        stream.send_credit = self._peer_initial
+        stream.recv_window = stream.recv_left = self._local_initial
+        stream.recv_due = 0
 
     def peer_settings_changed(self, initial_window: int, connection_window: int) -> None:
         """Apply the peer's HELLO: windows move by the difference from what we assumed."""
         delta = initial_window - self._peer_initial
         self._peer_initial = initial_window
-        for sid in self._send:
-            self._send[sid] += delta
+        for sid, stream in self._streams.items():
+            if sid:
+                stream.send_credit += delta
         self._send_conn += connection_window - self._peer_connection
         self._peer_connection = connection_window
 
@@ -79,7 +97,8 @@ class FlowControl:
         """Bytes we may send on ``stream_id`` now: min(stream credit, connection credit)."""
         credit = self._send_conn
         if stream_id:
-            window = self._send.get(stream_id, 0)
+            stream = self._streams.get(stream_id)
+            window = stream.send_credit if stream is not None else 0
             if window < credit:  # noqa: PLR1730 (asked per message: no min()/max() calls)
                 credit = window
         return credit if credit > 0 else 0
@@ -95,7 +114,7 @@ class FlowControl:
             raise AssertionError("sending beyond credit")  # the scheduler never does
         self._send_conn -= size
         if stream_id:
-            self._send[stream_id] -= size
+            self._streams[stream_id].send_credit -= size
 
     def credit_received(self, stream_id: int, increment: int) -> bool:
         """Apply the peer's CREDIT; ``False`` when the stream is unknown (ignore it).
@@ -107,11 +126,12 @@ class FlowControl:
                 raise FlowControlError("connection window above 2**31-1")
             self._send_conn += increment
             return True
-        if stream_id not in self._send:
+        stream = self._streams.get(stream_id)
+        if stream is None:
             return False
-        if self._send[stream_id] + increment > MAX_WINDOW:
+        if stream.send_credit + increment > MAX_WINDOW:
             raise FlowControlError(f"stream {stream_id} window above 2**31-1", stream_id=stream_id)
-        self._send[stream_id] += increment
+        stream.send_credit += increment
         return True
 
     # -- inbound ----------------------------------------------------------------
@@ -125,14 +145,14 @@ class FlowControl:
         self._charge_connection(size)
         if not stream_id:
             return []
-        window = self._recv.get(stream_id)
-        if window is not None:
-            if size > window.remaining:
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            if size > stream.recv_left:
                 raise FlowControlError(
-                    f"{size} bytes on stream {stream_id} with {window.remaining} of credit",
+                    f"{size} bytes on stream {stream_id} with {stream.recv_left} of credit",
                     stream_id=stream_id,
                 )
-            window.remaining -= size
+            stream.recv_left -= size
         return self._refill(0, self._recv_conn, size)
 
     def dropped_received(self, size: int) -> list[tuple[int, int]]:
@@ -152,31 +172,31 @@ class FlowControl:
             return []
         if not stream_id:
             return self._refill(0, self._recv_conn, size)
-        window = self._recv.get(stream_id)
-        return self._refill(stream_id, window, size) if window is not None else []
+        stream = self._streams.get(stream_id)
+        return self._refill(stream_id, stream, size) if stream is not None else []
 
     def _charge_connection(self, size: int) -> None:
-        if size > self._recv_conn.remaining:
+        if size > self._recv_conn.recv_left:
             raise FlowControlError(
-                f"{size} bytes received with {self._recv_conn.remaining} of connection credit"
+                f"{size} bytes received with {self._recv_conn.recv_left} of connection credit"
             )
-        self._recv_conn.remaining -= size
+        self._recv_conn.recv_left -= size
 
     @staticmethod
-    def _refill(stream_id: int, window: _Inbound, size: int) -> list[tuple[int, int]]:
+    def _refill(stream_id: int, window: InboundWindow, size: int) -> list[tuple[int, int]]:
         """Make ``size`` bytes due back on ``window``; the grant once a quarter is due."""
         if size <= 0:
             return []
-        window.pending += size
-        if window.pending < window.size // 4:
+        window.recv_due += size
+        if window.recv_due < window.recv_window // 4:
             return []
-        increment, window.pending = window.pending, 0
-        window.remaining += increment
+        increment, window.recv_due = window.recv_due, 0
+        window.recv_left += increment
         return [(stream_id, increment)]
 
     def receive_credit(self, stream_id: int) -> int:
         """Bytes the peer may still send on ``stream_id`` (0: on the connection)."""
         if stream_id == 0:
-            return self._recv_conn.remaining
-        window = self._recv.get(stream_id)
-        return min(window.remaining, self._recv_conn.remaining) if window else 0
+            return self._recv_conn.recv_left
+        stream = self._streams.get(stream_id)
+        return min(stream.recv_left, self._recv_conn.recv_left) if stream else 0
