@@ -17,17 +17,26 @@ on both sides, built once as ``transport_rtt.py`` does, or per call with ``--bui
 ``raw`` is the floor of ``transport_rtt.py``, a raw ``websockets`` echo
 of the same bytes. The kernel's part of a round trip is not counted, so the ratio here
 is larger than the ratio of times.
+
+``--layers`` needs no valgrind: it counts the Python bytecodes each layer executes per
+round trip (``sys.settrace`` opcode events, over 1,000 round trips after 200 to warm
+up), for both kinds side by side. The count is exact and the same from run to run; it
+says where the interpreter's time goes, layer by layer (the C code below a layer, such
+as msgpack, pydantic or the socket calls, is not in it).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import anyio
@@ -42,7 +51,15 @@ from mcp_ws.sdk.server import serving_sessions
 LONG, SHORT = 1000, 200
 
 
-async def run_ws(calls: int, build: bool) -> None:
+Window = Callable[[Callable[[], Awaitable[Any]]], Awaitable[None]]
+
+
+async def _plain(call: Callable[[], Awaitable[Any]], calls: int) -> None:
+    for _ in range(calls):
+        await call()
+
+
+async def run_ws(calls: int, build: bool, window: Window | None = None) -> None:
     async def echo(read: Any, write: Any) -> None:
         await rtt.echo_session(read, write, build=build)
 
@@ -51,11 +68,14 @@ async def run_ws(calls: int, build: bool) -> None:
         mcp_ws.connect(server.url) as (read, write),
     ):
         session = rtt.Session(read, write, build=build)
-        for _ in range(calls):
-            await session.call()
+        if window is None:
+            await _plain(session.call, calls)
+        else:
+            await window(session.call)
 
 
-async def run_raw(calls: int, build: bool) -> None:  # build: nothing to build here
+async def run_raw(calls: int, build: bool, window: Window | None = None) -> None:
+    # build: nothing to build here
     from websockets.asyncio.client import connect  # noqa: PLC0415
     from websockets.asyncio.server import ServerConnection, serve  # noqa: PLC0415
 
@@ -68,9 +88,15 @@ async def run_raw(calls: int, build: bool) -> None:  # build: nothing to build h
     async with serve(echo, "127.0.0.1", 0, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}", compression=None) as websocket:
-            for _ in range(calls):
+
+            async def call() -> None:
                 await websocket.send(request)
                 await websocket.recv()
+
+            if window is None:
+                await _plain(call, calls)
+            else:
+                await window(call)
 
 
 KINDS = {"ws": run_ws, "raw": run_raw}
@@ -103,11 +129,76 @@ def count(kind: str, calls: int, build: bool) -> int:
     return int(found.group(1))
 
 
+#: Layers by where their code lives (the first prefix that matches), in table order.
+LAYERS = (
+    ("mcp_ws/sdk/", "mcp-ws: SDK binding (bridge, calls, handover)"),
+    ("mcp_ws/transport/mux.py", "mcp-ws: the core's I/O (mux)"),
+    ("mcp_ws/protocol/", "mcp-ws: protocol core (sans-I/O)"),
+    ("mcp_ws/transport/", "mcp-ws: WebSocket and TCP"),
+    ("websockets/", "websockets (the library)"),
+    ("asyncio/", "asyncio and selectors"),
+    ("selectors.py", "asyncio and selectors"),
+    ("bench/", "this harness"),
+)
+OTHER = "everything else (contextlib, enum, anyio...)"
+WARM, TRACED = 200, 1000
+
+
+def bytecodes(kind: str, build: bool) -> tuple[dict[str, float], float]:
+    """Bytecodes per round trip by layer, and Python calls per round trip, of ``kind``."""
+    by_code: collections.Counter[str] = collections.Counter()
+    calls = 0
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        elif event == "opcode":
+            by_code[frame.f_code.co_filename] += 1
+        return tracer
+
+    async def window(call: Callable[[], Awaitable[Any]]) -> None:
+        await _plain(call, WARM)
+        sys.settrace(tracer)
+        try:
+            await _plain(call, TRACED)
+        finally:
+            sys.settrace(None)
+
+    anyio.run(KINDS[kind], WARM + TRACED, build, window)
+    layers: dict[str, float] = {}
+    for filename, n in by_code.items():
+        path = filename.replace(os.sep, "/")
+        name = next((layer for prefix, layer in LAYERS if prefix in path), OTHER)
+        layers[name] = layers.get(name, 0.0) + n / TRACED
+    return layers, calls / TRACED
+
+
+def print_layers(kinds: list[str], build: bool) -> None:
+    """The table of ``--layers``: bytecodes per round trip, by layer and kind."""
+    found = {kind: bytecodes(kind, build) for kind in kinds}
+    names = [layer for _, layer in LAYERS if any(layer in found[k][0] for k in kinds)]
+    names = [*dict.fromkeys(names), OTHER]
+    print(f"{'bytecodes per round trip (both sides)':50}" + "".join(f"{k:>10}" for k in kinds))
+    for name in names:
+        print(f"{name:50}" + "".join(f"{found[k][0].get(name, 0.0):10,.0f}" for k in kinds))
+    print(f"{'total':50}" + "".join(f"{sum(found[k][0].values()):10,.0f}" for k in kinds))
+    calls = "".join(f"{found[k][1]:10,.0f}" for k in kinds)
+    print(f"{'Python calls (and resumptions)':50}{calls}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default="ws,raw", help="comma-separated: ws, raw")
     parser.add_argument(
         "--build", action="store_true", help="build the messages per call (as up to History 19)"
+    )
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="count Python bytecodes per round trip by layer instead (no valgrind)",
     )
     parser.add_argument("--run", choices=sorted(KINDS), help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=LONG, help=argparse.SUPPRESS)
@@ -115,12 +206,15 @@ def main() -> None:
     if args.run:
         anyio.run(KINDS[args.run], args.calls, args.build)
         return
-    if shutil.which("valgrind") is None:
-        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        parser.error(f"unknown kind(s): {', '.join(unknown)}")
+    if unknown or not kinds:
+        parser.error(f"unknown kind(s): {', '.join(unknown) or 'none given'}")
+    if args.layers:
+        print_layers(kinds, args.build)
+        return
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     per_trip = {}
     for kind in kinds:
         long, short = count(kind, LONG, args.build), count(kind, SHORT, args.build)

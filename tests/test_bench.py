@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -311,3 +313,36 @@ async def test_fan_out_finds_how_many_paced_streams_each_transport_sustains(
     assert headline["what"] == "fan-out streams"
     assert headline["target"] == ">= 5x"
     assert headline["stock_label"] in ("stdio", "stdio (legacy)")
+
+
+@pytest.mark.timeout(120)
+def test_bytecodes_by_layer_add_up_and_the_data_path_never_runs_websockets_code() -> None:
+    """``bench/instructions.py --layers``: a row per layer, rows that add up to the
+    total, and in steady state mcp-ws runs none of the ``websockets`` library's Python
+    (its frames are read and written by mcp-ws's own fast path), while the raw echo
+    runs nothing of mcp-ws."""
+    script = Path(__file__).parent.parent / "bench" / "instructions.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--layers", "--kinds", "ws,raw"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=True,
+    )
+    rows = {}
+    for line in done.stdout.splitlines()[1:]:
+        name, ws, raw = line.rsplit(maxsplit=2)
+        rows[name.strip()] = (float(ws.replace(",", "")), float(raw.replace(",", "")))
+    total = rows.pop("total")
+    calls = rows.pop("Python calls (and resumptions)")
+    for kind in (0, 1):
+        assert abs(sum(r[kind] for r in rows.values()) - total[kind]) <= len(rows)  # rounding
+        assert calls[kind] > 0
+    ours, theirs = rows["websockets (the library)"]
+    assert ours == 0
+    assert theirs > 0
+    mine = [name for name in rows if name.startswith("mcp-ws:")]
+    assert len(mine) == 4
+    assert all(rows[name][0] > 0 and rows[name][1] == 0 for name in mine)
+    assert total[0] > 0
+    assert total[1] > 0
