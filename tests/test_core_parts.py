@@ -236,10 +236,11 @@ def test_the_receive_path_builds_the_same_events_as_the_keyword_constructors() -
 
 def flow_control(
     *, local: tuple[int, int], peer: tuple[int, int], streams: tuple[int, ...]
-) -> FlowControl:
-    """Windows with (initial, connection) sizes for each direction, and ``streams`` open
-    (each carrying its windows, as the connection's live streams do)."""
-    live = {sid: Stream(sid, local=False) for sid in streams}
+) -> tuple[FlowControl, dict[int, Stream]]:
+    """Windows with (initial, connection) sizes for each direction, and the live streams
+    they read: stream 0 (which has no windows) and ``streams``, each carrying its own, as
+    in a connection's stream table."""
+    live = {sid: Stream(sid, local=False) for sid in (0, *streams)}
     flow = FlowControl(
         live,
         local_initial_window=local[0],
@@ -247,13 +248,13 @@ def flow_control(
         peer_initial_window=peer[0],
         peer_connection_window=peer[1],
     )
-    for stream in live.values():
-        flow.add_stream(stream)
-    return flow
+    for sid in streams:
+        flow.add_stream(live[sid])
+    return flow, live
 
 
 def test_spending_is_checked_against_both_windows_and_nothing_may_always_be_spent() -> None:
-    flow = flow_control(local=(1000, 4000), peer=(100, 150), streams=(1, 3))
+    flow, _ = flow_control(local=(1000, 4000), peer=(100, 150), streams=(1, 3))
     with pytest.raises(AssertionError):
         flow.consume_send(1, 101)  # beyond the stream's window
     flow.consume_send(1, 100)
@@ -269,7 +270,7 @@ def test_spending_is_checked_against_both_windows_and_nothing_may_always_be_spen
 
 
 def test_a_connection_grant_is_due_once_a_quarter_of_the_window_came_in() -> None:
-    flow = flow_control(local=(1000, 400), peer=(100, 100), streams=(2,))
+    flow, _ = flow_control(local=(1000, 400), peer=(100, 100), streams=(2,))
     assert flow.data_received(2, 60) == []
     assert flow.data_received(2, 39) == []
     assert flow.data_received(2, 1) == [(0, 100)]  # 100 bytes: a quarter of 400
@@ -278,16 +279,7 @@ def test_a_connection_grant_is_due_once_a_quarter_of_the_window_came_in() -> Non
 
 
 def test_a_streams_windows_live_and_end_with_it() -> None:
-    live = {0: Stream(0, local=False), 1: Stream(1, local=True), 3: Stream(3, local=True)}
-    flow = FlowControl(
-        live,
-        local_initial_window=1000,
-        local_connection_window=4000,
-        peer_initial_window=100,
-        peer_connection_window=1000,
-    )
-    flow.add_stream(live[1])
-    flow.add_stream(live[3])
+    flow, live = flow_control(local=(1000, 4000), peer=(100, 1000), streams=(1, 3))
     assert (live[1].send_credit, live[1].recv_left, live[1].recv_due) == (100, 1000, 0)
     flow.consume_send(1, 40)
     assert flow.available_credit(1) == 60

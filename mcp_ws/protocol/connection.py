@@ -610,8 +610,7 @@ class Connection:
                 )
                 return
             stream.state = after
-            if not stream.unacked:  # else the slot waits for its messages to be consumed
-                self._streams.free_slot_if_done(stream)
+            self._streams.free_slot_if_done(stream)
             events.append(stream_ended(sid))
             if after is _STREAM_CLOSED:
                 self._finish(stream)
