@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 
 def test_importing_the_protocol_core_loads_no_io_module() -> None:
@@ -134,3 +141,85 @@ def test_one_exception_tree_every_class_drawn_and_raised() -> None:
     ]
     assert set(elsewhere) == internal
     assert inspect.getmodule(mcp_ws.HandshakeError) is errors
+
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCK = ROOT / ".ci" / "constraints.txt"
+
+
+def locked_versions() -> dict[str, Version]:
+    """The Python lock, `.ci/constraints.txt`: a pinned version per canonical name."""
+    pins: dict[str, Version] = {}
+    for line in LOCK.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        requirement = Requirement(line)
+        (spec,) = requirement.specifier  # one `==` pin a line, nothing looser
+        assert spec.operator == "==", line
+        pins[canonicalize_name(requirement.name)] = Version(spec.version)
+    return pins
+
+
+def declared() -> list[tuple[str, Requirement]]:
+    """Every requirement pyproject.toml declares: (extra or "", requirement)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pairs = [("", Requirement(text)) for text in project["dependencies"]]
+    for extra, texts in project.get("optional-dependencies", {}).items():
+        pairs += [(extra, Requirement(text)) for text in texts]
+    return pairs
+
+
+def test_the_python_lock_pins_every_declared_dependency_within_its_range() -> None:
+    """`.ci/run` installs the lock: each pin must be one that pyproject.toml's ranges
+    admit, or the locked run would test versions no user can get."""
+    pins = locked_versions()
+    outside = []
+    for extra, requirement in declared():
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        pin = pins.get(canonicalize_name(requirement.name))
+        if pin is None or not requirement.specifier.contains(pin, prereleases=True):
+            outside.append(f"{requirement} (locked: {pin})")
+    assert outside == []
+
+
+def test_the_python_lock_holds_every_dependency_the_test_environment_pulls_in() -> None:
+    """Walk the installed requirements from `mcp-ws-streaming[dev]` down: every package
+    reached is in the lock, so `pip install -c` leaves nothing to float (a release that
+    adds a dependency shows up here under `.ci/run --latest`)."""
+    pins = locked_versions()
+    seen: set[tuple[str, str]] = set()
+    todo = [("mcp-ws-streaming", "dev")]
+    while todo:
+        name, extra = todo.pop()
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+                continue
+            key = canonicalize_name(requirement.name)
+            for wanted in sorted(requirement.extras) or [""]:
+                if (key, wanted) not in seen:
+                    seen.add((key, wanted))
+                    todo.append((key, wanted))
+    reached = {key for key, _ in seen}
+    assert sorted(reached - set(pins)) == []
+
+
+def test_the_lock_check_sees_a_pin_outside_its_range() -> None:
+    requirement = Requirement("anyio>=4.11")
+    assert requirement.specifier.contains(locked_versions()["anyio"])
+    assert not requirement.specifier.contains(Version("4.10.0"))
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    """The README's test command (after making its virtual environment) is `.ci/run`'s
+    locked line, word for word."""
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(
+        r"^python3 -m venv \.venv && \. \.venv/bin/activate && (.+)$", readme, re.M
+    )
+    tests = [command for command in commands if "pytest" in command]
+    assert len(tests) == 1
+    assert "-c .ci/constraints.txt" in tests[0]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert f"  {tests[0]}" in ci

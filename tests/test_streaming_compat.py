@@ -7,6 +7,8 @@ binding (no stream-level flow control there, but the same events and guarantees)
 
 from __future__ import annotations
 
+import gc
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +25,28 @@ from .apps import build_app
 from .livehelpers import live_server, uvicorn_thread
 from .test_streaming import check_shape, collect
 
+# The stock streamable HTTP client's async generators that trio finds unexhausted (below).
+LEFT_TO_GC = (
+    r"EventSource\.__aiter__|Response\.aiter_(raw|bytes|text|lines)"
+    r"|PoolByteStream\.__aiter__|HTTP11ConnectionByteStream\.__aiter__"
+)
+
 pytestmark = [
     pytest.mark.anyio,
-    # The SDK's streamable HTTP client leaves its SSE async generators to the garbage
-    # collector on trio (httpx2's EventSource and byte streams); only those are ignored.
+    # The SDK's streamable HTTP client, with none of our code involved, leaves its SSE
+    # reader's async generators to the garbage collector, and trio warns for each
+    # (ResourceWarning "... was garbage collected before it had been exhausted"): the GET
+    # stream's `async for` over httpx2's EventSource ends by cancellation or `break`, and
+    # the generators below it (httpx2's Response.aiter_*, httpcore2's connection byte
+    # streams) are never closed. Seen with mcp 2.3.0, httpx2 and httpcore2 2.17.0 and
+    # trio 0.35.0 (httpcore2 2.17.0 added HTTP11ConnectionByteStream to the list). Only
+    # those generators' unraisable warnings are ignored, and only in this module; to see
+    # them, drop the filter and run `pytest tests/test_streaming_compat.py -k trio`;
+    # test_the_ignored_generators_are_the_stock_clients_own checks that this list is
+    # exactly what the stock client leaves behind, and fails once the SDK stops doing it.
     pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <async_generator object "
-        r"(EventSource|PoolByteStream|Response)\.:pytest.PytestUnraisableExceptionWarning"
+        rf"ignore:Exception ignored in. <async_generator object ({LEFT_TO_GC}) at "
+        r":pytest.PytestUnraisableExceptionWarning"
     ),
 ]
 
@@ -111,3 +128,35 @@ async def test_the_stock_server_advertises_the_extension(http_url: str) -> None:
             caps = client.server_capabilities
             assert caps is not None
             assert mcp_ws.EXTENSION_ID in (caps.experimental or {})
+
+
+async def test_the_ignored_generators_are_the_stock_clients_own(
+    http_url: str, anyio_backend: str
+) -> None:
+    """The warnings this module ignores come from the SDK's HTTP stack alone.
+
+    A stock `mcp.Client` (no mcp-ws code on the client side) opens and closes a session;
+    every async generator it leaves to the garbage collector is one of LEFT_TO_GC and
+    lives in httpx2 or httpcore2. On trio there must be some (when a release of the SDK
+    stops leaving them, this fails: drop the filter then); asyncio closes them silently.
+    """
+    seen: list[Any] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: seen.append(unraisable.object)
+    try:
+        with anyio.fail_after(30):
+            async with Client(http_url, mode="legacy") as client:
+                assert client.server_capabilities is not None
+            gc.collect()
+            await anyio.sleep(0.05)  # trio closes abandoned generators in a system task
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    names = [getattr(obj, "__qualname__", repr(obj)) for obj in seen]
+    packages = [{"httpx2", "httpcore2"} & set(Path(obj.ag_code.co_filename).parts) for obj in seen]
+    if anyio_backend == "asyncio":
+        assert names == []
+        return
+    assert names, "the SDK no longer leaves generators to the GC: drop the filter"
+    assert all(re.fullmatch(LEFT_TO_GC, name) for name in names), names
+    assert all(packages), [obj.ag_code.co_filename for obj in seen]
