@@ -22,15 +22,23 @@ import {
   closeCodeFor,
   parseErrorCode,
 } from "./constants.js";
-import { ConnectionClosedError, ProtocolError, UsageError } from "./errors.js";
+import {
+  ConnectionClosedError,
+  MessageTooLargeForPeer,
+  ProtocolError,
+  StreamLimitError,
+  StreamStateError,
+  UsageError,
+} from "./errors.js";
 import {
   type Frame,
   InvalidMessage,
   type Message,
-  decodeMessage,
+  decodeFrame,
   decodePayload,
   encodeFrame,
   encodePayload,
+  unpackMessage,
 } from "./frames.js";
 import {
   MIN_FRAME_SIZE,
@@ -301,9 +309,9 @@ export class Connection {
   /** Open a new stream carrying `message` in its OPEN frame; returns its id. */
   openStream(message: Message, end = false): number {
     this.checkOpen();
-    if (this.goawayReceived) throw new UsageError("the peer sent GOAWAY: no new streams on this connection");
+    if (this.goawayReceived) throw new StreamStateError("the peer sent GOAWAY: no new streams on this connection");
     if (this.localActive.size >= this.streamLimit) {
-      throw new UsageError(`${this.localActive.size} streams hold a slot, the limit is ${this.streamLimit}`);
+      throw new StreamLimitError(`${this.localActive.size} streams hold a slot, the limit is ${this.streamLimit}`);
     }
     const payload = this.encode(message);
     const sid = this.nextLocal;
@@ -327,7 +335,7 @@ export class Connection {
   sendMessage(streamId: number, message: Message, end = false): void {
     this.checkOpen();
     if (streamId === 0) {
-      if (end) throw new UsageError("stream 0 cannot be ended");
+      if (end) throw new StreamStateError("stream 0 cannot be ended");
       this.push(this.session, this.encode(message), false);
       return;
     }
@@ -339,7 +347,7 @@ export class Connection {
   /** Send END on a stream without a message (after whatever is queued on it). */
   endStream(streamId: number): void {
     this.checkOpen();
-    if (streamId === 0) throw new UsageError("stream 0 cannot be ended");
+    if (streamId === 0) throw new StreamStateError("stream 0 cannot be ended");
     const stream = this.sendable(streamId, true);
     this.push(stream, new Uint8Array(0), true);
     this.ended(stream);
@@ -347,7 +355,7 @@ export class Connection {
 
   /** Reset a stream: CANCEL goes out ahead of data, queued data is discarded. */
   cancelStream(streamId: number, code: ErrorCode = ErrorCode.CANCELLED, reason = ""): void {
-    if (streamId === 0) throw new UsageError("stream 0 cannot be cancelled");
+    if (streamId === 0) throw new StreamStateError("stream 0 cannot be cancelled");
     const stream = this.streams.get(streamId);
     if (!stream || this.closed || stream.state === "closed" || stream.state === "reset") return;
     this.reset(stream, code, reason, true);
@@ -453,8 +461,11 @@ export class Connection {
     this.keepalivePingSent = false;
     const events: Event[] = [];
     try {
-      for (const frame of decodeMessage(data, this.localSettings.max_frame_size)) {
-        this.handle(frame, events);
+      // Frames are checked one at a time, each handled before the next is looked at: a
+      // malformed frame ends the connection after the well-formed ones before it.
+      const limit = this.localSettings.max_frame_size;
+      for (const raw of unpackMessage(data, limit)) {
+        this.handle(decodeFrame(raw, limit), events);
         if (this.closed) break;
       }
     } catch (error) {
@@ -751,7 +762,7 @@ export class Connection {
   private encode(message: Message): Uint8Array {
     const payload = encodePayload(message);
     if (payload.length > this.peerSettings.max_message_size) {
-      throw new UsageError(
+      throw new MessageTooLargeForPeer(
         `message of ${payload.length} bytes, the peer's max_message_size is ${this.peerSettings.max_message_size}`,
       );
     }
@@ -773,9 +784,9 @@ export class Connection {
 
   private sendable(streamId: number, end: boolean): Stream {
     const stream = this.streams.get(streamId);
-    if (!stream) throw new UsageError(`stream ${streamId} is not open`);
+    if (!stream) throw new StreamStateError(`stream ${streamId} is not open`);
     if (stream.state !== "open" && stream.state !== "halfClosedRemote") {
-      throw new UsageError(`cannot send${end ? " END" : ""} on stream ${streamId} (${stream.state})`);
+      throw new StreamStateError(`cannot send${end ? " END" : ""} on stream ${streamId} (${stream.state})`);
     }
     return stream;
   }

@@ -6,6 +6,11 @@
  *     ├── ConnectionClosedError  the connection is over (has `code`, `closeCode`)
  *     ├── HandshakeError         the server refused or could not be reached
  *     └── UsageError             the local application misused the API
+ *         ├── StreamStateError   send, end or cancel on a stream that cannot do it
+ *         ├── StreamLimitError   opening past max_streams
+ *         └── MessageTooLargeForPeer  a message larger than the peer accepts
+ *
+ * The same tree, with the same names, as the Python core's `mcp_ws/protocol/errors.py`.
  */
 import { ErrorCode } from "./constants.js";
 
@@ -46,4 +51,19 @@ export class HandshakeError extends McpWsError {
 /** The local application used the API in a way the protocol forbids. */
 export class UsageError extends McpWsError {
   override name = "UsageError";
+}
+
+/** Send, END or cancel on a stream whose state does not allow it (or on stream 0). */
+export class StreamStateError extends UsageError {
+  override name = "StreamStateError";
+}
+
+/** Opening a stream past `max_streams` (ours or the peer's) or after the peer's GOAWAY. */
+export class StreamLimitError extends UsageError {
+  override name = "StreamLimitError";
+}
+
+/** A message larger than the peer's `max_message_size`. */
+export class MessageTooLargeForPeer extends UsageError {
+  override name = "MessageTooLargeForPeer";
 }

@@ -92,7 +92,8 @@ function reasonField(value: unknown): string {
   return truncateUtf8(value, MAX_REASON_BYTES);
 }
 
-function decodeFrame(raw: unknown, maxFrameSize: number): Frame {
+/** One frame from its MessagePack value; throws `ProtocolError` for a malformed one. */
+export function decodeFrame(raw: unknown, maxFrameSize: number): Frame {
   if (!Array.isArray(raw) || raw.length < 3) {
     throw new ProtocolError("a frame must be a MessagePack array of at least 3 fields");
   }
@@ -184,10 +185,13 @@ function plain(value: unknown): boolean {
 }
 
 /**
- * Decode every frame of one WebSocket binary message. Throws `ProtocolError` (code
- * FRAME_SIZE_ERROR for sizes) for anything but a sequence of well-formed frames.
+ * The MessagePack values of the frames in one WebSocket message, not yet checked as frames
+ * (`decodeFrame` checks each, as the connection handles it). Throws `ProtocolError`
+ * (FRAME_SIZE_ERROR for the message's size) for MessagePack that is malformed, truncated,
+ * holds extension types or nests too deep: then no frame of the message is handled, as in
+ * the Python core's `unpack_message`.
  */
-export function decodeMessage(data: Uint8Array, maxFrameSize: number): Frame[] {
+export function unpackMessage(data: Uint8Array, maxFrameSize: number): unknown[] {
   if (data.length > maxFrameSize + MESSAGE_OVERHEAD) {
     throw new ProtocolError(
       `message of ${data.length} bytes exceeds max_frame_size + ${MESSAGE_OVERHEAD}`,
@@ -195,17 +199,25 @@ export function decodeMessage(data: Uint8Array, maxFrameSize: number): Frame[] {
     );
   }
   if (data.length === 0) throw new ProtocolError("empty WebSocket message");
-  const frames: Frame[] = [];
+  const values: unknown[] = [];
   try {
     for (const raw of boundedDecoder(data.length, true).decodeMulti(data)) {
       if (!plain(raw)) throw new ProtocolError("MessagePack extension types are not allowed");
-      frames.push(decodeFrame(raw, maxFrameSize));
+      values.push(raw);
     }
   } catch (error) {
     if (error instanceof ProtocolError) throw error;
     throw new ProtocolError(`malformed MessagePack: ${(error as Error).message}`);
   }
-  return frames;
+  return values;
+}
+
+/**
+ * Decode every frame of one WebSocket binary message. Throws `ProtocolError` (code
+ * FRAME_SIZE_ERROR for sizes) for anything but a sequence of well-formed frames.
+ */
+export function decodeMessage(data: Uint8Array, maxFrameSize: number): Frame[] {
+  return unpackMessage(data, maxFrameSize).map((raw) => decodeFrame(raw, maxFrameSize));
 }
 
 /** The MessagePack bytes of one JSON-RPC message. */

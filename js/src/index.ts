@@ -14,7 +14,16 @@ export {
   errorName,
   truncateUtf8,
 } from "./constants.js";
-export { ConnectionClosedError, HandshakeError, McpWsError, ProtocolError, UsageError } from "./errors.js";
+export {
+  ConnectionClosedError,
+  HandshakeError,
+  McpWsError,
+  MessageTooLargeForPeer,
+  ProtocolError,
+  StreamLimitError,
+  StreamStateError,
+  UsageError,
+} from "./errors.js";
 export { type Frame, type Message, decodeMessage, decodePayload, encodeFrame, encodePayload } from "./frames.js";
 export { DEFAULT_SETTINGS, type Settings, makeSettings, receiveMemoryBound } from "./settings.js";
 export {
