@@ -40,6 +40,7 @@ import {
   encodePayload,
   unpackMessage,
 } from "./frames.js";
+import { AFTER_RECV_END, AFTER_SEND_END, RECEIVING, SENDING, type StreamState, transition } from "./state.js";
 import {
   MIN_FRAME_SIZE,
   MIN_WINDOW,
@@ -100,7 +101,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
 /** Extra seconds of silence, beyond twice the ping interval, before the peer is dead. */
 export const DEAD_PEER_GRACE = 5;
 
-type State = "open" | "halfClosedLocal" | "halfClosedRemote" | "closed" | "reset";
+type State = StreamState;
 
 class TokenBucket {
   private tokens: number;
@@ -269,6 +270,11 @@ export class Connection {
     return Math.max(this.streamLimit - this.localActive.size, 0);
   }
 
+  /** Whether `openStream` would succeed now (`max_streams` and shutdown). */
+  get canOpenStream(): boolean {
+    return this.streamSlots > 0;
+  }
+
   /** Bytes received and held for the application (messages not acknowledged, fragments). */
   get bufferedReceived(): number {
     return this.held + this.reassembly;
@@ -291,9 +297,11 @@ export class Connection {
 
   /** Bytes that could go out on `streamId` now (queued data counts as spent). */
   availableCredit(streamId: number): number {
-    const stream = this.streams.get(streamId);
+    // Stream 0 has no window of its own: the connection's is all it has.
+    const stream = streamId === 0 ? this.session : this.streams.get(streamId);
     if (!stream) return 0;
-    return Math.max(Math.min(stream.sendCredit, this.sendConnection) - stream.queued, 0);
+    const credit = streamId === 0 ? this.sendConnection : Math.min(stream.sendCredit, this.sendConnection);
+    return Math.max(credit - stream.queued, 0);
   }
 
   /** Bytes queued for sending and not yet framed (one stream, or all). */
@@ -357,7 +365,7 @@ export class Connection {
   cancelStream(streamId: number, code: ErrorCode = ErrorCode.CANCELLED, reason = ""): void {
     if (streamId === 0) throw new StreamStateError("stream 0 cannot be cancelled");
     const stream = this.streams.get(streamId);
-    if (!stream || this.closed || stream.state === "closed" || stream.state === "reset") return;
+    if (!stream || this.closed || transition(stream.state, "sendCancel")[0] !== "ok") return;
     this.reset(stream, code, reason, true);
   }
 
@@ -571,9 +579,11 @@ export class Connection {
       return;
     }
     if (size || more || stream.partial) {
-      if (stream.state === "halfClosedRemote" || stream.state === "closed") {
+      if (!RECEIVING.has(stream.state)) {
         this.dropped(size);
-        this.streamError(stream, ErrorCode.STREAM_CLOSED, "DATA after END", events);
+        if (transition(stream.state, "recvData")[0] === "streamClosed") {
+          this.streamError(stream, ErrorCode.STREAM_CLOSED, "DATA after END", events);
+        }
         return;
       }
       this.chargeReceived(stream, size);
@@ -581,15 +591,18 @@ export class Connection {
       if (stream.state === "reset") return;
     }
     if (end) {
-      if (stream.state === "halfClosedRemote" || stream.state === "closed") {
-        this.streamError(stream, ErrorCode.STREAM_CLOSED, "END after END", events);
+      const after = AFTER_RECV_END.get(stream.state);
+      if (after === undefined) {
+        if (transition(stream.state, "recvEnd")[0] === "streamClosed") {
+          this.streamError(stream, ErrorCode.STREAM_CLOSED, "END after END", events);
+        }
         return;
       }
       if (stream.partial) {
         this.streamError(stream, ErrorCode.PROTOCOL_ERROR, "END inside a fragmented message", events);
         return;
       }
-      stream.state = stream.state === "halfClosedLocal" ? "closed" : "halfClosedRemote";
+      stream.state = after;
       this.freeSlotIfDone(stream);
       events.push({ kind: "ended", streamId: sid });
       if (stream.state === "closed") this.finish(stream);
@@ -785,14 +798,14 @@ export class Connection {
   private sendable(streamId: number, end: boolean): Stream {
     const stream = this.streams.get(streamId);
     if (!stream) throw new StreamStateError(`stream ${streamId} is not open`);
-    if (stream.state !== "open" && stream.state !== "halfClosedRemote") {
+    if (!SENDING.has(stream.state)) {
       throw new StreamStateError(`cannot send${end ? " END" : ""} on stream ${streamId} (${stream.state})`);
     }
     return stream;
   }
 
   private ended(stream: Stream): void {
-    stream.state = stream.state === "halfClosedRemote" ? "closed" : "halfClosedLocal";
+    stream.state = AFTER_SEND_END.get(stream.state) ?? stream.state;
     if (stream.state === "closed") this.finish(stream);
   }
 
@@ -985,6 +998,10 @@ export class Connection {
     this.closeCode = closeCode ?? closeCodeFor(code);
     this.ready.length = 0;
     this.inReady.clear();
+    for (const stream of [this.session, ...this.streams.values()]) {
+      stream.queue.length = 0; // nothing queued is sent now, stream 0's too
+      stream.queued = 0;
+    }
     events?.push({ kind: "terminated", code, reason, lastStreamId: this.highestRemote, remote, closeCode: this.closeCode });
   }
 }

@@ -303,7 +303,7 @@ export class Runner {
       case "open_streams":
         return core.openStreamCount;
       case "can_open":
-        return core.openStreamCount < core.streamLimit && !core.closed;
+        return core.canOpenStream;
       case "connection":
         return { open: "open", goingAway: "going_away", closed: "closed" }[core.state];
       case "deadline":

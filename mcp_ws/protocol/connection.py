@@ -500,17 +500,29 @@ class Connection:
         return [self._fail(ProtocolError("text message on mcp-ws.v1"), close_code=1003)]
 
     def connection_lost(self, reason: str = "the connection was lost") -> list[Event]:
-        """The WebSocket ended without an error GOAWAY: every stream fails at once.
+        """The WebSocket ended without an error GOAWAY.
 
-        Returns ``[ConnectionTerminated]`` (``remote=True``, close code 1006) unless the
-        connection had already ended.
+        After a graceful GOAWAY (either way) with every stream done, that is the normal
+        end: NO_ERROR, close code 1000, reason "closed after GOAWAY". Otherwise every
+        stream fails at once: INTERNAL_ERROR, close code 1006, with ``reason``
+        (docs/protocol.md, refinement 9). Returns ``[ConnectionTerminated]``
+        (``remote=True``) unless the connection had already ended.
         """
         if self.state is _CLOSED:
             return []
         events: list[Event] = []
-        self._terminate(
-            ErrorCode.INTERNAL_ERROR, reason, remote=True, events=events, close_code=1006
-        )
+        if self.is_finished:
+            self._terminate(
+                ErrorCode.NO_ERROR,
+                "closed after GOAWAY",
+                remote=True,
+                events=events,
+                close_code=1000,
+            )
+        else:
+            self._terminate(
+                ErrorCode.INTERNAL_ERROR, reason, remote=True, events=events, close_code=1006
+            )
         return events
 
     def _handle(self, frame: Frame, events: list[Event]) -> None:
@@ -844,9 +856,8 @@ class Connection:
         self.state = ConnectionState.CLOSED
         self.error_code = code
         self.close_code = close_code or close_code_for(code)
-        for sid in list(self._streams.live):
-            if sid:
-                self._scheduler.drop(sid)
+        for sid in list(self._streams.live):  # nothing queued is sent now, stream 0's too
+            self._scheduler.drop(sid)
         if events is not None:
             events.append(
                 ConnectionTerminated(

@@ -320,15 +320,10 @@ class MuxConnection:
         if self.termination is not None:
             return
         code = getattr(self._channel, "close_code", None)
-        finished = self.core.is_finished
-        if finished:
-            reason = "closed after GOAWAY"
-        else:
-            reason = f"the connection was lost (WebSocket {code or 1006})"
-        events = self.core.connection_lost(reason)
-        if finished and events:
-            events = [_graceful(events[0])]
-        self._dispatch(events)
+        # The core tells a graceful end from a lost connection (Connection.connection_lost).
+        self._dispatch(
+            self.core.connection_lost(f"the connection was lost (WebSocket {code or 1006})")
+        )
 
     async def _writer(self, scope: anyio.CancelScope) -> None:
         while True:
@@ -375,15 +370,3 @@ class MuxConnection:
             if sleeping.cancelled_caught:
                 self._dispatch(self.core.tick())
                 self.wake()
-
-
-def _graceful(event: Event) -> Event:
-    """Re-label the end of a connection that closed after a graceful GOAWAY."""
-    assert isinstance(event, ConnectionTerminated)
-    return ConnectionTerminated(
-        error_code=ErrorCode.NO_ERROR,
-        reason=event.reason,
-        last_stream_id=event.last_stream_id,
-        remote=True,
-        close_code=1000,
-    )
