@@ -574,7 +574,10 @@ export class McpWsTransport implements Transport {
     let link: Link | undefined;
     await new Promise<void>((resolve, reject) => {
       const timeout = setTimeout(() => {
-        ws.onopen = ws.onerror = ws.onclose = null;
+        ws.onopen = ws.onclose = null;
+        // Closing a socket that is still connecting makes it report an error (the ws
+        // package emits 'error', which would be uncaught without a handler): swallow it.
+        ws.onerror = () => {};
         ws.close();
         reject(new HandshakeError(`no WebSocket handshake with ${this.url} within ${this.connectTimeout} ms`));
       }, this.connectTimeout);
@@ -585,7 +588,8 @@ export class McpWsTransport implements Transport {
       };
       ws.onerror = (event) => {
         clearTimeout(timeout);
-        ws.onopen = ws.onerror = ws.onclose = null;
+        ws.onopen = ws.onclose = null;
+        ws.onerror = () => {}; // a later error of the same socket has nobody to tell
         const detail = (event as { message?: string }).message ?? "the server refused or could not be reached";
         reject(new HandshakeError(`WebSocket handshake with ${this.url} failed: ${detail}`));
       };

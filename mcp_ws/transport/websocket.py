@@ -386,8 +386,9 @@ async def open_websocket(
 ) -> WebSocket:
     """Connect to ``url`` (``ws://`` or ``wss://``) and complete the opening handshake.
 
-    Raises `HandshakeError` (with the HTTP status when the server answered one) or
-    ``OSError`` when the TCP connection fails.
+    Raises `HandshakeError` (with the HTTP status when the server answered one, or when
+    no handshake completed within ``handshake_timeout`` seconds) or ``OSError`` when the
+    TCP connection fails.
     """
     try:
         uri = parse_uri(url)
@@ -400,19 +401,24 @@ async def open_websocket(
         subprotocols=[Subprotocol(p) for p in subprotocols],
         max_size=max_size,
     )
-    with anyio.fail_after(handshake_timeout):
-        stream = await connect_tcp(uri.host, uri.port, ssl=ssl if uri.secure else None)
-        try:
-            request = protocol.connect()
-            for name, value in (headers or {}).items():
-                request.headers[name] = value
-            protocol.send_request(request)
-            await stream.send(b"".join(protocol.data_to_send()))
-            response, received = await _read_handshake(stream, protocol, Response)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            raise
+    try:
+        with anyio.fail_after(handshake_timeout):
+            stream = await connect_tcp(uri.host, uri.port, ssl=ssl if uri.secure else None)
+            try:
+                request = protocol.connect()
+                for name, value in (headers or {}).items():
+                    request.headers[name] = value
+                protocol.send_request(request)
+                await stream.send(b"".join(protocol.data_to_send()))
+                response, received = await _read_handshake(stream, protocol, Response)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+                raise
+    except TimeoutError as exc:  # the same words as the TypeScript client's
+        raise HandshakeError(
+            f"no WebSocket handshake with {url} within {handshake_timeout * 1000:g} ms"
+        ) from exc
     if response is None or protocol.handshake_exc is not None:
         await stream.aclose()
         failure = protocol.handshake_exc
