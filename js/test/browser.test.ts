@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 
 import { type BrowserContext, type Page, chromium } from "playwright-core";
 
@@ -56,11 +56,29 @@ after(async () => {
   rmSync(profile, { recursive: true, force: true });
 });
 
-async function openChat(url: string): Promise<Page> {
+/** Console errors and failed requests of every page, checked after each test (`clean`). */
+const problems: string[] = [];
+
+/**
+ * A new page on `url`, watched: a page error fails at once; console errors (but those
+ * matching `expected`, which the test provokes) and HTTP errors fail the test afterwards.
+ */
+async function openChat(url: string, expected?: RegExp): Promise<Page> {
   const page = await browser.newPage();
   page.on("pageerror", (error) => assert.fail(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" && !expected?.test(message.text())) problems.push(`console error: ${message.text()}`);
+  });
+  page.on("response", (response) => {
+    if (response.status() >= 400) problems.push(`HTTP ${response.status()} for ${response.url()}`);
+  });
   await page.goto(url);
   return page;
+}
+
+/** After each test: no page logged a console error or got an HTTP error. */
+function clean(): void {
+  assert.deepEqual(problems.splice(0), []);
 }
 
 async function connected(page: Page): Promise<void> {
@@ -94,6 +112,7 @@ async function until(check: () => Promise<boolean>, ms = 10000): Promise<void> {
 }
 
 describe("the chat page", { timeout: 120000 }, () => {
+  afterEach(clean);
   let server: Served;
   before(async () => {
     server = await serve(["demo", "--web", "--port", "0"]);
@@ -215,10 +234,11 @@ describe("the chat page", { timeout: 120000 }, () => {
 });
 
 describe("the chat page's security", { timeout: 60000 }, () => {
+  afterEach(clean);
   test("with --token the page gets in with the token and is refused without it", async () => {
     const server = await serve(["serve", "mcp_ws.cli.demo_app:build_demo_app", "--web", "--port", "0", "--token", "s3cret"]);
     try {
-      const refused = await openChat(server.page);
+      const refused = await openChat(server.page, /^WebSocket connection to .* failed: HTTP Authentication failed/);
       await refused.waitForSelector("#problem:not([hidden])");
       assert.match((await refused.textContent("#problem-text"))!, /Could not connect/);
       await refused.fill("#token", "s3cret");
@@ -236,7 +256,7 @@ describe("the chat page's security", { timeout: 60000 }, () => {
   test("a page from an origin that is not allowed is refused", async () => {
     const server = await serve(["serve", "mcp_ws.cli.demo_app:build_demo_app", "--web", "--port", "0", "--allow-origin", "https://chat.example"]);
     try {
-      const page = await openChat(server.page);
+      const page = await openChat(server.page, /^WebSocket connection to .* failed: .*Unexpected response code: 403$/);
       await page.waitForSelector("#problem:not([hidden])");
       assert.equal(await page.getAttribute("#status", "data-state"), "down");
       await page.close();
@@ -247,11 +267,12 @@ describe("the chat page's security", { timeout: 60000 }, () => {
 });
 
 describe("the chat page with any server", { timeout: 60000 }, () => {
+  afterEach(clean);
   test("images and structured content render; a dropped connection says so and offers to retry", async () => {
     // the Python test app marks no tool as streaming: the page then lists them all
     const server = await serve(["serve", "tests.apps:build_app", "--web", "--port", "0"]);
     try {
-      const page = await openChat(server.page);
+      const page = await openChat(server.page, /^WebSocket connection to .* failed: .*net::ERR_CONNECTION_REFUSED$/);
       await connected(page);
       await page.selectOption("#tool", "mixed");
       await page.press("#prompt", "Enter");
