@@ -6,7 +6,7 @@ The table owns the ids (ours odd or even by role, theirs increasing), the stream
 hold a ``max_streams`` slot, the closed streams whose messages are still unconsumed, and
 a short memory of recently closed ids (frames for them are late, not abuse).
 
-The slot rule (docs/protocol.md section 6): a stream of ours holds a slot until the
+The slot rule (docs/protocol.md section 5): a stream of ours holds a slot until the
 peer is done with it on the wire, one of theirs until it is closed (and released); either
 way until everything that arrived on it has been consumed, since that may hold up to a
 stream window of our memory.
