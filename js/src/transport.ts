@@ -866,6 +866,15 @@ export class McpWsTransport implements Transport {
       this.onerror?.(error as Error);
       return;
     }
+    // A partial result for a `streamTool` call goes to that call, as on mcp-ws.v1 (with
+    // no stream credit here: JSON text has none); anything else goes to the SDK.
+    const params = (message as { method?: unknown; params?: { partialResultToken?: unknown } } | null)?.params;
+    const token = params?.partialResultToken;
+    const subscriber = typeof token === "string" || typeof token === "number" ? this.subscribers.get(token) : undefined;
+    if (subscriber && (message as { method?: unknown }).method === PARTIAL_RESULT) {
+      subscriber.deliver(params, 0);
+      return;
+    }
     this.toSdk(message);
   }
 

@@ -47,9 +47,10 @@ async def connect(
     and ``OSError`` if it cannot be reached. Leaving the block cancels what is still in
     flight and closes the connection.
 
-    ``handover`` (on ``mcp-ws.v1``): when the server goes away gracefully, new requests
-    move to a fresh connection to the same URL while calls in flight finish; after a
-    lost connection the next request connects again (see `mcp_ws.sdk.handover`).
+    ``handover`` (on ``mcp-ws.v1``): when the server goes away gracefully, a fresh
+    connection to the same URL is made at once and new requests move to it while calls
+    in flight finish; after a lost connection the next request connects again (see
+    `mcp_ws.sdk.handover`, and ``docs/parity.md`` for the TypeScript client's twin).
     ``handover=False`` keeps to one connection: once it ends, every request fails.
     """
     settings = settings or DEFAULT_SETTINGS

@@ -1,7 +1,11 @@
 """Subprotocol ``mcp``: one JSON-RPC message per WebSocket text message, no mux.
 
 This is what SDK 1.x ``websocket_client``/``websocket_server`` and supergateway speak;
-both our client (fallback) and our server accept it.
+both our client (fallback) and our server accept it. A ``stream_tool`` call made over it
+gets its partial results as over ``mcp-ws.v1`` (without stream credit, which JSON text
+does not have): the request registers the call's route as it is sent, and the reader
+hands the call's ``notifications/tools/partial_result`` to it instead of the SDK, as the
+TypeScript client does.
 """
 
 from __future__ import annotations
@@ -13,10 +17,18 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
-from mcp_types import jsonrpc_message_adapter
+from mcp_types import (
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 from pydantic import ValidationError
 
 from ..transport.websocket import MessageChannel
+from .calls import Route, claim_route
+from .streaming import PARTIAL_RESULT, token_of_call
 
 __all__ = ["json_text_streams"]
 
@@ -40,6 +52,7 @@ async def json_text_streams(
         _READ_AHEAD
     )
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](_READ_AHEAD)
+    routes = _Routes()
 
     async def reader() -> None:
         async with read_send:
@@ -48,6 +61,8 @@ async def json_text_streams(
                     message = jsonrpc_message_adapter.validate_json(data, by_name=False)
                 except ValidationError as exc:
                     await read_send.send(ValueError(f"invalid JSON-RPC message: {exc}"))
+                    continue
+                if routes.take(message):
                     continue
                 try:
                     await read_send.send(SessionMessage(message=message))
@@ -72,7 +87,7 @@ async def json_text_streams(
         tg.start_soon(writer)
         try:
             async with read_recv, write_send:
-                yield read_recv, write_send
+                yield read_recv, _RoutingWriter(write_send, routes)  # type: ignore[misc]
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(close_timeout):
                 await writer_done.wait()  # what the SDK wrote last still goes out
@@ -80,3 +95,54 @@ async def json_text_streams(
                     await channel.close(1000)
             tg.cancel_scope.cancel()
             await channel.aclose()
+
+
+class _Routes:
+    """The `stream_tool` calls in flight on this connection, by request id and token."""
+
+    def __init__(self) -> None:
+        self._by_token: dict[object, Route] = {}
+        self._token_of: dict[object, object] = {}
+
+    def add(self, request_id: object, token: object, route: Route) -> None:
+        self._by_token[token] = route
+        self._token_of[request_id] = token
+
+    def take(self, message: object) -> bool:
+        """Hand a call's partial result to its route (True); forget a call once its
+        response arrives (then False: the response goes to the SDK)."""
+        if isinstance(message, JSONRPCNotification) and message.method == PARTIAL_RESULT:
+            params = message.params or {}
+            route = self._by_token.get(params.get("partialResultToken"))
+            return route is not None and route.take({"method": message.method, "params": params}, 0)
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            token = self._token_of.pop(message.id, None)
+            if token is not None:
+                self._by_token.pop(token, None)
+        return False
+
+
+class _RoutingWriter:
+    """The SDK's write stream: a ``tools/call`` sent from a `stream_tool` block (in the
+    caller's task, where its route is offered) registers that route first."""
+
+    def __init__(self, inner: MemoryObjectSendStream[SessionMessage], routes: _Routes) -> None:
+        self._inner = inner
+        self._routes = routes
+
+    async def send(self, item: SessionMessage) -> None:
+        message = item.message
+        if isinstance(message, JSONRPCRequest):
+            route = claim_route(message.method, message.params)
+            if route is not None:
+                self._routes.add(message.id, token_of_call(message.params), route)
+        await self._inner.send(item)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _RoutingWriter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,10 +1,11 @@
 """Client handover: one SDK session over a succession of mcp-ws connections.
 
 When the server sends a graceful GOAWAY (it is draining for a restart), the calls in
-flight finish on that connection, which closes once they are done, while every new
-request goes out on a fresh connection to the same URL, so a load balancer in front
-picks a server that is up. A request the server refused unprocessed (REFUSED_STREAM,
-or sent just as the GOAWAY arrived) is sent again on the new connection.
+flight finish on that connection, which closes once they are done, while a fresh
+connection to the same URL is made at once (so a load balancer in front picks a server
+that is up) and every new request goes out on it. A request the server refused
+unprocessed (REFUSED_STREAM, or sent just as the GOAWAY arrived) is sent again on the new
+connection.
 
 When a connection is lost without GOAWAY, the calls in flight on it fail with
 ``CONNECTION_CLOSED`` (they may have been processed, so they are not resent), and the
@@ -213,10 +214,22 @@ class Handover:
             bridge.close()
 
     def _going_away(self, bridge: SessionBridge) -> None:
+        """A graceful GOAWAY: new requests go to a new connection, made now rather than
+        with the next request, so that the session stays reachable (the server's own
+        requests and notifications) and the next call does not wait for the handshake
+        (the TypeScript client does the same; docs/parity.md)."""
         self._settle(bridge)
         if self._current is bridge:
             logger.info("the server is going away: new requests go to a new connection")
             self._current = None
+            if self._group is not None:
+                self._group.start_soon(self._reconnect_now)
+
+    async def _reconnect_now(self) -> None:
+        try:
+            await self._live()
+        except anyio.BrokenResourceError as exc:  # the next request tries again
+            logger.info("no new connection after GOAWAY: %s", exc)
 
     def _settle(self, bridge: SessionBridge) -> None:
         """``bridge`` is ending (once counted): short-lived, it was a failed attempt."""

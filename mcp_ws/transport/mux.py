@@ -319,10 +319,12 @@ class MuxConnection:
         the end first; otherwise the connection was lost and every stream fails."""
         if self.termination is not None:
             return
-        code = getattr(self._channel, "close_code", None)
+        code = getattr(self._channel, "close_code", None) or 1006
+        reason = getattr(self._channel, "close_reason", None)
+        detail = f": {reason}" if reason else ""  # the TypeScript client's words
         # The core tells a graceful end from a lost connection (Connection.connection_lost).
         self._dispatch(
-            self.core.connection_lost(f"the connection was lost (WebSocket {code or 1006})")
+            self.core.connection_lost(f"the connection was lost (WebSocket {code}){detail}")
         )
 
     async def _writer(self, scope: anyio.CancelScope) -> None:
