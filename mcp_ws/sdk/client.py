@@ -5,9 +5,10 @@ from __future__ import annotations
 import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
+from mcp.shared.message import SessionMessage
 
 from ..protocol.connection import Role
 from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
@@ -20,7 +21,19 @@ from .compat import json_text_streams
 from .handover import Handover
 from .server import DEFAULT_SETTINGS
 
-__all__ = ["client_streams", "connect"]
+if TYPE_CHECKING:
+    # The SDK's own stream protocols, which ClientSession and mcp.Client take. The SDK
+    # defines them in a private module (mcp.client._transport re-exports them), so they
+    # are imported for type checkers only.
+    from mcp.client._transport import ReadStream, WriteStream
+
+__all__ = ["ClientStreams", "client_streams", "connect"]
+
+ClientStreams: TypeAlias = (
+    "tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]"
+)
+"""What `connect` yields: the SDK's read and write streams, as ``ClientSession`` and
+``mcp.Client`` take them (so ``mypy --strict`` checks what a program does with them)."""
 
 
 @asynccontextmanager
@@ -37,7 +50,7 @@ async def connect(
     close_timeout: float = 5.0,
     send_budget: int = DEFAULT_SEND_BUDGET,
     handover: bool = True,
-) -> AsyncIterator[tuple[Any, Any]]:
+) -> AsyncIterator[ClientStreams]:
     """Connect to an MCP server over WebSocket; yield ``(read_stream, write_stream)``.
 
     Use it as an SDK transport: ``ClientSession(read, write)``, or
@@ -96,8 +109,8 @@ async def connect(
         return
     if ws.subprotocol == COMPAT_SUBPROTOCOL:
         ws.set_max_size(settings.max_message_size)
-        async with json_text_streams(ws, close_timeout=close_timeout) as streams:
-            yield streams
+        async with json_text_streams(ws, close_timeout=close_timeout) as (read, write):
+            yield read, write
         return
     if ws.subprotocol != SUBPROTOCOL:
         await ws.aclose()
@@ -120,7 +133,7 @@ async def client_streams(
     limits: Limits | None = None,
     close_timeout: float = 5.0,
     send_budget: int = DEFAULT_SEND_BUDGET,
-) -> AsyncIterator[tuple[Any, Any]]:
+) -> AsyncIterator[ClientStreams]:
     """The client side of the mux over an already open ``mcp-ws.v1`` channel."""
     bridge = SessionBridge(Role.CLIENT, send_budget=send_budget)
     mux = MuxConnection(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import TracebackType
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -32,21 +33,13 @@ from .streaming import PARTIAL_RESULT, token_of_call
 
 __all__ = ["json_text_streams"]
 
-_Streams = tuple[
-    MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]
-]
 _READ_AHEAD = 32  # messages; beyond that the socket is not read (TCP backpressure)
 
 
 @asynccontextmanager
 async def json_text_streams(
     channel: MessageChannel, *, close_timeout: float = 5.0
-) -> AsyncIterator[
-    tuple[
-        MemoryObjectReceiveStream[SessionMessage | Exception],
-        MemoryObjectSendStream[SessionMessage],
-    ]
-]:
+) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], _RoutingWriter]]:
     """Yield the SDK's ``(read_stream, write_stream)`` over a JSON-text WebSocket."""
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](
         _READ_AHEAD
@@ -87,7 +80,7 @@ async def json_text_streams(
         tg.start_soon(writer)
         try:
             async with read_recv, write_send:
-                yield read_recv, _RoutingWriter(write_send, routes)  # type: ignore[misc]
+                yield read_recv, _RoutingWriter(write_send, routes)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(close_timeout):
                 await writer_done.wait()  # what the SDK wrote last still goes out
@@ -144,5 +137,10 @@ class _RoutingWriter:
     async def __aenter__(self) -> _RoutingWriter:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
