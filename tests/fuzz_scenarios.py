@@ -2,7 +2,7 @@
 Python core here and the TypeScript core in a Node child process
 (``js/build/test/scenario-worker.js --worker``); every step's output must agree.
 
-``tests/test_differential.py`` runs a bounded batch in CI. A longer run, on demand::
+``tests/protocol/test_differential.py`` runs a bounded batch in CI. A longer run, on demand::
 
     python -m tests.fuzz_scenarios --count 20000 --seconds 600 [--seed N]
 

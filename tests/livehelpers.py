@@ -20,7 +20,7 @@ import mcp_ws
 from mcp_ws.protocol import Connection, Role
 from mcp_ws.protocol.events import ConnectionTerminated, Event
 from mcp_ws.protocol.frames import Frame, decode_message
-from mcp_ws.sdk.bridge import SessionBridge
+from mcp_ws.sdk.bridge import BridgeReadStream, SessionBridge
 from mcp_ws.sdk.client import client_streams
 from mcp_ws.sdk.server import McpWsServer, session_runner
 from mcp_ws.transport import (
@@ -64,6 +64,8 @@ async def memory_session(
             ClientSession(read, write) as session,
         ):
             await session.initialize()
+            assert isinstance(read, BridgeReadStream)
+            assert read.bridge is not None
             yield session, read.bridge, a, b
         tg.cancel_scope.cancel()
 

@@ -1,5 +1,5 @@
 // Client parity: the rows of docs/parity.md that the TypeScript client keeps, each also
-// tested in the Python suite (tests/test_parity.py) with the same words.
+// tested in the Python suite (tests/sdk/test_parity.py) with the same words.
 import assert from "node:assert/strict";
 import { type Socket, createServer } from "node:net";
 import { test } from "node:test";
@@ -10,7 +10,7 @@ import WebSocket from "ws";
 import { HandshakeError, McpWsTransport, type WebSocketConstructor, streamTool } from "../src/index.js";
 import { connectClient, startServer, textOf } from "./server.js";
 
-/** What a call in flight fails with when its server dies (tests/test_parity.py: LOST). */
+/** What a call in flight fails with when its server dies (tests/sdk/test_parity.py: LOST). */
 const LOST = "connection closed (INTERNAL_ERROR from the peer, WebSocket 1006): the connection was lost (WebSocket 1006)";
 
 test("a server that never answers the handshake is a HandshakeError, and the process lives on", { timeout: 20000 }, async () => {

@@ -1,5 +1,5 @@
 // Every shared behaviour scenario (vectors/scenarios/) against the TypeScript core; the
-// Python suite runs the same files (tests/test_scenarios.py).
+// Python suite runs the same files (tests/protocol/test_scenarios.py).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 

@@ -140,7 +140,7 @@ Event = (
 # The receive path makes three of these per request and two per answer. A frozen
 # dataclass's keyword ``__init__`` costs two to three times what setting its slots
 # directly does on CPython 3.11, so the core builds them here: the same objects, equal
-# to what the keyword constructors make (tests/test_core_parts.py checks every field).
+# to what the keyword constructors make (tests/protocol/test_core_parts.py checks every field).
 _new = object.__new__
 _set = object.__setattr__
 

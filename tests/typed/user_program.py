@@ -1,4 +1,4 @@
-"""A small user program: mypy --strict must accept it (tests/test_typing.py)."""
+"""A small user program: mypy --strict must accept it (tests/project/test_typing.py)."""
 
 from typing import Any
 

@@ -1,0 +1,110 @@
+"""``mcp_ws.asgi`` driven by an in-memory ASGI server, on asyncio and trio."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp_types import TextContent
+
+import mcp_ws
+from mcp_ws.sdk import client_streams
+
+from ..apps import build_app
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeAsgiClient:
+    """The client end of an in-memory ASGI WebSocket (a `MessageChannel`)."""
+
+    def __init__(self, to_app: Any, from_app: Any, subprotocol: str | None) -> None:
+        self.subprotocol = subprotocol
+        self._to_app = to_app
+        self._from_app = from_app
+        self._closed = False
+
+    async def receive(self) -> bytes | str | None:
+        try:
+            message = await self._from_app.receive()
+        except anyio.EndOfStream:
+            return None
+        if message["type"] == "websocket.send":
+            data: bytes | str | None = message.get("bytes")
+            return data if data is not None else message["text"]
+        return None  # websocket.close
+
+    async def send(self, messages: Sequence[bytes | str]) -> None:
+        for m in messages:
+            key = "text" if isinstance(m, str) else "bytes"
+            await self._to_app.send({"type": "websocket.receive", key: m})
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(anyio.BrokenResourceError):  # the app already left
+                await self._to_app.send({"type": "websocket.disconnect", "code": code})
+
+    async def aclose(self) -> None:
+        await self.close()
+
+
+@asynccontextmanager
+async def asgi_websocket(
+    endpoint: Any, headers: dict[str, str], subprotocols: list[str]
+) -> AsyncIterator[tuple[dict[str, Any], FakeAsgiClient]]:
+    to_app_send, to_app_recv = anyio.create_memory_object_stream[Any](1000)
+    from_app_send, from_app_recv = anyio.create_memory_object_stream[Any](1000)
+    scope = {
+        "type": "websocket",
+        "path": "/mcp",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "subprotocols": subprotocols,
+        "extensions": {"websocket.http.response": {}},
+    }
+
+    async def run_app() -> None:
+        async with to_app_recv, from_app_send:
+            await endpoint(scope, to_app_recv.receive, from_app_send.send)
+
+    async with anyio.create_task_group() as tg, to_app_send, from_app_recv:
+        tg.start_soon(run_app)
+        await to_app_send.send({"type": "websocket.connect"})
+        first = await from_app_recv.receive()
+        channel = FakeAsgiClient(to_app_send, from_app_recv, first.get("subprotocol"))
+        yield first, channel
+        await channel.aclose()
+
+
+async def test_a_session_through_the_asgi_endpoint() -> None:
+    endpoint = mcp_ws.asgi(build_app())
+    with anyio.fail_after(10):
+        async with asgi_websocket(endpoint, {}, ["mcp-ws.v1", "mcp"]) as (first, channel):
+            assert first == {"type": "websocket.accept", "subprotocol": "mcp-ws.v1"}
+            async with client_streams(channel) as (read, write), ClientSession(read, write) as s:
+                await s.initialize()
+                result = await s.call_tool("echo", {"text": "via asgi"})
+                block = result.content[0]
+                assert isinstance(block, TextContent)
+                assert block.text == "via asgi"
+
+
+async def test_asgi_refusals_are_http_answers() -> None:
+    endpoint = mcp_ws.asgi(build_app(), auth=mcp_ws.bearer_token("k"))
+    with anyio.fail_after(10):
+        async with asgi_websocket(endpoint, {"Origin": "http://evil.example"}, ["mcp-ws.v1"]) as (
+            first,
+            _,
+        ):
+            assert first["type"] == "websocket.http.response.start"
+            assert first["status"] == 403
+        async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (first, _):
+            assert first["status"] == 401
+            assert (b"www-authenticate", b"Bearer") in first["headers"]
+        async with asgi_websocket(endpoint, {"Authorization": "Bearer k"}, ["chat"]) as (first, _):
+            assert first["status"] == 400

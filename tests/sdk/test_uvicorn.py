@@ -1,0 +1,70 @@
+"""``mcp_ws.asgi`` behind a real uvicorn on loopback.
+
+uvicorn runs only on asyncio, so it runs in a thread of its own; the clients run on
+both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp_types import TextContent
+
+import mcp_ws
+
+from ..apps import Probe, build_app
+from ..livehelpers import uvicorn_thread
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def uvicorn_url() -> Iterator[str]:
+    """The test app at ``/mcp`` of a uvicorn server in a background thread."""
+    with uvicorn_thread(mcp_ws.asgi(build_app(Probe()), path="/mcp")) as base:
+        yield base.replace("http://", "ws://") + "/mcp"
+
+
+async def test_a_session_through_uvicorn(uvicorn_url: str) -> None:
+    with anyio.fail_after(20):
+        async with (
+            mcp_ws.connect(uvicorn_url) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert {"echo", "add", "progress"} <= names
+            seen: list[float] = []
+
+            async def on_progress(
+                progress: float, total: float | None, message: str | None
+            ) -> None:
+                seen.append(progress)
+
+            result = await session.call_tool(
+                "progress", {"steps": 5}, progress_callback=on_progress
+            )
+            assert seen == [1, 2, 3, 4, 5]
+            assert not result.is_error
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(session.call_tool, "echo", {"text": f"call {i}"})
+            echoed = await session.call_tool("echo", {"text": "still here"})
+            block = echoed.content[0]
+            assert isinstance(block, TextContent)
+            assert block.text == "still here"
+
+
+async def test_uvicorn_refusals_are_http_answers(uvicorn_url: str) -> None:
+    with anyio.fail_after(20):
+        with pytest.raises(mcp_ws.HandshakeError) as refused:
+            async with mcp_ws.connect(uvicorn_url, headers={"Origin": "https://evil.example"}):
+                pass  # pragma: no cover
+        assert refused.value.status == 403
+        with pytest.raises(mcp_ws.HandshakeError) as missing:
+            async with mcp_ws.connect(uvicorn_url.replace("/mcp", "/elsewhere")):
+                pass  # pragma: no cover
+        assert missing.value.status == 404
