@@ -12,6 +12,13 @@
  * The peer's misbehaviour never throws out of `receiveData`: a stream error cancels the
  * stream (a `cancelled` event), a connection error queues GOAWAY and returns a
  * `terminated` event with the WebSocket close code to use. Misuse throws `UsageError`.
+ *
+ * The connection dispatches frames and keeps the connection's life (HELLO, GOAWAY,
+ * keepalive); each concern it drives lives in a module of its own, named as in the Python
+ * core: `streams` (the stream table and `max_streams` slots), `state` (the transition
+ * table), `assembly` (fragments into messages, with early credit), `windows` (receive
+ * windows), `scheduler` (round-robin sending), `limits` (the abuse guards), `events`,
+ * `errors`, `settings` and `frames` (the codec).
  */
 import {
   ErrorCode,
@@ -40,6 +47,11 @@ import {
   encodePayload,
   unpackMessage,
 } from "./frames.js";
+import type { Event } from "./events.js";
+import { DEFAULT_LIMITS, Guards, type Limits } from "./limits.js";
+import { MessageAssembler, concat } from "./assembly.js";
+import { Scheduler } from "./scheduler.js";
+import { Stream, StreamTable } from "./streams.js";
 import { AFTER_RECV_END, AFTER_SEND_END, RECEIVING, SENDING, type StreamState, transition } from "./state.js";
 import {
   MIN_FRAME_SIZE,
@@ -49,136 +61,16 @@ import {
   settingsFromWire,
   settingsToWire,
 } from "./settings.js";
+import { ReceiveWindow } from "./windows.js";
 
 export type Role = "client" | "server";
 
-/** What the connection tells its application, in the order it happened. */
-export type Event =
-  | { kind: "hello"; settings: Settings }
-  | { kind: "opened"; streamId: number }
-  | { kind: "message"; streamId: number; message: Message; size: number }
-  | { kind: "ended"; streamId: number }
-  | { kind: "cancelled"; streamId: number; code: ErrorCode; reason: string; remote: boolean }
-  | { kind: "credit"; streamId: number; increment: number }
-  | { kind: "pingAck"; opaque: number | bigint; rtt: number }
-  | { kind: "goaway"; lastStreamId: number; reason: string }
-  | { kind: "invalid"; streamId: number; reason: string }
-  | {
-      kind: "terminated";
-      code: ErrorCode;
-      reason: string;
-      lastStreamId: number;
-      remote: boolean;
-      closeCode: number;
-    };
-
-/** Abuse limits and timers: local choices, not wire settings (docs/protocol.md section 8). */
-export interface Limits {
-  cancelRate: number;
-  cancelBurst: number;
-  pingRate: number;
-  pingBurst: number;
-  uselessFrameRate: number;
-  uselessFrameBurst: number;
-  maxQueuedControl: number;
-  /** Seconds to wait for the peer's HELLO. */
-  helloTimeout: number;
-  recentlyClosed: number;
-}
-
-export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
-  cancelRate: 200,
-  cancelBurst: 500,
-  pingRate: 10,
-  pingBurst: 50,
-  uselessFrameRate: 100,
-  uselessFrameBurst: 500,
-  maxQueuedControl: 1000,
-  helloTimeout: 10,
-  recentlyClosed: 1024,
-});
+export type { Event } from "./events.js";
+export { DEFAULT_LIMITS, type Limits } from "./limits.js";
 
 /** Extra seconds of silence, beyond twice the ping interval, before the peer is dead. */
 export const DEAD_PEER_GRACE = 5;
 
-type State = StreamState;
-
-class TokenBucket {
-  private tokens: number;
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-    private last: number,
-  ) {
-    this.tokens = burst;
-  }
-  take(now: number): boolean {
-    const elapsed = now - this.last;
-    if (elapsed > 0) {
-      this.tokens = Math.min(this.burst, this.tokens + elapsed * this.rate);
-      this.last = now;
-    }
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return true;
-    }
-    return false;
-  }
-}
-
-/** A receive window: what the peer may still send, and what is due back to it. */
-class Inbound {
-  remaining: number;
-  pending = 0;
-  constructor(readonly size: number) {
-    this.remaining = size;
-  }
-  /** Make `size` bytes due back; the grant once a quarter of the window is due. */
-  refill(size: number): number {
-    if (size <= 0) return 0;
-    this.pending += size;
-    if (this.pending < this.size / 4) return 0;
-    const increment = this.pending;
-    this.pending = 0;
-    this.remaining += increment;
-    return increment;
-  }
-}
-
-class Chunk {
-  offset = 0;
-  constructor(
-    readonly data: Uint8Array,
-    readonly end: boolean,
-  ) {}
-}
-
-class Stream {
-  state: State = "open";
-  /** Fragments of the message being reassembled. */
-  partial: Uint8Array[] | undefined;
-  partialSize = 0;
-  partialEarly = 0; // of those, bytes credited back to the stream already
-  partialWithheld = 0; // ... and bytes not credited back yet
-  discarding = false; // stream 0: dropping the rest of an oversized message
-  unacked = 0; // delivered bytes the application has not acknowledged
-  early = 0; // of those, bytes credited back before they were consumed
-  sendCredit: number;
-  readonly recv: Inbound;
-  readonly queue: Chunk[] = [];
-  queued = 0;
-  constructor(
-    readonly id: number,
-    readonly local: boolean,
-    sendCredit: number,
-    recvWindow: number,
-  ) {
-    this.sendCredit = sendCredit;
-    this.recv = new Inbound(recvWindow);
-  }
-}
-
-const PEER_DONE = new Set<State>(["halfClosedRemote", "closed", "reset"]);
 
 /** One side of an mcp-ws v1 connection (see the module comment). */
 export class Connection {
@@ -192,34 +84,23 @@ export class Connection {
   rtt: number | undefined;
 
   private readonly clock: () => number;
-  private readonly streams = new Map<number, Stream>();
-  private readonly lingering = new Map<number, Stream>();
+  private readonly streams: StreamTable;
   private readonly session: Stream; // stream 0
-  private readonly recent = new Set<number>(); // insertion-ordered: the oldest first
-  private readonly localActive = new Set<number>();
-  private readonly remoteActive = new Set<number>();
-  private readonly ready: number[] = []; // streams with data to send, round-robin
-  private readonly inReady = new Set<number>();
+  private readonly scheduler = new Scheduler();
+  private readonly guards: Guards;
   private immediate: Uint8Array[] = [];
   private sendConnection: number;
-  private readonly recvConnection: Inbound;
-  private nextLocal: number;
-  private highestRemote = 0;
+  private readonly recvConnection: ReceiveWindow;
   private held = 0;
-  private reassembly = 0;
-  private earlyTotal = 0;
+  private readonly assembly: MessageAssembler;
   private goawaySent = false;
   private goawayReceived = false;
   private helloSent = false;
-  private queuedReplies = 0;
   private readonly pings = new Map<string, number>();
   private pingCounter = 0;
   private keepalivePingSent = false;
   private readonly created: number;
   private lastReceived: number;
-  private readonly cancels: TokenBucket;
-  private readonly pingBucket: TokenBucket;
-  private readonly useless: TokenBucket;
 
   constructor(
     readonly role: Role,
@@ -237,14 +118,13 @@ export class Connection {
       max_frame_size: MIN_FRAME_SIZE,
     });
     this.sendConnection = MIN_WINDOW;
-    this.recvConnection = new Inbound(this.localSettings.connection_window);
+    this.recvConnection = new ReceiveWindow(this.localSettings.connection_window);
+    const maxMessage = this.localSettings.max_message_size;
+    this.assembly = new MessageAssembler(maxMessage, 4 * maxMessage); // the reassembly budget
     this.session = new Stream(0, false, 0, 0);
-    this.nextLocal = role === "client" ? 1 : 2;
+    this.streams = new StreamTable(role === "client" ? 1 : 0, this.limits.recentlyClosed);
     this.created = this.lastReceived = now;
-    const l = this.limits;
-    this.cancels = new TokenBucket(l.cancelRate, l.cancelBurst, now);
-    this.pingBucket = new TokenBucket(l.pingRate, l.pingBurst, now);
-    this.useless = new TokenBucket(l.uselessFrameRate, l.uselessFrameBurst, now);
+    this.guards = new Guards(this.limits, this.clock);
     this.immediate.push(encodeFrame({ type: 0, settings: settingsToWire(this.localSettings) }));
   }
 
@@ -267,7 +147,7 @@ export class Connection {
   /** How many more streams `openStream` would accept now (0 when closing). */
   get streamSlots(): number {
     if (this.closed || this.goawayReceived) return 0;
-    return Math.max(this.streamLimit - this.localActive.size, 0);
+    return Math.max(this.streamLimit - this.streams.localActive.size, 0);
   }
 
   /** Whether `openStream` would succeed now (`max_streams` and shutdown). */
@@ -277,7 +157,7 @@ export class Connection {
 
   /** Bytes received and held for the application (messages not acknowledged, fragments). */
   get bufferedReceived(): number {
-    return this.held + this.reassembly;
+    return this.held + this.assembly.buffered;
   }
 
   /** Whether the I/O layer should close the WebSocket now. */
@@ -287,11 +167,11 @@ export class Connection {
 
   /** Whether `dataToSend` may return something now. */
   get hasDataToSend(): boolean {
-    return this.immediate.length > 0 || (!this.closed && this.ready.length > 0);
+    return this.immediate.length > 0 || (!this.closed && this.scheduler.hasPending());
   }
 
   /** The state of a live stream, or undefined once it is finished or unknown. */
-  streamState(streamId: number): State | undefined {
+  streamState(streamId: number): StreamState | undefined {
     return this.streams.get(streamId)?.state;
   }
 
@@ -301,15 +181,12 @@ export class Connection {
     const stream = streamId === 0 ? this.session : this.streams.get(streamId);
     if (!stream) return 0;
     const credit = streamId === 0 ? this.sendConnection : Math.min(stream.sendCredit, this.sendConnection);
-    return Math.max(credit - stream.queued, 0);
+    return Math.max(credit - this.scheduler.buffered(streamId), 0);
   }
 
   /** Bytes queued for sending and not yet framed (one stream, or all). */
   buffered(streamId?: number): number {
-    if (streamId !== undefined) return (streamId === 0 ? this.session : this.streams.get(streamId))?.queued ?? 0;
-    let total = this.session.queued;
-    for (const stream of this.streams.values()) total += stream.queued;
-    return total;
+    return this.scheduler.buffered(streamId);
   }
 
   // ------------------------------------------------------------------ sending
@@ -318,15 +195,12 @@ export class Connection {
   openStream(message: Message, end = false): number {
     this.checkOpen();
     if (this.goawayReceived) throw new StreamStateError("the peer sent GOAWAY: no new streams on this connection");
-    if (this.localActive.size >= this.streamLimit) {
-      throw new StreamLimitError(`${this.localActive.size} streams hold a slot, the limit is ${this.streamLimit}`);
+    if (this.streams.localActive.size >= this.streamLimit) {
+      throw new StreamLimitError(`${this.streams.localActive.size} streams hold a slot, the limit is ${this.streamLimit}`);
     }
     const payload = this.encode(message);
-    const sid = this.nextLocal;
-    this.nextLocal += 2;
-    const stream = new Stream(sid, true, this.peerSettings.initial_window, this.localSettings.initial_window);
-    this.streams.set(sid, stream);
-    this.localActive.add(sid);
+    const stream = this.streams.openLocal(this.peerSettings.initial_window, this.localSettings.initial_window);
+    const sid = stream.id;
     if (end) stream.state = "halfClosedLocal";
     // The OPEN goes out now, in id order, with as much of the message as credit allows.
     const first = Math.min(payload.length, this.peerSettings.max_frame_size, stream.sendCredit, this.sendConnection);
@@ -375,7 +249,7 @@ export class Connection {
    */
   acknowledge(streamId: number, size: number): boolean {
     if (size < 0) throw new UsageError("size must not be negative");
-    const stream = streamId === 0 ? this.session : (this.streams.get(streamId) ?? this.lingering.get(streamId));
+    const stream = streamId === 0 ? this.session : this.streams.find(streamId);
     if (!stream || this.closed || size === 0) return false;
     if (size > stream.unacked) {
       throw new UsageError(`acknowledging ${size} bytes on stream ${streamId}, only ${stream.unacked} delivered`);
@@ -384,11 +258,10 @@ export class Connection {
     this.held -= size;
     const early = Math.min(size, stream.early);
     stream.early -= early;
-    this.earlyTotal -= early;
+    this.assembly.settle(early);
     const granted = this.refill(stream, size - early);
     if (stream.unacked === 0 && stream.id !== 0) {
-      this.lingering.delete(stream.id);
-      this.freeSlotIfDone(stream);
+      this.streams.consumedAll(stream);
     }
     return granted;
   }
@@ -409,7 +282,7 @@ export class Connection {
       if (!this.goawaySent) {
         this.goawaySent = true;
         this.state = "goingAway";
-        this.immediate.push(encodeFrame({ type: 6, lastStreamId: this.highestRemote, code: 0, reason }));
+        this.immediate.push(encodeFrame({ type: 6, lastStreamId: this.streams.highestRemote, code: 0, reason }));
       }
       return;
     }
@@ -421,7 +294,7 @@ export class Connection {
     const frames = this.immediate;
     this.immediate = [];
     this.helloSent = true;
-    this.queuedReplies = 0;
+    this.guards.repliesSent();
     if (!this.closed) this.popData(frames);
     return coalesce(frames, this.peerSettings.max_frame_size + MESSAGE_OVERHEAD);
   }
@@ -539,25 +412,20 @@ export class Connection {
       case FrameType.HELLO:
         throw new ProtocolError("second HELLO");
       default:
-        this.uselessFrame("frame of unknown type");
+        this.guards.useless("frame of unknown type");
     }
   }
 
   private onOpen(sid: number, flags: number, payload: Uint8Array, events: Event[]): void {
-    if (this.isLocalId(sid)) throw new ProtocolError(`OPEN of stream ${sid}: wrong parity for the peer`);
-    if (sid <= this.highestRemote) {
-      throw new ProtocolError(`OPEN of stream ${sid} after stream ${this.highestRemote}: ids must increase`);
-    }
-    this.highestRemote = sid;
-    if (this.goawaySent || this.remoteActive.size >= this.localSettings.max_streams) {
+    this.streams.checkRemoteId(sid);
+    if (this.goawaySent || this.streams.remoteActive.size >= this.localSettings.max_streams) {
       this.dropped(payload.length); // not started: the bytes count and are credited back
-      this.rememberClosed(sid);
-      this.takeCancelToken();
+      this.streams.rememberClosed(sid);
+      this.guards.cancel();
       this.reply({ type: 3, streamId: sid, code: ErrorCode.REFUSED_STREAM, reason: "refused" });
       return;
     }
-    this.streams.set(sid, new Stream(sid, false, this.peerSettings.initial_window, this.localSettings.initial_window));
-    this.remoteActive.add(sid);
+    this.streams.openRemote(sid, this.peerSettings.initial_window, this.localSettings.initial_window);
     events.push({ kind: "opened", streamId: sid });
     this.onData(sid, flags, payload, events);
   }
@@ -566,16 +434,16 @@ export class Connection {
     const size = payload.length;
     const stream = sid === 0 ? this.session : this.streams.get(sid);
     if (!stream) {
-      this.checkKnown(sid);
+      this.streams.checkKnown(sid);
       this.dropped(size);
-      if (!this.recent.has(sid)) this.uselessFrame(`DATA for forgotten stream ${sid}`);
+      if (!this.streams.recentlyClosed(sid)) this.guards.useless(`DATA for forgotten stream ${sid}`);
       return;
     }
     const end = (flags & Flag.END) !== 0;
     const more = (flags & Flag.MORE) !== 0;
     if (sid === 0 && end) throw new ProtocolError("END on stream 0");
     if (size === 0 && !end && !more && !stream.partial) {
-      this.uselessFrame("empty DATA frame");
+      this.guards.useless("empty DATA frame");
       return;
     }
     if (size || more || stream.partial) {
@@ -603,7 +471,7 @@ export class Connection {
         return;
       }
       stream.state = after;
-      this.freeSlotIfDone(stream);
+      this.streams.freeSlotIfDone(stream);
       events.push({ kind: "ended", streamId: sid });
       if (stream.state === "closed") this.finish(stream);
     }
@@ -634,42 +502,25 @@ export class Connection {
     let body = payload;
     let early = 0;
     if (more || stream.partial) {
-      (stream.partial ??= []).push(payload);
-      stream.partialSize += size;
-      this.reassembly += size;
-      const budget = 4 * this.localSettings.max_message_size;
-      if (stream.partialSize > this.localSettings.max_message_size) {
-        this.messageTooLarge(stream, "message above max_message_size", events);
-        return;
-      }
-      if (this.reassembly > budget) {
-        this.messageTooLarge(stream, "reassembly budget exhausted", events);
+      const tooLarge = this.assembly.add(stream, payload);
+      if (tooLarge !== undefined) {
+        this.messageTooLarge(stream, tooLarge, events);
         return;
       }
       if (more) {
         // Credit incomplete fragments back now, within a connection-wide budget, so a
         // message larger than a window can finish.
-        if (this.earlyTotal + size <= budget) {
-          this.refill(stream, size);
-          stream.partialEarly += size;
-          this.earlyTotal += size;
-        } else {
-          stream.partialWithheld += size;
-        }
+        if (this.assembly.creditEarly(stream, size)) this.refill(stream, size);
         return;
       }
-      body = concat(stream.partial, stream.partialSize);
-      early = stream.partialEarly;
-      this.reassembly -= stream.partialSize;
-      stream.partial = undefined;
-      stream.partialSize = stream.partialEarly = stream.partialWithheld = 0;
+      [body, early] = this.assembly.complete(stream);
     }
     let message: Message;
     try {
       message = decodePayload(body);
     } catch (error) {
       if (!(error instanceof InvalidMessage)) throw error;
-      this.earlyTotal -= early;
+      this.assembly.settle(early);
       if (stream.id === 0) {
         this.grant(0, this.recvConnection.refill(body.length - early));
         events.push({ kind: "invalid", streamId: 0, reason: error.message });
@@ -705,10 +556,10 @@ export class Connection {
       events.push({ kind: "credit", streamId: 0, increment });
       return;
     }
-    this.checkKnown(sid);
+    this.streams.checkKnown(sid);
     const stream = this.streams.get(sid);
     if (!stream) {
-      if (!this.recent.has(sid)) this.uselessFrame(`CREDIT for forgotten stream ${sid}`);
+      if (!this.streams.recentlyClosed(sid)) this.guards.useless(`CREDIT for forgotten stream ${sid}`);
       return;
     }
     if (stream.sendCredit + increment > MAX_WINDOW) {
@@ -720,13 +571,13 @@ export class Connection {
   }
 
   private onCancel(sid: number, rawCode: number, reason: string, events: Event[]): void {
-    this.checkKnown(sid);
+    this.streams.checkKnown(sid);
     const stream = this.streams.get(sid);
     if (!stream) {
-      if (!this.recent.has(sid)) this.uselessFrame(`CANCEL for forgotten stream ${sid}`);
+      if (!this.streams.recentlyClosed(sid)) this.guards.useless(`CANCEL for forgotten stream ${sid}`);
       return;
     }
-    if (!stream.local) this.takeCancelToken();
+    if (!stream.local) this.guards.cancel();
     const code = parseErrorCode(rawCode);
     this.reset(stream, code, reason, false);
     events.push({ kind: "cancelled", streamId: sid, code, reason, remote: true });
@@ -736,7 +587,7 @@ export class Connection {
     if (ack) {
       const sent = this.pings.get(String(opaque));
       if (sent === undefined) {
-        this.uselessFrame("PING ACK for no PING of ours");
+        this.guards.useless("PING ACK for no PING of ours");
         return;
       }
       this.pings.delete(String(opaque));
@@ -744,7 +595,7 @@ export class Connection {
       events.push({ kind: "pingAck", opaque, rtt: this.rtt });
       return;
     }
-    if (!this.pingBucket.take(this.clock())) throw new ProtocolError("PING flood", ErrorCode.ENHANCE_YOUR_CALM);
+    this.guards.ping();
     this.reply({ type: 5, opaque, ack: true });
   }
 
@@ -786,15 +637,6 @@ export class Connection {
     if (this.closed) throw new ConnectionClosedError("connection closed", this.errorCode ?? ErrorCode.NO_ERROR, this.closeCode);
   }
 
-  private isLocalId(sid: number): boolean {
-    return sid % 2 === (this.role === "client" ? 1 : 0);
-  }
-
-  private checkKnown(sid: number): void {
-    const highest = this.isLocalId(sid) ? this.nextLocal - 2 : this.highestRemote;
-    if (sid > highest) throw new ProtocolError(`frame for stream ${sid}, which was never opened`);
-  }
-
   private sendable(streamId: number, end: boolean): Stream {
     const stream = this.streams.get(streamId);
     if (!stream) throw new StreamStateError(`stream ${streamId} is not open`);
@@ -810,64 +652,36 @@ export class Connection {
   }
 
   private push(stream: Stream, data: Uint8Array, end: boolean): void {
-    stream.queue.push(new Chunk(data, end));
-    stream.queued += data.length;
-    this.wake(stream);
+    this.scheduler.push(stream.id, data, end);
   }
 
   private wake(stream: Stream): void {
-    if (stream.queue.length && !this.inReady.has(stream.id)) {
-      this.ready.push(stream.id);
-      this.inReady.add(stream.id);
-    }
+    this.scheduler.wake(stream.id);
   }
 
   private wakeAll(): void {
-    this.wake(this.session);
-    for (const stream of this.streams.values()) this.wake(stream);
+    this.scheduler.wakeAll();
   }
 
-  private credit(stream: Stream): number {
-    return stream.id === 0 ? this.sendConnection : Math.min(stream.sendCredit, this.sendConnection);
+  /** Bytes a stream may send now (stream 0: the connection's credit). */
+  private credit(sid: number): number {
+    if (sid === 0) return this.sendConnection;
+    const stream = this.streams.get(sid);
+    return stream ? Math.min(stream.sendCredit, this.sendConnection) : 0;
   }
 
   /** Every DATA frame sendable now, one per stream per turn, within credit. */
   private popData(frames: Uint8Array[]): void {
-    const maxFrame = this.peerSettings.max_frame_size;
-    while (this.ready.length) {
-      const sid = this.ready.shift()!;
-      const stream = sid === 0 ? this.session : this.streams.get(sid);
-      const chunk = stream?.queue[0];
-      if (!stream || !chunk) {
-        this.inReady.delete(sid);
-        continue;
-      }
-      const remaining = chunk.data.length - chunk.offset;
-      const size = Math.min(remaining, maxFrame, this.credit(stream));
-      if (size === 0 && remaining) {
-        this.inReady.delete(sid); // blocked on credit: back in the rotation on CREDIT
-        if (this.sendConnection === 0) {
-          this.ready.unshift(sid);
-          this.inReady.add(sid);
-          break;
-        }
-        continue;
-      }
-      const payload = chunk.data.subarray(chunk.offset, chunk.offset + size);
-      chunk.offset += size;
+    const spend = (sid: number, size: number): void => {
       this.sendConnection -= size;
-      if (sid) stream.sendCredit -= size;
-      stream.queued -= size;
-      let flags: number = Flag.MORE;
-      if (chunk.offset >= chunk.data.length) {
-        flags = chunk.end ? Flag.END : Flag.NONE;
-        stream.queue.shift();
-      }
-      frames.push(encodeFrame({ type: 2, streamId: sid, flags, payload }));
-      if (stream.queue.length) this.ready.push(sid);
-      else {
-        this.inReady.delete(sid);
-        if (flags === Flag.END && stream.state === "closed") this.finish(stream);
+      if (sid) this.streams.get(sid)!.sendCredit -= size;
+    };
+    const credit = (sid: number): number => this.credit(sid);
+    for (const { streamId, flags, payload } of this.scheduler.popFrames(credit, spend, this.peerSettings.max_frame_size)) {
+      frames.push(encodeFrame({ type: 2, streamId, flags, payload }));
+      if (flags === Flag.END) {
+        const stream = this.streams.get(streamId);
+        if (stream && stream.state === "closed") this.finish(stream); // its END is on the wire at last
       }
     }
   }
@@ -881,7 +695,7 @@ export class Connection {
   /** Make `size` consumed bytes of `stream` due back (its window; stream 0: the connection's). */
   private refill(stream: Stream, size: number): boolean {
     if (stream.id === 0) return this.grant(0, this.recvConnection.refill(size));
-    if (!this.streams.has(stream.id)) return false; // finished: nothing more will arrive
+    if (!this.streams.live.has(stream.id)) return false; // finished: nothing more will arrive
     return this.grant(stream.id, stream.recv.refill(size));
   }
 
@@ -902,77 +716,34 @@ export class Connection {
   }
 
   private reply(frame: Frame): void {
-    this.queuedReplies += 1;
-    if (this.queuedReplies > this.limits.maxQueuedControl) {
-      throw new ProtocolError("too many control replies queued for a peer that does not read", ErrorCode.ENHANCE_YOUR_CALM);
-    }
+    this.guards.reply();
     this.immediate.push(encodeFrame(frame));
   }
 
-  private uselessFrame(what: string): void {
-    if (!this.useless.take(this.clock())) {
-      throw new ProtocolError(`flood of useless frames (${what})`, ErrorCode.ENHANCE_YOUR_CALM);
-    }
-  }
-
-  private takeCancelToken(): void {
-    if (!this.cancels.take(this.clock())) {
-      throw new ProtocolError("streams opened and cancelled too fast", ErrorCode.ENHANCE_YOUR_CALM);
-    }
-  }
-
-  private rememberClosed(sid: number): void {
-    this.recent.add(sid);
-    if (this.recent.size > this.limits.recentlyClosed) {
-      const oldest = this.recent.values().next().value;
-      if (oldest !== undefined) this.recent.delete(oldest);
-    }
-  }
-
   private dropPartial(stream: Stream): void {
-    if (!stream.partial) return;
-    this.reassembly -= stream.partialSize;
-    this.earlyTotal -= stream.partialEarly;
-    if (stream.id === 0) this.grant(0, this.recvConnection.refill(stream.partialWithheld));
-    stream.partial = undefined;
-    stream.partialSize = stream.partialEarly = stream.partialWithheld = 0;
+    const withheld = this.assembly.drop(stream);
+    if (stream.id === 0) this.grant(0, this.recvConnection.refill(withheld));
   }
 
   /** A stream leaves the table: reset, or closed with our END sent. */
   private finish(stream: Stream): void {
-    if (stream.state === "closed" && stream.queue.length) return; // its END is still queued
-    this.streams.delete(stream.id);
-    this.rememberClosed(stream.id);
-    if (stream.unacked) this.lingering.set(stream.id, stream);
-    this.freeSlotIfDone(stream);
-  }
-
-  /** A stream's slot comes back once the peer is done with it on the wire and the
-   * application acknowledged everything that arrived on it (docs/protocol.md section 5). */
-  private freeSlotIfDone(stream: Stream): void {
-    if (stream.unacked) return;
-    if (stream.local) {
-      if (PEER_DONE.has(stream.state)) this.localActive.delete(stream.id);
-    } else if (!this.streams.has(stream.id)) {
-      this.remoteActive.delete(stream.id);
-    }
+    if (stream.state === "closed" && this.scheduler.hasQueued(stream.id)) return; // its END is still queued
+    this.streams.finish(stream);
   }
 
   private reset(stream: Stream, code: ErrorCode, reason: string, send: boolean): void {
     stream.state = "reset";
     if (send) this.immediate.push(encodeFrame({ type: 3, streamId: stream.id, code, reason }));
-    stream.queue.length = 0;
-    stream.queued = 0;
-    this.inReady.delete(stream.id);
+    this.scheduler.drop(stream.id);
     this.dropPartial(stream);
-    this.earlyTotal -= stream.early;
+    this.assembly.settle(stream.early);
     this.held -= stream.unacked;
     stream.unacked = stream.early = 0;
     this.finish(stream);
   }
 
   private streamError(stream: Stream, code: ErrorCode, reason: string, events: Event[]): void {
-    if (!stream.local) this.takeCancelToken();
+    if (!stream.local) this.guards.cancel();
     this.reset(stream, code, reason, true);
     events.push({ kind: "cancelled", streamId: stream.id, code, reason, remote: false });
   }
@@ -989,31 +760,16 @@ export class Connection {
     } else if (!remote) {
       // The GOAWAY is the last frame we send (after our HELLO, if that has not gone out).
       this.immediate = this.helloSent ? [] : this.immediate.slice(0, 1);
-      this.immediate.push(encodeFrame({ type: 6, lastStreamId: this.highestRemote, code, reason }));
+      this.immediate.push(encodeFrame({ type: 6, lastStreamId: this.streams.highestRemote, code, reason }));
     } else {
       this.immediate = [];
     }
     this.state = "closed";
     this.errorCode = code;
     this.closeCode = closeCode ?? closeCodeFor(code);
-    this.ready.length = 0;
-    this.inReady.clear();
-    for (const stream of [this.session, ...this.streams.values()]) {
-      stream.queue.length = 0; // nothing queued is sent now, stream 0's too
-      stream.queued = 0;
-    }
-    events?.push({ kind: "terminated", code, reason, lastStreamId: this.highestRemote, remote, closeCode: this.closeCode });
+    this.scheduler.dropAll(); // nothing queued is sent now, stream 0's too
+    events?.push({ kind: "terminated", code, reason, lastStreamId: this.streams.highestRemote, remote, closeCode: this.closeCode });
   }
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** Join frames into as few WebSocket messages as fit under `limit` bytes each. */

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -28,6 +27,7 @@ from mcp_types import (
 from pydantic import ValidationError
 
 from ..transport.websocket import MessageChannel
+from .bridge import _ClosedOnExit
 from .calls import Route, claim_route
 from .streaming import PARTIAL_RESULT, token_of_call
 
@@ -115,7 +115,7 @@ class _Routes:
         return False
 
 
-class _RoutingWriter:
+class _RoutingWriter(_ClosedOnExit):
     """The SDK's write stream: a ``tools/call`` sent from a `stream_tool` block (in the
     caller's task, where its route is offered) registers that route first."""
 
@@ -132,15 +132,5 @@ class _RoutingWriter:
         await self._inner.send(item)
 
     async def aclose(self) -> None:
+        """Close the stream to the writer."""
         await self._inner.aclose()
-
-    async def __aenter__(self) -> _RoutingWriter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
