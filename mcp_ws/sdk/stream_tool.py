@@ -317,25 +317,15 @@ class ToolStream:
         _give_back(size, ack)  # consumed: the server may send that much more
         seq = self._next_seq
         self._next_seq += 1
-        kind = params.get("event")
-        if kind == "start":
-            return Started(meta=params.get("meta"))
-        if kind != "delta":
-            return None  # an event this version does not know
-        raw = params.get("content")
-        blocks = (
-            [b if type(b) is dict else dict(b) for b in raw if isinstance(b, Mapping)]
-            if isinstance(raw, list)
-            else []
-        )
-        structured = params.get("structuredContent")
-        try:  # noqa: SIM105 - per delta; contextlib.suppress costs a context manager each
-            self._aggregate.add(blocks)
-        except (ValueError, TypeError):
-            pass  # the final result is authoritative; the running text is best effort
-        if structured is not None:
-            self._aggregate.add_structured(structured)
-        return Delta(seq=seq, blocks=blocks, structured=structured)
+        event = partial_event(params, seq)
+        if type(event) is Delta:
+            try:  # noqa: SIM105 - per delta; contextlib.suppress costs a context manager each
+                self._aggregate.add(event.blocks)
+            except (ValueError, TypeError):
+                pass  # the final result is authoritative; the running text is best effort
+            if event.structured is not None:
+                self._aggregate.add_structured(event.structured)
+        return event
 
     def _release_unread(self) -> None:
         for _, size, ack in self._pending.values():
@@ -377,6 +367,23 @@ class ToolStream:
                 outcome = Completed(result=result)
         end: _End = (outcome, last_seq)
         self._inbox_send.send_nowait(("end", end, 0, None))
+
+
+def partial_event(params: Mapping[str, Any], seq: int) -> Started | Delta | None:
+    """The event a partial result's ``params`` carry, as the ``seq``-th of its call
+    (``None`` for an event this version does not know)."""
+    kind = params.get("event")
+    if kind == "start":
+        return Started(meta=params.get("meta"))
+    if kind != "delta":
+        return None
+    raw = params.get("content")
+    blocks = (
+        [b if type(b) is dict else dict(b) for b in raw if isinstance(b, Mapping)]
+        if isinstance(raw, list)
+        else []
+    )
+    return Delta(seq=seq, blocks=blocks, structured=params.get("structuredContent"))
 
 
 def _give_back(size: int, ack: _Ack) -> None:
