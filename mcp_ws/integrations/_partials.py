@@ -15,14 +15,12 @@ from anyio.streams.memory import MemoryObjectSendStream
 from mcp_types import CallToolResult
 
 from ..sdk.calls import routing
-from ..sdk.stream_tool import Delta, Started, partial_event
+from ..sdk.stream_tool import Delta, PartialResultRoute, Started, partial_event
 from ..sdk.streaming import (
     EXTENSION_ID,
-    PARTIAL_RESULT,
     Aggregate,
     as_json_safe,
     new_token,
-    token_of_call,
 )
 
 __all__ = ["STOP", "OnPartial", "PartialCall", "reporting_partials"]
@@ -64,33 +62,23 @@ class PartialCall:
         )
 
 
-_Ack = Callable[[int], None] | None
-_Item = tuple[Any, int, _Ack]
+_Item = tuple[Any, int, Callable[[int], None] | None]
 
 
-class _PartialRoute:
-    """Takes the partial results of the ``tools/call`` carrying ``token``."""
+class _PartialRoute(PartialResultRoute):
+    """Queues the partial results of the ``tools/call`` carrying ``token``."""
 
     def __init__(self, token: str, send: MemoryObjectSendStream[_Item]) -> None:
         self.token = token
         self._send = send
-        self._ack: _Ack = None
+        self._ack = None
 
-    def claims(self, method: str, params: Mapping[str, Any] | None) -> bool:
-        return method == "tools/call" and token_of_call(params) == self.token
-
-    def attach(self, acknowledge: Callable[[int], None]) -> None:
-        self._ack = acknowledge
-
-    def take(self, message: Mapping[str, Any], size: int) -> bool:
-        if message.get("method") != PARTIAL_RESULT:
-            return False
+    def deliver(self, params: Any, size: int = 0) -> None:
         try:
-            self._send.send_nowait((message.get("params"), size, self._ack))
+            self._send.send_nowait((params, size, self._ack))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             if self._ack is not None and size:
                 self._ack(size)  # nobody will read it: the credit goes back now
-        return True
 
 
 @asynccontextmanager

@@ -138,7 +138,34 @@ _Ack = Callable[[int], None] | None
 _Delivery = tuple[str, Any, int, _Ack]
 
 
-class ToolStream:
+class PartialResultRoute:
+    """A route (`mcp_ws.sdk.calls.Route`) for the ``tools/call`` carrying ``token``: its
+    partial results go to `deliver`, everything else on its stream to the SDK."""
+
+    token: str | int
+    _ack: Callable[[int], None] | None
+
+    def claims(self, method: str, params: Mapping[str, Any] | None) -> bool:
+        """The ``tools/call`` with this token."""
+        return method == "tools/call" and token_of_call(params) == self.token
+
+    def attach(self, acknowledge: Callable[[int], None]) -> None:
+        """mcp-ws carries this call; ``acknowledge(size)`` returns credit."""
+        self._ack = acknowledge
+
+    def take(self, message: Mapping[str, Any], size: int) -> bool:
+        """Keep this call's partial results, leave the rest to the SDK."""
+        if message.get("method") != PARTIAL_RESULT:
+            return False
+        self.deliver(message.get("params"), size)
+        return True
+
+    def deliver(self, params: Any, size: int = 0) -> None:
+        """A partial result for this call, ``size`` stream bytes owed back once consumed."""
+        raise NotImplementedError
+
+
+class ToolStream(PartialResultRoute):
     """One streaming tool call; get it from `stream_tool` and use ``async with``."""
 
     def __init__(
@@ -278,21 +305,6 @@ class ToolStream:
         return item
 
     # ------------------------------------------------------------------ deliveries
-
-    def claims(self, method: str, params: Mapping[str, Any] | None) -> bool:
-        """As a route (`mcp_ws.sdk.calls.Route`): the ``tools/call`` with this token."""
-        return method == "tools/call" and token_of_call(params) == self.token
-
-    def attach(self, acknowledge: Callable[[int], None]) -> None:
-        """As a route: mcp-ws carries this call; ``acknowledge(size)`` returns credit."""
-        self._ack = acknowledge
-
-    def take(self, message: Mapping[str, Any], size: int) -> bool:
-        """As a route: keep this call's partial results, leave the rest to the SDK."""
-        if message.get("method") != PARTIAL_RESULT:
-            return False
-        self.deliver(message.get("params"), size)
-        return True
 
     def deliver(self, params: Any, size: int = 0) -> None:
         """A partial result for this call (from its route or the SDK binding)."""
