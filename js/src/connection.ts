@@ -16,15 +16,14 @@
  * The connection dispatches frames and keeps the connection's life (HELLO, GOAWAY,
  * keepalive); each concern it drives lives in a module of its own, named as in the Python
  * core: `streams` (the stream table and `max_streams` slots), `state` (the transition
- * table), `assembly` (fragments into messages, with early credit), `windows` (receive
- * windows), `scheduler` (round-robin sending), `limits` (the abuse guards), `events`,
+ * table), `assembly` (fragments into messages, with early credit), `windows` (credit,
+ * both directions), `scheduler` (round-robin sending), `limits` (the abuse guards), `events`,
  * `errors`, `settings` and `frames` (the codec).
  */
 import {
   ErrorCode,
   Flag,
   FrameType,
-  MAX_WINDOW,
   MESSAGE_OVERHEAD,
   closeCodeFor,
   parseErrorCode,
@@ -61,7 +60,7 @@ import {
   settingsFromWire,
   settingsToWire,
 } from "./settings.js";
-import { ReceiveWindow } from "./windows.js";
+import { FlowControl } from "./windows.js";
 
 export type Role = "client" | "server";
 
@@ -89,8 +88,7 @@ export class Connection {
   private readonly scheduler = new Scheduler();
   private readonly guards: Guards;
   private immediate: Uint8Array[] = [];
-  private sendConnection: number;
-  private readonly recvConnection: ReceiveWindow;
+  private readonly flow: FlowControl;
   private held = 0;
   private readonly assembly: MessageAssembler;
   private goawaySent = false;
@@ -117,12 +115,11 @@ export class Connection {
       connection_window: MIN_WINDOW,
       max_frame_size: MIN_FRAME_SIZE,
     });
-    this.sendConnection = MIN_WINDOW;
-    this.recvConnection = new ReceiveWindow(this.localSettings.connection_window);
     const maxMessage = this.localSettings.max_message_size;
     this.assembly = new MessageAssembler(maxMessage, 4 * maxMessage); // the reassembly budget
     this.session = new Stream(0, false, 0, 0);
     this.streams = new StreamTable(role === "client" ? 1 : 0, this.limits.recentlyClosed);
+    this.flow = new FlowControl(this.streams, MIN_WINDOW, this.localSettings.connection_window);
     this.created = this.lastReceived = now;
     this.guards = new Guards(this.limits, this.clock);
     this.immediate.push(encodeFrame({ type: 0, settings: settingsToWire(this.localSettings) }));
@@ -180,7 +177,7 @@ export class Connection {
     // Stream 0 has no window of its own: the connection's is all it has.
     const stream = streamId === 0 ? this.session : this.streams.get(streamId);
     if (!stream) return 0;
-    const credit = streamId === 0 ? this.sendConnection : Math.min(stream.sendCredit, this.sendConnection);
+    const credit = this.flow.credit(streamId);
     return Math.max(credit - this.scheduler.buffered(streamId), 0);
   }
 
@@ -203,9 +200,8 @@ export class Connection {
     const sid = stream.id;
     if (end) stream.state = "halfClosedLocal";
     // The OPEN goes out now, in id order, with as much of the message as credit allows.
-    const first = Math.min(payload.length, this.peerSettings.max_frame_size, stream.sendCredit, this.sendConnection);
-    stream.sendCredit -= first;
-    this.sendConnection -= first;
+    const first = Math.min(payload.length, this.peerSettings.max_frame_size, this.flow.credit(sid));
+    this.flow.consumeSend(sid, first);
     const rest = payload.subarray(first);
     const flags = rest.length ? Flag.MORE : end ? Flag.END : Flag.NONE;
     this.immediate.push(encodeFrame({ type: 1, streamId: sid, flags, payload: payload.subarray(0, first) }));
@@ -383,8 +379,7 @@ export class Connection {
       const settings = settingsFromWire(frame.settings);
       this.peerHelloReceived = true;
       const delta = settings.initial_window - this.peerSettings.initial_window;
-      for (const stream of this.streams.values()) stream.sendCredit += delta;
-      this.sendConnection += settings.connection_window - this.peerSettings.connection_window;
+      this.flow.peerSettingsChanged(delta, settings.connection_window - this.peerSettings.connection_window);
       this.peerSettings = settings;
       this.wakeAll();
       events.push({ kind: "hello", settings });
@@ -454,7 +449,7 @@ export class Connection {
         }
         return;
       }
-      this.chargeReceived(stream, size);
+      this.grant(0, this.flow.dataReceived(stream, size));
       this.receiveFragment(stream, payload, more, events);
       if (stream.state === "reset") return;
     }
@@ -477,26 +472,11 @@ export class Connection {
     }
   }
 
-  /** Charge received bytes to the windows; bytes of streams other than 0 refill the
-   * connection window at once, their stream's window only when consumed (section 6). */
-  private chargeReceived(stream: Stream, size: number): void {
-    this.chargeConnection(size);
-    if (stream.id === 0) return;
-    if (size > stream.recv.remaining) {
-      throw new ProtocolError(
-        `${size} bytes on stream ${stream.id} with ${stream.recv.remaining} of credit`,
-        ErrorCode.FLOW_CONTROL_ERROR,
-      );
-    }
-    stream.recv.remaining -= size;
-    this.grant(0, this.recvConnection.refill(size));
-  }
-
   private receiveFragment(stream: Stream, payload: Uint8Array, more: boolean, events: Event[]): void {
     const size = payload.length;
     if (stream.discarding) {
       stream.discarding = more;
-      this.grant(0, this.recvConnection.refill(size));
+      this.refill(this.session, size); // dropped unread
       return;
     }
     let body = payload;
@@ -522,7 +502,7 @@ export class Connection {
       if (!(error instanceof InvalidMessage)) throw error;
       this.assembly.settle(early);
       if (stream.id === 0) {
-        this.grant(0, this.recvConnection.refill(body.length - early));
+        this.refill(this.session, body.length - early);
         events.push({ kind: "invalid", streamId: 0, reason: error.message });
       } else {
         this.streamError(stream, ErrorCode.PROTOCOL_ERROR, error.message, events);
@@ -548,10 +528,7 @@ export class Connection {
   private onCredit(sid: number, increment: number, events: Event[]): void {
     if (increment === 0) throw new ProtocolError(`CREDIT of 0 on stream ${sid}`);
     if (sid === 0) {
-      if (this.sendConnection + increment > MAX_WINDOW) {
-        throw new ProtocolError("connection window above 2**31-1", ErrorCode.FLOW_CONTROL_ERROR);
-      }
-      this.sendConnection += increment;
+      this.flow.creditReceived(0, increment);
       this.wakeAll();
       events.push({ kind: "credit", streamId: 0, increment });
       return;
@@ -562,10 +539,7 @@ export class Connection {
       if (!this.streams.recentlyClosed(sid)) this.guards.useless(`CREDIT for forgotten stream ${sid}`);
       return;
     }
-    if (stream.sendCredit + increment > MAX_WINDOW) {
-      throw new ProtocolError(`stream ${sid} window above 2**31-1`, ErrorCode.FLOW_CONTROL_ERROR);
-    }
-    stream.sendCredit += increment;
+    this.flow.creditReceived(sid, increment);
     this.wake(stream);
     events.push({ kind: "credit", streamId: sid, increment });
   }
@@ -663,20 +637,10 @@ export class Connection {
     this.scheduler.wakeAll();
   }
 
-  /** Bytes a stream may send now (stream 0: the connection's credit). */
-  private credit(sid: number): number {
-    if (sid === 0) return this.sendConnection;
-    const stream = this.streams.get(sid);
-    return stream ? Math.min(stream.sendCredit, this.sendConnection) : 0;
-  }
-
   /** Every DATA frame sendable now, one per stream per turn, within credit. */
   private popData(frames: Uint8Array[]): void {
-    const spend = (sid: number, size: number): void => {
-      this.sendConnection -= size;
-      if (sid) this.streams.get(sid)!.sendCredit -= size;
-    };
-    const credit = (sid: number): number => this.credit(sid);
+    const spend = (sid: number, size: number): void => this.flow.consumeSend(sid, size);
+    const credit = (sid: number): number => this.flow.credit(sid);
     for (const { streamId, flags, payload } of this.scheduler.popFrames(credit, spend, this.peerSettings.max_frame_size)) {
       frames.push(encodeFrame({ type: 2, streamId, flags, payload }));
       if (flags === Flag.END) {
@@ -694,25 +658,13 @@ export class Connection {
 
   /** Make `size` consumed bytes of `stream` due back (its window; stream 0: the connection's). */
   private refill(stream: Stream, size: number): boolean {
-    if (stream.id === 0) return this.grant(0, this.recvConnection.refill(size));
-    if (!this.streams.live.has(stream.id)) return false; // finished: nothing more will arrive
-    return this.grant(stream.id, stream.recv.refill(size));
+    const due = this.flow.acknowledgeReceived(stream, size);
+    return due !== undefined && this.grant(...due);
   }
 
   /** Bytes nobody will consume: the connection window refilled at once. */
   private dropped(size: number): void {
-    this.chargeConnection(size);
-    this.grant(0, this.recvConnection.refill(size));
-  }
-
-  private chargeConnection(size: number): void {
-    if (size > this.recvConnection.remaining) {
-      throw new ProtocolError(
-        `${size} bytes received with ${this.recvConnection.remaining} of connection credit`,
-        ErrorCode.FLOW_CONTROL_ERROR,
-      );
-    }
-    this.recvConnection.remaining -= size;
+    this.grant(0, this.flow.droppedReceived(size));
   }
 
   private reply(frame: Frame): void {
@@ -722,7 +674,7 @@ export class Connection {
 
   private dropPartial(stream: Stream): void {
     const withheld = this.assembly.drop(stream);
-    if (stream.id === 0) this.grant(0, this.recvConnection.refill(withheld));
+    if (stream.id === 0) this.refill(stream, withheld);
   }
 
   /** A stream leaves the table: reset, or closed with our END sent. */
