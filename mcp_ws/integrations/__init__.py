@@ -3,6 +3,8 @@
 - `mcp_ws.integrations.fastmcp`: ``McpWsTransport``, a FastMCP client transport
   (``pip install 'mcp-ws-streaming[fastmcp]'``); pydantic-ai's ``MCPToolset`` takes a
   FastMCP client built on it (``[pydantic-ai]``).
+- `mcp_ws.integrations.langgraph`: ``load_tools(session)``, LangChain tools whose
+  partial results go to the LangGraph run's custom stream (``[langgraph]``).
 
 Every integration takes ``on_partial(event)``: called with each `mcp_ws.Started` and
 `mcp_ws.Delta` of every tool call made through it, in order, while the tool runs (a

@@ -163,10 +163,11 @@ def test_the_core_works_without_any_extra_and_names_the_missing_one() -> None:
         "                await s.initialize()\n"
         "                print(len((await s.list_tools()).tools) > 0)\n"
         "anyio.run(main)\n"
-        "try:\n"
-        "    import mcp_ws.integrations.fastmcp\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
+        "for name in ('fastmcp', 'langgraph'):\n"
+        "    try:\n"
+        "        __import__(f'mcp_ws.integrations.{name}')\n"
+        "    except ImportError as exc:\n"
+        "        print(exc)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
@@ -176,6 +177,7 @@ def test_the_core_works_without_any_extra_and_names_the_missing_one() -> None:
     assert lines == [
         "True",
         "mcp_ws.integrations.fastmcp needs FastMCP: pip install 'mcp-ws-streaming[fastmcp]'",
+        "mcp_ws.integrations.langgraph needs LangGraph: pip install 'mcp-ws-streaming[langgraph]'",
     ]
 
 
@@ -231,7 +233,7 @@ async def test_stop_gives_the_fastmcp_caller_the_streamed_part_marked_stopped() 
     assert after.content[0].text == "still here"
 
 
-@pytest.mark.parametrize("name", ["fastmcp_client", "pydantic_ai_agent"])
+@pytest.mark.parametrize("name", ["fastmcp_client", "pydantic_ai_agent", "langgraph_graph"])
 async def test_the_examples_run(name: str) -> None:
     """examples/agents/: each runs as written and shows partial output."""
     import runpy
@@ -241,5 +243,7 @@ async def test_the_examples_run(name: str) -> None:
         outcome = await module["main"]()
     if name == "fastmcp_client":
         assert len(outcome) > 10  # tokens seen while the tool ran
+    elif name == "langgraph_graph":
+        assert [chunk["text"] for chunk in outcome] == [f"{n} " for n in range(1, 9)]
     else:
         assert outcome == "The tool got as far as 5; that is enough."
