@@ -5,6 +5,8 @@
   FastMCP client built on it (``[pydantic-ai]``).
 - `mcp_ws.integrations.langgraph`: ``load_tools(session)``, LangChain tools whose
   partial results go to the LangGraph run's custom stream (``[langgraph]``).
+- `mcp_ws.integrations.openai_agents`: ``MCPServerMcpWs``, an ``agents.mcp.MCPServer``
+  for ``Agent(mcp_servers=[...])`` (``[openai-agents]``).
 
 Every integration takes ``on_partial(event)``: called with each `mcp_ws.Started` and
 `mcp_ws.Delta` of every tool call made through it, in order, while the tool runs (a

@@ -163,7 +163,7 @@ def test_the_core_works_without_any_extra_and_names_the_missing_one() -> None:
         "                await s.initialize()\n"
         "                print(len((await s.list_tools()).tools) > 0)\n"
         "anyio.run(main)\n"
-        "for name in ('fastmcp', 'langgraph'):\n"
+        "for name in ('fastmcp', 'langgraph', 'openai_agents'):\n"
         "    try:\n"
         "        __import__(f'mcp_ws.integrations.{name}')\n"
         "    except ImportError as exc:\n"
@@ -178,6 +178,8 @@ def test_the_core_works_without_any_extra_and_names_the_missing_one() -> None:
         "True",
         "mcp_ws.integrations.fastmcp needs FastMCP: pip install 'mcp-ws-streaming[fastmcp]'",
         "mcp_ws.integrations.langgraph needs LangGraph: pip install 'mcp-ws-streaming[langgraph]'",
+        "mcp_ws.integrations.openai_agents needs the OpenAI Agents SDK: "
+        "pip install 'mcp-ws-streaming[openai-agents]'",
     ]
 
 
@@ -233,7 +235,9 @@ async def test_stop_gives_the_fastmcp_caller_the_streamed_part_marked_stopped() 
     assert after.content[0].text == "still here"
 
 
-@pytest.mark.parametrize("name", ["fastmcp_client", "pydantic_ai_agent", "langgraph_graph"])
+@pytest.mark.parametrize(
+    "name", ["fastmcp_client", "pydantic_ai_agent", "langgraph_graph", "openai_agents_agent"]
+)
 async def test_the_examples_run(name: str) -> None:
     """examples/agents/: each runs as written and shows partial output."""
     import runpy
@@ -245,5 +249,8 @@ async def test_the_examples_run(name: str) -> None:
         assert len(outcome) > 10  # tokens seen while the tool ran
     elif name == "langgraph_graph":
         assert [chunk["text"] for chunk in outcome] == [f"{n} " for n in range(1, 9)]
+    elif name == "openai_agents_agent":
+        assert "1 2 3 4 5 " in outcome
+        assert "6 " not in outcome
     else:
         assert outcome == "The tool got as far as 5; that is enough."
