@@ -31,6 +31,8 @@ from .bridge import _ClosedOnExit
 from .calls import Route, claim_route
 from .streaming import PARTIAL_RESULT, token_of_call
 
+CANCELLED = "notifications/cancelled"
+
 __all__ = ["json_text_streams"]
 
 _READ_AHEAD = 32  # messages; beyond that the socket is not read (TCP backpressure)
@@ -97,9 +99,18 @@ class _Routes:
         self._by_token: dict[object, Route] = {}
         self._token_of: dict[object, object] = {}
 
+    def __len__(self) -> int:
+        return len(self._token_of)
+
     def add(self, request_id: object, token: object, route: Route) -> None:
         self._by_token[token] = route
         self._token_of[request_id] = token
+
+    def forget(self, request_id: object) -> None:
+        """The call is over without a response to come (we cancelled it)."""
+        token = self._token_of.pop(request_id, None)
+        if token is not None:
+            self._by_token.pop(token, None)
 
     def take(self, message: object) -> bool:
         """Hand a call's partial result to its route (True); forget a call once its
@@ -109,9 +120,7 @@ class _Routes:
             route = self._by_token.get(params.get("partialResultToken"))
             return route is not None and route.take({"method": message.method, "params": params}, 0)
         if isinstance(message, JSONRPCResponse | JSONRPCError):
-            token = self._token_of.pop(message.id, None)
-            if token is not None:
-                self._by_token.pop(token, None)
+            self.forget(message.id)
         return False
 
 
@@ -129,6 +138,9 @@ class _RoutingWriter(_ClosedOnExit):
             route = claim_route(message.method, message.params)
             if route is not None:
                 self._routes.add(message.id, token_of_call(message.params), route)
+        elif isinstance(message, JSONRPCNotification) and message.method == CANCELLED:
+            # A cancelled call may get no response at all: its route goes now.
+            self._routes.forget((message.params or {}).get("requestId"))
         await self._inner.send(item)
 
     async def aclose(self) -> None:

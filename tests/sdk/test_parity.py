@@ -114,3 +114,29 @@ async def test_a_server_killed_mid_call_fails_it_with_the_same_code_and_words(
                 await anyio.sleep(0.3)  # sent, its handler running
                 process.kill()
     assert [(f.error.code, f.error.message) for f in failures] == [(CONNECTION_CLOSED, LOST)]
+
+
+async def test_a_cancelled_json_text_stream_leaves_no_route_behind() -> None:
+    """A streamed call cancelled over JSON text may get no response at all: its route
+    (and the stream it holds) is dropped when the cancel goes out, not kept forever."""
+    async with live_server() as (server, probe):
+        with anyio.fail_after(30):
+            async with (
+                mcp_ws.connect(server.url, subprotocols=["mcp"]) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                routes = write._routes  # type: ignore[attr-defined]
+                async with mcp_ws.stream_tool(
+                    session, "generate", {"count": 100_000, "pause": 0.01}
+                ) as stream:
+                    async for event in stream:
+                        assert len(routes) == 1
+                        if isinstance(event, mcp_ws.Delta) and event.seq == 3:
+                            break
+                with anyio.fail_after(5):
+                    await probe.stream_cancelled.wait()
+                assert len(routes) == 0
+                async with mcp_ws.stream_tool(session, "generate", {"count": 2}) as stream:
+                    assert len([e async for e in stream]) == 4  # start, 2 deltas, completed
+                assert len(routes) == 0  # answered: gone too
