@@ -8,7 +8,7 @@ import inspect
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -23,7 +23,9 @@ from ..sdk.streaming import (
     new_token,
 )
 
-__all__ = ["STOP", "OnPartial", "PartialCall", "reporting_partials"]
+__all__ = ["STOP", "OnPartial", "PartialCall", "call_reporting_partials", "reporting_partials"]
+
+R = TypeVar("R")
 
 
 class _Stop:
@@ -129,3 +131,17 @@ async def reporting_partials(
                 yield call
         finally:
             send.close()  # the callback gets what came, then `deliver` ends
+
+
+async def call_reporting_partials(
+    on_partial: OnPartial,
+    meta: Mapping[str, Any] | None,
+    call: Callable[[dict[str, Any]], Awaitable[R]],
+) -> R | CallToolResult:
+    """Make one tool call inside `reporting_partials`: ``call(meta)`` sends it with the
+    ``meta`` that asks for partial results. Returns its result or, when the callback
+    returned `STOP` before the call ended, what streamed so far."""
+    async with reporting_partials(on_partial, meta) as reported:
+        with reported.scope:
+            return await call(reported.meta)
+    return reported.result()

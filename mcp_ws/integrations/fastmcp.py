@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mcp import ClientSession
 
 from ..sdk.client import connect
-from ._partials import OnPartial, reporting_partials
+from ._partials import OnPartial, call_reporting_partials
 
 __all__ = ["McpWsTransport"]
 
@@ -70,10 +70,12 @@ def _reporting(base: type[ClientSession], on_partial: OnPartial) -> type[ClientS
         async def call_tool(  # type: ignore[no-untyped-def]
             self, name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any
         ):
-            async with reporting_partials(on_partial, kwargs.pop("meta", None)) as call:
-                with call.scope:
-                    return await super().call_tool(name, arguments, *args, meta=call.meta, **kwargs)
-            return call.result()  # the callback returned STOP: what streamed so far
+            async def call(meta: dict[str, Any]) -> Any:
+                return await super(ReportingSession, self).call_tool(
+                    name, arguments, *args, meta=meta, **kwargs
+                )
+
+            return await call_reporting_partials(on_partial, kwargs.pop("meta", None), call)
 
     ReportingSession.__qualname__ = f"Reporting{base.__qualname__}"
     return ReportingSession

@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mcp_types import CallToolResult, TextContent, Tool
 
 from ..sdk.stream_tool import Delta, Started
-from ._partials import OnPartial, reporting_partials
+from ._partials import OnPartial, call_reporting_partials
 
 __all__ = ["load_tools"]
 
@@ -66,12 +66,10 @@ def _tool(session: Any, tool: Tool, on_partial: OnPartial | None) -> BaseTool:
                 writer({"tool": name, "seq": event.seq, "text": event.text})
             return on_partial(event) if on_partial is not None else None
 
-        result: CallToolResult | None = None
-        async with reporting_partials(report, None) as reported:
-            with reported.scope:
-                result = await session.call_tool(name, arguments, meta=reported.meta)
-        if result is None:  # the callback returned STOP before the call ended
-            result = reported.result()
+        async def send(meta: dict[str, Any]) -> CallToolResult:
+            return await session.call_tool(name, arguments, meta=meta)  # type: ignore[no-any-return]
+
+        result = await call_reporting_partials(report, None, send)
         if result.is_error:
             raise ToolException(_text(result) or f"tool {name} failed")
         return _text(result)

@@ -26,7 +26,7 @@ from mcp_types import CallToolResult, GetPromptResult, ListPromptsResult
 from mcp_types import Tool as MCPTool
 
 from ..sdk.client import connect
-from ._partials import OnPartial, reporting_partials
+from ._partials import OnPartial, call_reporting_partials
 
 __all__ = ["MCPServerMcpWs"]
 
@@ -106,11 +106,11 @@ class MCPServerMcpWs(MCPServer):
         session = self._live()
         if self.on_partial is None:
             return await session.call_tool(tool_name, arguments, meta=meta)  # type: ignore[arg-type]
-        result: CallToolResult | None = None
-        async with reporting_partials(self.on_partial, meta) as call:
-            with call.scope:
-                result = await session.call_tool(tool_name, arguments, meta=call.meta)  # type: ignore[call-overload]
-        return result if result is not None else call.result()  # None: the callback said STOP
+
+        async def send(with_token: dict[str, Any]) -> CallToolResult:
+            return await session.call_tool(tool_name, arguments, meta=with_token)  # type: ignore[call-overload,no-any-return]
+
+        return await call_reporting_partials(self.on_partial, meta, send)
 
     async def list_prompts(self) -> ListPromptsResult:
         """The server's prompts."""
