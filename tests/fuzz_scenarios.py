@@ -35,6 +35,8 @@ CHECKS: dict[str, Any] = {
     "connection": None,
     "deadline": None,
     "can_open": None,
+    "resumable": None,
+    "position": None,
     "state": {str(sid): None for sid in range(1, 7)},
     "credit": {str(sid): None for sid in range(7)},
 }
@@ -50,6 +52,7 @@ class Generator:
         self.peer_ids: list[int] = []
         self.our_ids: list[int] = []
         self.next_peer = 1
+        self.resume = False
         self.next_ours = 2
 
     def size(self) -> int:
@@ -93,6 +96,8 @@ class Generator:
 
     def frames(self) -> list[list[Any]]:
         r = self.rng
+        if self.resume and r.random() < 0.2:
+            return [self.resume_frame()]
         kind = r.choices(
             ["open", "data", "data0", "credit", "cancel", "ping", "ack", "goaway", "unknown"],
             weights=[25, 30, 8, 12, 6, 6, 3, 2, 2],
@@ -137,6 +142,23 @@ class Generator:
                 ]
             ]
         return [[r.randint(7, 20), 0, 0]]
+
+    def resume_frame(self) -> list[Any]:
+        """Section 9: positions on CREDIT and PING, bare acknowledgements, and the HELLO
+        that answers a resume (or a second one, where none is awaited)."""
+        r = self.rng
+        position = r.choice([0, 1, 2, 3, 5, 64, "x"])
+        kind = r.choice(["ack", "credit", "ping", "hello", "refused"])
+        if kind == "ack":
+            return [4, 0, 0, 0, position]
+        if kind == "credit":
+            return [4, r.choice([0, *self.our_ids]), 0, r.choice([1, 5000]), position]
+        if kind == "ping":
+            return [5, 0, r.choice([0, 1]), r.randint(1, 3), position]
+        if kind == "hello":
+            answer = {"token": "t9", "grace": 60, "received": r.choice([0, 1, 2, 5])}
+            return [0, 0, 0, {"resume": answer}]
+        return [0, 0, 0, {"resume": {"refused": "no such session to resume"}}]
 
     def mutate(self, frame: list[Any]) -> list[Any]:
         r = self.rng
@@ -204,8 +226,23 @@ class Generator:
                 "advance",
                 "lost",
                 "text",
+                "suspend",
+                "begin_resume",
+                "resume_accepted",
             ],
-            weights=[20, 20, 6, 30, 5, 2, 3, 8, 0.5, 0.5],
+            weights=[
+                20,
+                20,
+                6,
+                30,
+                5,
+                2,
+                3,
+                8,
+                0.5,
+                0.5,
+                *([3, 3, 3] if self.resume else [0, 0, 0]),
+            ],
         )[0]
         sid = self.any_id()
         match verb:
@@ -234,6 +271,8 @@ class Generator:
                 return {"do": "close", "code": r.choice([0, 0, 0, 2]), "reason": "fuzz"}
             case "advance":
                 return {"do": "advance", "seconds": r.choice([0.5, 1, 5, 10, 30])}
+            case "resume_accepted":
+                return {"do": verb, "received": r.choice([0, 1, 2, 4, 9]), "token": "t8"}
         return {"do": verb}
 
     def scenario(self, index: int) -> dict[str, Any]:
@@ -253,8 +292,17 @@ class Generator:
             },
             "steps": [],
         }
+        # Resume (section 9) in a third of them: offered by this side, and most often
+        # taken up in the peer's HELLO.
+        self.resume = r.random() < 0.33
+        if self.resume:
+            ours = {} if role == "client" else {"token": "t0", "grace": 60, "node": "n"}
+            scenario["resume"] = ours
         if r.random() < 0.95:
             scenario["peer"] = self.settings()
+            if self.resume and r.random() < 0.8:
+                peer = {"token": "t1", "grace": 30} if role == "client" else {}
+                scenario["peer"]["resume"] = peer
         scenario["steps"] = [step for _ in range(r.randint(1, 40)) for step in self.steps()]
         return scenario
 

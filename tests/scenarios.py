@@ -32,6 +32,8 @@ from mcp_ws.protocol import (
     StreamEnded,
     StreamOpened,
 )
+from mcp_ws.protocol.events import LinkLost, Resumed
+from mcp_ws.protocol.resume import ResumeHello
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "vectors" / "scenarios"
@@ -156,7 +158,7 @@ def render_event(event: Event) -> dict[str, Any]:
     if isinstance(event, GoAwayReceived):
         return {"event": "goaway", "last_stream": event.last_stream_id, "reason": event.reason}
     if isinstance(event, ConnectionTerminated):
-        return {
+        rendered = {
             "event": "terminated",
             "code": int(event.error_code),
             "remote": event.remote,
@@ -164,6 +166,13 @@ def render_event(event: Event) -> dict[str, Any]:
             "last_stream": event.last_stream_id,
             "reason": event.reason,
         }
+        if event.session_lost:
+            rendered["session_lost"] = True
+        return rendered
+    if isinstance(event, Resumed):
+        return {"event": "resumed", "resent": event.resent}
+    if isinstance(event, LinkLost):
+        return {"event": "link_lost"}
     raise AssertionError(f"no neutral form for {event!r}")
 
 
@@ -204,11 +213,13 @@ class Runner:
         wire = dict(scenario.get("settings", {}))
         if "extensions" in wire:
             wire["extensions"] = tuple(wire["extensions"])
+        resume = scenario.get("resume")
         self.core = Core(
             Role(scenario["role"]),
             Settings(**wire),
             limits=Limits(**scenario.get("limits", {})),
             clock=lambda: self.now,
+            resume=ResumeHello(**resume) if resume is not None else None,
         )
 
     def verb(self, step: dict[str, Any]) -> tuple[list[Event], Any]:
@@ -249,6 +260,15 @@ class Runner:
                 return core.tick(), None
             case "lost":
                 return core.connection_lost(), None
+            case "suspend":
+                core.suspend()
+                return [], None
+            case "begin_resume":
+                core.begin_resume()
+                return [], None
+            case "resume_accepted":
+                core.resume_accepted(step["received"], token=step["token"])
+                return [], None
         raise AssertionError(f"unknown verb {step['do']!r}")
 
     def step(self, step: dict[str, Any]) -> Outcome:
@@ -287,6 +307,10 @@ class Runner:
             return core.state.name.lower()
         if name == "deadline":
             return core.next_deadline()
+        if name == "resumable":
+            return core.resumable
+        if name == "position":
+            return core.received_position
         raise AssertionError(f"unknown check {name!r}")
 
 

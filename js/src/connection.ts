@@ -61,6 +61,15 @@ import {
   settingsToWire,
 } from "./settings.js";
 import { FlowControl } from "./windows.js";
+import {
+  ACK_EVERY,
+  MAX_UNACKED_BYTES,
+  MAX_UNACKED_FRAMES,
+  ReplayBuffer,
+  type ResumeHello,
+  resumeFromSettings,
+  resumeToWire,
+} from "./resume.js";
 
 export type Role = "client" | "server";
 
@@ -99,11 +108,28 @@ export class Connection {
   private keepalivePingSent = false;
   private readonly created: number;
   private lastReceived: number;
+  // Resume (docs/protocol.md section 9). Frames are numbered from the start when we
+  // offer it, and forgotten if the peer does not take it up.
+  private readonly resumeOffer: ResumeHello | undefined;
+  private negotiated = false; // both HELLOs carried a resume map
+  private replay: ReplayBuffer | undefined;
+  private received = 0; // frames received after the peer's HELLO (when negotiated)
+  private positionSent = 0; // the last position we told the peer
+  /** The token to resume with (the server's, from its latest HELLO). */
+  resumeToken: string | undefined;
+  /** Seconds the server keeps a detached session (from its HELLO). */
+  resumeGrace: number | undefined;
+  /** The server's name for itself, where a resume must go (from its HELLO). */
+  resumeNode: string | undefined;
+  /** The link is gone and the connection waits to resume (`suspend`). */
+  suspended = false;
+  private awaitingResume = false; // a client's resume HELLO is out, the answer is not
+  private linkOut: Uint8Array[] = []; // a new link's HELLO and the frames sent again
 
   constructor(
     readonly role: Role,
     settings: Partial<Settings> = {},
-    options: { limits?: Partial<Limits>; clock?: () => number } = {},
+    options: { limits?: Partial<Limits>; clock?: () => number; resume?: ResumeHello } = {},
   ) {
     this.localSettings = makeSettings(settings);
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -122,7 +148,30 @@ export class Connection {
     this.flow = new FlowControl(this.streams, MIN_WINDOW, this.localSettings.connection_window);
     this.created = this.lastReceived = now;
     this.guards = new Guards(this.limits, this.clock);
-    this.immediate.push(encodeFrame({ type: 0, settings: settingsToWire(this.localSettings) }));
+    const resume = options.resume;
+    this.resumeOffer = resume;
+    this.replay = resume ? new ReplayBuffer() : undefined;
+    this.resumeToken = resume?.token;
+    this.resumeGrace = resume?.grace;
+    this.resumeNode = resume?.node;
+    const hello = settingsToWire(this.localSettings);
+    if (resume) hello["resume"] = resumeToWire(resume);
+    this.immediate.push(encodeFrame({ type: 0, settings: hello }));
+  }
+
+  /** Whether a lost link can be resumed (docs/protocol.md section 9). */
+  get resumable(): boolean {
+    return this.negotiated && this.replay !== undefined && !this.closed && this.resumeToken !== undefined;
+  }
+
+  /** Bytes of frames kept for the peer until it acknowledges them. */
+  get replayBuffered(): number {
+    return this.replay?.bytes ?? 0;
+  }
+
+  /** Frames received from the peer since its HELLO (counted with resume on). */
+  get receivedPosition(): number {
+    return this.received;
   }
 
   // ------------------------------------------------------------------ queries
@@ -164,7 +213,8 @@ export class Connection {
 
   /** Whether `dataToSend` may return something now. */
   get hasDataToSend(): boolean {
-    return this.immediate.length > 0 || (!this.closed && this.scheduler.hasPending());
+    if (this.suspended) return this.linkOut.length > 0;
+    return this.immediate.length > 0 || this.linkOut.length > 0 || (!this.closed && this.scheduler.hasPending());
   }
 
   /** The state of a live stream, or undefined once it is finished or unknown. */
@@ -267,7 +317,7 @@ export class Connection {
     this.checkOpen();
     this.pingCounter += 1;
     this.pings.set(String(this.pingCounter), this.clock());
-    this.immediate.push(encodeFrame({ type: 5, opaque: this.pingCounter, ack: false }));
+    this.immediate.push(encodeFrame(this.pingFrame(this.pingCounter, false)));
     return this.pingCounter;
   }
 
@@ -287,11 +337,26 @@ export class Connection {
 
   /** WebSocket binary messages to send now: control frames first, then data round-robin. */
   dataToSend(): Uint8Array[] {
-    const frames = this.immediate;
+    if (this.suspended) {
+      const out = this.linkOut; // nothing but a new link's HELLO (a client's resume)
+      this.linkOut = [];
+      return out;
+    }
+    let frames = this.immediate;
     this.immediate = [];
+    const helloFirst = !this.helloSent;
     this.helloSent = true;
     this.guards.repliesSent();
     if (!this.closed) this.popData(frames);
+    const replay = this.replay;
+    if (replay && frames.length && !this.closed) {
+      replay.add(helloFirst ? frames.slice(1) : frames);
+      if (replay.length > MAX_UNACKED_FRAMES || replay.bytes > MAX_UNACKED_BYTES) this.giveUpResume();
+    }
+    if (this.linkOut.length) {
+      frames = [...this.linkOut, ...frames]; // a new link: its HELLO, then the frames sent again
+      this.linkOut = [];
+    }
     return coalesce(frames, this.peerSettings.max_frame_size + MESSAGE_OVERHEAD);
   }
 
@@ -299,7 +364,7 @@ export class Connection {
 
   /** When `tick` next has work (clock time), or undefined. */
   nextDeadline(): number | undefined {
-    if (this.closed) return undefined;
+    if (this.closed || this.suspended) return undefined;
     if (!this.peerHelloReceived) return this.created + this.limits.helloTimeout;
     const interval = this.localSettings.ping_interval;
     if (!interval) return undefined;
@@ -309,7 +374,7 @@ export class Connection {
 
   /** Run the timers: HELLO timeout, keepalive PING, dead-peer detection. */
   tick(now: number = this.clock()): Event[] {
-    if (this.closed) return [];
+    if (this.closed || this.suspended) return [];
     if (!this.peerHelloReceived) {
       if (now - this.created >= this.limits.helloTimeout) {
         return [this.fail(new ProtocolError("no HELLO from the peer in time", ErrorCode.TIMEOUT))];
@@ -320,6 +385,10 @@ export class Connection {
     if (!interval) return [];
     const silence = now - this.lastReceived;
     if (silence >= 2 * interval + DEAD_PEER_GRACE) {
+      if (this.resumable) {
+        this.suspend();
+        return [{ kind: "linkLost", reason: `peer silent for ${silence.toFixed(1)} s` }];
+      }
       return [this.fail(new ProtocolError(`peer silent for ${silence.toFixed(1)} s`, ErrorCode.TIMEOUT))];
     }
     if (silence >= interval && !this.keepalivePingSent) {
@@ -342,12 +411,18 @@ export class Connection {
       // malformed frame ends the connection after the well-formed ones before it.
       const limit = this.localSettings.max_frame_size;
       for (const raw of unpackMessage(data, limit)) {
-        this.handle(decodeFrame(raw, limit), events);
+        const counted = this.peerHelloReceived && this.negotiated;
+        const frame = decodeFrame(raw, limit);
+        if (counted) this.received += 1; // a well-formed frame's position (section 9)
+        this.handle(frame, events);
         if (this.closed) break;
       }
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       events.push(this.fail(error));
+    }
+    if (this.negotiated && this.received - this.positionSent >= ACK_EVERY && !this.closed && !this.suspended) {
+      this.immediate.push(encodeFrame({ type: 4, streamId: 0, increment: 0, received: this.position() }));
     }
     return events;
   }
@@ -368,15 +443,129 @@ export class Connection {
     if (this.isFinished) {
       this.terminate(ErrorCode.NO_ERROR, "closed after GOAWAY", true, events, 1000);
     } else {
-      this.terminate(ErrorCode.INTERNAL_ERROR, reason, true, events, 1006);
+      this.terminate(ErrorCode.INTERNAL_ERROR, reason, true, events, 1006, this.negotiated);
     }
     return events;
+  }
+
+  // ------------------------------------------------------------------ resume
+
+  /**
+   * The link is gone but the connection can resume (`resumable`): keep every stream,
+   * queue what is sent meanwhile, send nothing, run no timer. Next: `beginResume` (a
+   * client) or `resumeAccepted` (a server) on a new link, or `connectionLost`.
+   */
+  suspend(): void {
+    if (!this.resumable) throw new UsageError("this connection cannot resume");
+    this.suspended = true;
+    this.awaitingResume = false;
+    this.linkOut = [];
+  }
+
+  /** A client on a new link: queue the HELLO that asks to resume. */
+  beginResume(): void {
+    if (this.role !== "client" || !this.suspended || this.resumeToken === undefined) {
+      throw new UsageError("beginResume is for a suspended client connection");
+    }
+    this.linkOut = [this.helloFrame({ token: this.resumeToken, received: this.received })];
+    this.awaitingResume = true;
+    this.peerHelloReceived = false; // the server's HELLO comes first again
+  }
+
+  /** A server on a new link whose client asked to resume with `received`. */
+  resumeAccepted(received: number, token: string, grace?: number): void {
+    if (this.role !== "server" || !this.suspended || !this.replay) {
+      throw new UsageError("resumeAccepted is for a suspended server connection");
+    }
+    this.replay.acknowledge(received);
+    this.resumeToken = token;
+    if (grace !== undefined) this.resumeGrace = grace;
+    const answer: ResumeHello = { token, received: this.received };
+    if (this.resumeGrace !== undefined) answer.grace = this.resumeGrace;
+    if (this.resumeNode !== undefined) answer.node = this.resumeNode;
+    this.relink([this.helloFrame(answer), ...this.replay.unacknowledged()]);
+  }
+
+  private relink(out: Uint8Array[]): void {
+    this.suspended = false;
+    this.awaitingResume = false;
+    this.linkOut = out;
+    this.lastReceived = this.clock();
+    this.keepalivePingSent = false;
+    this.wakeAll();
+  }
+
+  private helloFrame(resume: ResumeHello): Uint8Array {
+    const hello = settingsToWire(this.localSettings);
+    hello["resume"] = resumeToWire(resume);
+    return encodeFrame({ type: 0, settings: hello });
+  }
+
+  /** Our position for the peer (on CREDIT and PING), when resume is on. */
+  private position(): number | undefined {
+    if (!this.negotiated) return undefined;
+    this.positionSent = this.received;
+    return this.received;
+  }
+
+  /** A PING (or its ACK) with our position when resume is on. */
+  private pingFrame(opaque: number | bigint, ack: boolean): Frame {
+    const position = this.position();
+    return position === undefined ? { type: 5, opaque, ack } : { type: 5, opaque, ack, received: position };
+  }
+
+  /** The peer's position, from a CREDIT or PING (ignored without resume). */
+  private acknowledged(received: unknown): void {
+    if (!this.negotiated || received === undefined) return;
+    const n = typeof received === "bigint" && received <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(received) : received;
+    if (typeof n !== "number" || !Number.isInteger(n)) {
+      throw new ProtocolError(`position must be an integer, got ${String(received)}`);
+    }
+    this.replay?.acknowledge(n);
+  }
+
+  private giveUpResume(): void {
+    this.replay?.clear();
+    this.replay = undefined;
+  }
+
+  private onResumeAnswer(resume: ResumeHello | undefined, events: Event[]): void {
+    this.peerHelloReceived = true;
+    if (!resume || resume.refused !== undefined || resume.received === undefined) {
+      const why = resume?.refused ?? "not resumable";
+      this.suspended = false;
+      this.terminate(ErrorCode.NO_ERROR, `resume refused: ${why}`, true, events, 1000, true);
+      return;
+    }
+    this.replay!.acknowledge(resume.received);
+    if (resume.token !== undefined) this.resumeToken = resume.token;
+    if (resume.grace !== undefined) this.resumeGrace = resume.grace;
+    const resent = this.replay!.unacknowledged();
+    this.relink(resent);
+    events.push({ kind: "resumed", resent: resent.length });
   }
 
   private handle(frame: Frame, events: Event[]): void {
     if (!this.peerHelloReceived) {
       if (frame.type !== FrameType.HELLO) throw new ProtocolError("the first frame must be HELLO");
+      const resume = resumeFromSettings(frame.settings);
+      if (this.awaitingResume) {
+        this.onResumeAnswer(resume, events);
+        return;
+      }
       const settings = settingsFromWire(frame.settings);
+      if (this.resumeOffer) {
+        if (resume && (this.role === "server" || resume.token !== undefined)) {
+          this.negotiated = true;
+          if (this.role === "client") {
+            this.resumeToken = resume.token;
+            this.resumeGrace = resume.grace;
+            this.resumeNode = resume.node;
+          }
+        } else {
+          this.replay = undefined; // the peer does not resume: number nothing
+        }
+      }
       this.peerHelloReceived = true;
       const delta = settings.initial_window - this.peerSettings.initial_window;
       this.flow.peerSettingsChanged(delta, settings.connection_window - this.peerSettings.connection_window);
@@ -393,12 +582,17 @@ export class Connection {
         this.onOpen(frame.streamId, frame.flags, frame.payload, events);
         return;
       case FrameType.CREDIT:
+        this.acknowledged(frame.received);
+        if (frame.increment === 0 && frame.streamId === 0 && this.negotiated && frame.received !== undefined) {
+          return; // an acknowledgement only (section 9)
+        }
         this.onCredit(frame.streamId, frame.increment, events);
         return;
       case FrameType.CANCEL:
         this.onCancel(frame.streamId, frame.code, frame.reason, events);
         return;
       case FrameType.PING:
+        this.acknowledged(frame.received);
         this.onPing(frame.opaque, frame.ack, events);
         return;
       case FrameType.GOAWAY:
@@ -570,7 +764,7 @@ export class Connection {
       return;
     }
     this.guards.ping();
-    this.reply({ type: 5, opaque, ack: true });
+    this.reply(this.pingFrame(opaque, true));
   }
 
   private onGoaway(lastStreamId: number, rawCode: number, reason: string, events: Event[]): void {
@@ -652,7 +846,9 @@ export class Connection {
 
   private grant(streamId: number, increment: number): boolean {
     if (!increment) return false;
-    this.immediate.push(encodeFrame({ type: 4, streamId, increment }));
+    const position = this.position();
+    const frame = position === undefined ? { type: 4 as const, streamId, increment } : { type: 4 as const, streamId, increment, received: position };
+    this.immediate.push(encodeFrame(frame));
     return true;
   }
 
@@ -706,7 +902,17 @@ export class Connection {
     return events[0]!;
   }
 
-  private terminate(code: ErrorCode, reason: string, remote: boolean, events: Event[] | undefined, closeCode?: number): void {
+  private terminate(
+    code: ErrorCode,
+    reason: string,
+    remote: boolean,
+    events: Event[] | undefined,
+    closeCode?: number,
+    sessionLost = false,
+  ): void {
+    this.suspended = false;
+    this.linkOut = [];
+    this.replay?.clear();
     if (closeCode !== undefined && !remote) {
       this.immediate = []; // a close code of its own (1003) needs no GOAWAY
     } else if (!remote) {
@@ -720,7 +926,9 @@ export class Connection {
     this.errorCode = code;
     this.closeCode = closeCode ?? closeCodeFor(code);
     this.scheduler.dropAll(); // nothing queued is sent now, stream 0's too
-    events?.push({ kind: "terminated", code, reason, lastStreamId: this.streams.highestRemote, remote, closeCode: this.closeCode });
+    const terminated: Event = { kind: "terminated", code, reason, lastStreamId: this.streams.highestRemote, remote, closeCode: this.closeCode };
+    if (sessionLost) terminated.sessionLost = true;
+    events?.push(terminated);
   }
 }
 

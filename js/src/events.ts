@@ -24,4 +24,8 @@ export type Event =
       lastStreamId: number;
       remote: boolean;
       closeCode: number;
-    };
+      /** Resume was agreed and could not save the connection (docs/protocol.md section 9). */
+      sessionLost?: boolean;
+    }
+  | { kind: "linkLost"; reason: string }
+  | { kind: "resumed"; resent: number };

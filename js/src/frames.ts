@@ -19,8 +19,8 @@ export type Frame =
   | { type: 0; settings: Map<unknown, unknown> | Record<string, unknown> }
   | { type: 1 | 2; streamId: number; flags: number; payload: Uint8Array }
   | { type: 3; streamId: number; code: number; reason: string }
-  | { type: 4; streamId: number; increment: number }
-  | { type: 5; opaque: number | bigint; ack: boolean }
+  | { type: 4; streamId: number; increment: number; received?: unknown }
+  | { type: 5; opaque: number | bigint; ack: boolean; received?: unknown }
   | { type: 6; lastStreamId: number; code: number; reason: string }
   | { type: "unknown"; frameType: number; streamId: number; flags: number };
 
@@ -41,9 +41,17 @@ export function encodeFrame(frame: Frame): Uint8Array {
     case FrameType.CANCEL:
       return frameEncoder.encode([3, frame.streamId, 0, frame.code, truncateUtf8(frame.reason, MAX_REASON_BYTES)]);
     case FrameType.CREDIT:
-      return frameEncoder.encode([4, frame.streamId, 0, frame.increment]);
+      return frameEncoder.encode(
+        frame.received === undefined
+          ? [4, frame.streamId, 0, frame.increment]
+          : [4, frame.streamId, 0, frame.increment, frame.received],
+      );
     case FrameType.PING:
-      return frameEncoder.encode([5, 0, frame.ack ? 1 : 0, frame.opaque]);
+      return frameEncoder.encode(
+        frame.received === undefined
+          ? [5, 0, frame.ack ? 1 : 0, frame.opaque]
+          : [5, 0, frame.ack ? 1 : 0, frame.opaque, frame.received],
+      );
     case FrameType.GOAWAY:
       return frameEncoder.encode([6, 0, 0, frame.lastStreamId, frame.code, truncateUtf8(frame.reason, MAX_REASON_BYTES)]);
     default:
@@ -109,9 +117,11 @@ export function decodeFrame(raw: unknown, maxFrameSize: number): Frame {
       need(raw, 4, "OPEN");
       if (streamId === 0) throw new ProtocolError("OPEN on stream 0");
       return { type: 1, streamId, flags: dataFlags(flags, "OPEN"), payload: payloadField(raw, "OPEN", maxFrameSize) };
-    case FrameType.CREDIT:
+    case FrameType.CREDIT: {
       need(raw, 4, "CREDIT");
-      return { type: 4, streamId, increment: int(raw[3], "CREDIT increment", 0, MAX_WINDOW) };
+      const increment = int(raw[3], "CREDIT increment", 0, MAX_WINDOW);
+      return raw.length > 4 ? { type: 4, streamId, increment, received: raw[4] } : { type: 4, streamId, increment };
+    }
     case FrameType.CANCEL:
       need(raw, 5, "CANCEL");
       if (streamId === 0) throw new ProtocolError("CANCEL on stream 0");
@@ -119,7 +129,10 @@ export function decodeFrame(raw: unknown, maxFrameSize: number): Frame {
     case FrameType.PING:
       need(raw, 4, "PING");
       if (streamId !== 0) throw new ProtocolError("PING on a stream other than 0");
-      return { type: 5, opaque: opaque(raw[3]), ack: (flags & 1) === 1 };
+      {
+        const ping = { type: 5 as const, opaque: opaque(raw[3]), ack: (flags & 1) === 1 };
+        return raw.length > 4 ? { ...ping, received: raw[4] } : ping;
+      }
     case FrameType.GOAWAY:
       need(raw, 6, "GOAWAY");
       if (streamId !== 0) throw new ProtocolError("GOAWAY on a stream other than 0");

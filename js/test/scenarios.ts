@@ -9,6 +9,7 @@ import { decodeMulti, encode } from "@msgpack/msgpack";
 import { type Event, type Limits, Connection } from "../src/connection.js";
 import type { ErrorCode } from "../src/constants.js";
 import { McpWsError } from "../src/errors.js";
+import { type ResumeHello } from "../src/resume.js";
 import { type Settings } from "../src/settings.js";
 
 export const SCENARIOS = new URL("../../../vectors/scenarios/", import.meta.url);
@@ -26,6 +27,7 @@ export interface Scenario {
   settings?: Record<string, Json>;
   limits?: Record<string, number>;
   start?: Json[] | null;
+  resume?: Record<string, Json>;
   peer?: Json;
   steps: Step[];
 }
@@ -139,8 +141,8 @@ function renderEvent(event: Event): Record<string, Json> {
       return { event: "ping_ack", opaque: Number(event.opaque) };
     case "goaway":
       return { event: "goaway", last_stream: event.lastStreamId, reason: event.reason };
-    case "terminated":
-      return {
+    case "terminated": {
+      const rendered: Record<string, Json> = {
         event: "terminated",
         code: event.code,
         remote: event.remote,
@@ -148,6 +150,13 @@ function renderEvent(event: Event): Record<string, Json> {
         last_stream: event.lastStreamId,
         reason: event.reason,
       };
+      if (event.sessionLost) rendered["session_lost"] = true;
+      return rendered;
+    }
+    case "resumed":
+      return { event: "resumed", resent: event.resent };
+    case "linkLost":
+      return { event: "link_lost" };
   }
 }
 
@@ -215,10 +224,9 @@ export class Runner {
       if (name === undefined) throw new Error(`unknown limit ${key}`);
       limits[name] = value;
     }
-    this.core = new Connection(scenario.role, (scenario.settings ?? {}) as Partial<Settings>, {
-      limits,
-      clock: () => this.now,
-    });
+    const options: ConstructorParameters<typeof Connection>[2] = { limits, clock: () => this.now };
+    if (scenario.resume !== undefined) options.resume = scenario.resume as ResumeHello;
+    this.core = new Connection(scenario.role, (scenario.settings ?? {}) as Partial<Settings>, options);
   }
 
   private verb(step: Step): [Event[], Json | undefined] {
@@ -260,6 +268,15 @@ export class Runner {
         return [core.tick(), undefined];
       case "lost":
         return [core.connectionLost(), undefined];
+      case "suspend":
+        core.suspend();
+        return [[], undefined];
+      case "begin_resume":
+        core.beginResume();
+        return [[], undefined];
+      case "resume_accepted":
+        core.resumeAccepted(step["received"] as number, step["token"] as string);
+        return [[], undefined];
       default:
         throw new Error(`unknown verb ${step.do}`);
     }
@@ -308,6 +325,10 @@ export class Runner {
         return { open: "open", goingAway: "going_away", closed: "closed" }[core.state];
       case "deadline":
         return core.nextDeadline() ?? null;
+      case "resumable":
+        return core.resumable;
+      case "position":
+        return core.receivedPosition;
       default:
         throw new Error(`unknown check ${name}`);
     }

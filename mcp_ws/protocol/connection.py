@@ -47,7 +47,9 @@ from .events import (
     GoAwayReceived,
     HelloReceived,
     InvalidMessageReceived,
+    LinkLost,
     PingAcknowledged,
+    Resumed,
     StreamCancelled,
     message_received,
     stream_ended,
@@ -71,6 +73,13 @@ from .frames import (
 )
 from .limits import Guards, Limits
 from .message import InvalidMessage, decode_payload, encode_payload, pack
+from .resume import (
+    ACK_EVERY,
+    MAX_UNACKED_BYTES,
+    MAX_UNACKED_FRAMES,
+    ReplayBuffer,
+    ResumeHello,
+)
 from .scheduler import Scheduler
 from .settings import MIN_FRAME_SIZE, MIN_WINDOW, Settings
 from .state import AFTER_RECV_END, RECEIVING, Outcome, StreamInput, StreamState, transition
@@ -128,12 +137,17 @@ class Connection:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
         auto_release: bool = True,
+        resume: ResumeHello | None = None,
     ) -> None:
         """Create the connection and queue our HELLO, the first frame to send.
 
         ``auto_release=False`` keeps a peer-opened stream counted toward
         ``max_streams`` after it closes until ``release_stream`` is called (when its
         handler has finished).
+
+        ``resume`` goes in our HELLO (docs/protocol.md section 9): a client offers
+        resume with an empty ``ResumeHello()``; a server answers an offer with its
+        token and grace. Resume is on when both HELLOs carry one.
         """
         self.role = role
         self.local_settings = settings or Settings()
@@ -183,7 +197,27 @@ class Connection:
         self._created = now
         self._last_received = now
         self._hello_sent = False
-        self._immediate.append(encode_frame(Hello(settings=self.local_settings.to_wire())))
+        # Resume (section 9). Frames are numbered from the start when we offer it, and
+        # forgotten if the peer does not take it up.
+        self._resume_offer = resume
+        self._negotiated = False  # both HELLOs carried a resume map
+        self._replay: ReplayBuffer | None = ReplayBuffer() if resume is not None else None
+        self._received = 0  # frames received after the peer's HELLO (when negotiated)
+        self._position_sent = 0  # the last position we told the peer
+        self.resume_token: str | None = resume.token if resume is not None else None
+        """The token to resume with (the server's, from its latest HELLO)."""
+        self.resume_grace: int | None = resume.grace if resume is not None else None
+        """Seconds the server keeps a detached session (from its HELLO)."""
+        self.resume_node: str | None = resume.node if resume is not None else None
+        """The server's name for itself, where a resume must go (from its HELLO)."""
+        self.suspended = False
+        """The link is gone and the connection waits to resume (`suspend`)."""
+        self._awaiting_resume = False  # a client's resume HELLO is out, the answer is not
+        self._link_out: list[bytes] = []  # a new link's HELLO and the frames sent again
+        hello = self.local_settings.to_wire()
+        if resume is not None:
+            hello["resume"] = resume.to_wire()
+        self._immediate.append(encode_frame(Hello(settings=hello)))
 
     # ------------------------------------------------------------------ queries
 
@@ -191,6 +225,27 @@ class Connection:
     def closed(self) -> bool:
         """Whether the connection has ended (GOAWAY with an error, either way)."""
         return self.state is _CLOSED
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a lost link can be resumed: both sides agreed to resume, we still hold
+        every frame the peer has not acknowledged, and the connection is not over."""
+        return (
+            self._negotiated
+            and self._replay is not None
+            and self.state is not _CLOSED
+            and self.resume_token is not None
+        )
+
+    @property
+    def replay_buffered(self) -> int:
+        """Bytes of frames kept for the peer until it acknowledges them (section 9)."""
+        return self._replay.bytes if self._replay is not None else 0
+
+    @property
+    def received_position(self) -> int:
+        """Frames received from the peer since its HELLO (counted with resume on)."""
+        return self._received
 
     @property
     def open_stream_count(self) -> int:
@@ -246,7 +301,9 @@ class Connection:
     @property
     def has_data_to_send(self) -> bool:
         """Whether `data_to_send` may return something now (frames queued for the peer)."""
-        return bool(self._immediate) or (
+        if self.suspended:
+            return bool(self._link_out)
+        return bool(self._immediate or self._link_out) or (
             self.state is not _CLOSED and self._scheduler.has_pending()
         )
 
@@ -254,7 +311,9 @@ class Connection:
         """``has_data_to_send or is_finished`` in one call: whether the I/O layer must
         wake its writer after a received message (a reply to send, or the close)."""
         state = self.state
-        if state is _CLOSED or self._immediate:
+        if self.suspended:
+            return bool(self._link_out)
+        if state is _CLOSED or self._immediate or self._link_out:
             return True
         if self._scheduler.has_pending():
             return True
@@ -306,7 +365,7 @@ class Connection:
         else:
             next_state = stream.after_sending(_SEND_DATA)
         payload = self._encode(message)
-        if end and self._fits_whole(stream_id, len(payload)):
+        if end and not self.suspended and self._fits_whole(stream_id, len(payload)):
             # The last message, whole within credit: it goes out now, as an OPEN does.
             self._flow.consume_send(stream_id, len(payload))
             self._immediate.append(pack((_DATA, stream_id, _END, payload)))
@@ -385,7 +444,7 @@ class Connection:
         self._ping_counter += 1
         opaque = self._ping_counter
         self._pings[opaque] = self._clock()
-        self._immediate.append(encode_frame(Ping(opaque=opaque)))
+        self._immediate.append(encode_frame(Ping(opaque=opaque, received=self._position())))
         return opaque
 
     def close(self, error_code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
@@ -411,8 +470,12 @@ class Connection:
         """WebSocket binary messages to send now: control frames (and OPENs, and last
         messages sent whole) first, then queued data round-robin within credit,
         coalesced up to the peer's message size limit."""
+        if self.suspended:  # nothing but a new link's HELLO (a client's resume)
+            out, self._link_out = self._link_out, []
+            return out
         frames = self._immediate
         self._immediate = []
+        hello_first = not self._hello_sent
         self._hello_sent = True
         self._guards.replies_sent()
         if self.state is not _CLOSED and self._scheduler.has_pending():
@@ -426,6 +489,14 @@ class Connection:
                     stream = self._streams.get(sid)
                     if stream is not None and stream.state is _STREAM_CLOSED:
                         self._finish(stream)  # its END is on the wire at last
+        replay = self._replay
+        if replay is not None and frames and self.state is not _CLOSED:
+            replay.add(frames[1:] if hello_first else frames)
+            if len(replay) > MAX_UNACKED_FRAMES or replay.bytes > MAX_UNACKED_BYTES:
+                self._give_up_resume()
+        if self._link_out:
+            frames[:0] = self._link_out  # a new link: its HELLO, then the frames sent again
+            self._link_out = []
         if len(frames) > 1:
             frames = coalesce(frames, self.peer_settings.max_frame_size + MESSAGE_OVERHEAD)
         return frames
@@ -434,7 +505,7 @@ class Connection:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has work (clock time), or ``None``."""
-        if self.state is _CLOSED:
+        if self.state is _CLOSED or self.suspended:
             return None
         if not self.peer_hello_received:
             return self._created + self.limits.hello_timeout
@@ -447,7 +518,7 @@ class Connection:
 
     def tick(self, now: float | None = None) -> list[Event]:
         """Run the timers: HELLO timeout, keepalive PING, dead-peer detection."""
-        if self.state is _CLOSED:
+        if self.state is _CLOSED or self.suspended:
             return []
         now = self._clock() if now is None else now
         if not self.peer_hello_received:
@@ -459,6 +530,9 @@ class Connection:
             return []
         silence = now - self._last_received
         if silence >= 2 * interval + DEAD_PEER_GRACE:
+            if self.resumable:
+                self.suspend()
+                return [LinkLost(reason=f"peer silent for {silence:.1f} s")]
             return [self._fail(ProtocolTimeoutError(f"peer silent for {silence:.1f} s"))]
         if silence >= interval and not self._keepalive_ping_sent:
             self._keepalive_ping_sent = True
@@ -480,17 +554,31 @@ class Connection:
         try:
             for raw in unpack_message(data, limit):
                 # DATA and OPEN, almost all traffic, go straight to their handlers.
-                fields = data_fields(raw, limit) if self.peer_hello_received else None
-                if fields is None:
+                if not self.peer_hello_received:
                     self._handle(decode_frame(raw, limit), events)
-                elif fields[0] == _DATA:
-                    self._on_data(fields[1], fields[2], fields[3], events)
+                elif (fields := data_fields(raw, limit)) is None:
+                    frame = decode_frame(raw, limit)
+                    if self._negotiated:
+                        self._received += 1  # a well-formed frame's position (section 9)
+                    self._handle(frame, events)
                 else:
-                    self._on_open(fields[1], fields[2], fields[3], events)
+                    if self._negotiated:
+                        self._received += 1
+                    if fields[0] == _DATA:
+                        self._on_data(fields[1], fields[2], fields[3], events)
+                    else:
+                        self._on_open(fields[1], fields[2], fields[3], events)
                 if self.state is _CLOSED:
                     break
         except ProtocolError as exc:
             events.append(self._fail(exc))
+        if (
+            self._negotiated
+            and self._received - self._position_sent >= ACK_EVERY
+            and self.state is not _CLOSED
+            and not self.suspended
+        ):
+            self._immediate.append(pack((_CREDIT, 0, 0, 0, self._position())))
         return events
 
     def receive_text(self) -> list[Event]:
@@ -521,9 +609,91 @@ class Connection:
             )
         else:
             self._terminate(
-                ErrorCode.INTERNAL_ERROR, reason, remote=True, events=events, close_code=1006
+                ErrorCode.INTERNAL_ERROR,
+                reason,
+                remote=True,
+                events=events,
+                close_code=1006,
+                session_lost=self._negotiated,
             )
         return events
+
+    # ------------------------------------------------------------------ resume
+
+    def suspend(self) -> None:
+        """The link (WebSocket) is gone but the connection can resume (`resumable`):
+        keep every stream, queue what is sent meanwhile, send nothing, run no timer.
+        Next: `begin_resume` (a client) or `resume_accepted` (a server), on a new link;
+        or `connection_lost` when that is not to be."""
+        if not self.resumable:
+            raise UsageError("this connection cannot resume")
+        self.suspended = True
+        self._awaiting_resume = False
+        self._link_out = []
+
+    def begin_resume(self) -> None:
+        """A client on a new link: queue the HELLO that asks to resume (the only thing
+        `data_to_send` returns until the server's answer, which `receive_data` takes
+        first: `Resumed`, or `ConnectionTerminated` with ``session_lost`` if refused)."""
+        if self.role is not Role.CLIENT or not self.suspended or self.resume_token is None:
+            raise UsageError("begin_resume is for a suspended client connection")
+        ask = ResumeHello(token=self.resume_token, received=self._received)
+        self._link_out = [self._hello_frame(ask)]
+        self._awaiting_resume = True
+        self.peer_hello_received = False  # the server's HELLO comes first again
+
+    def resume_accepted(self, received: int, *, token: str, grace: int | None = None) -> None:
+        """A server on a new link whose client asked to resume with ``received`` (its
+        position): answer with our HELLO (the new ``token``, our position), send again
+        what the client has not received, and go on. A position outside what we sent
+        raises ``ProtocolError`` (refuse the resume)."""
+        if self.role is not Role.SERVER or not self.suspended or self._replay is None:
+            raise UsageError("resume_accepted is for a suspended server connection")
+        self._replay.acknowledge(received)
+        self.resume_token = token
+        if grace is not None:
+            self.resume_grace = grace
+        answer = ResumeHello(
+            token=token, grace=self.resume_grace, node=self.resume_node, received=self._received
+        )
+        self._relink([self._hello_frame(answer), *self._replay.unacknowledged()])
+
+    def _relink(self, out: list[bytes]) -> None:
+        """The new link is up: ``out`` goes first, then everything queued meanwhile."""
+        self.suspended = False
+        self._awaiting_resume = False
+        self._link_out = out
+        self._last_received = self._clock()
+        self._keepalive_ping_sent = False
+        self.timer_epoch += 1
+        self._scheduler.wake_all()
+
+    def _hello_frame(self, resume: ResumeHello) -> bytes:
+        hello = self.local_settings.to_wire()
+        hello["resume"] = resume.to_wire()
+        return encode_frame(Hello(settings=hello))
+
+    def _position(self) -> int | None:
+        """Our position for the peer (on CREDIT and PING), when resume is on."""
+        if not self._negotiated:
+            return None
+        self._position_sent = self._received
+        return self._received
+
+    def _acknowledged(self, received: object) -> None:
+        """The peer's position, from a CREDIT or PING (ignored without resume)."""
+        if not self._negotiated or received is None:
+            return
+        if type(received) is not int:
+            raise ProtocolError(f"position must be an integer, got {received!r}")
+        if self._replay is not None:
+            self._replay.acknowledge(received)
+
+    def _give_up_resume(self) -> None:
+        """The peer lets too many frames go unacknowledged: keep none (no resume)."""
+        if self._replay is not None:
+            self._replay.clear()
+        self._replay = None
 
     def _handle(self, frame: Frame, events: list[Event]) -> None:
         if not self.peer_hello_received:
@@ -550,13 +720,51 @@ class Connection:
                 self._guards.useless("frame of unknown type")
 
     def _on_hello(self, frame: Hello, events: list[Event]) -> None:
+        resume = ResumeHello.from_settings(frame.settings)
+        if self._awaiting_resume:
+            self._on_resume_answer(resume, events)
+            return
         settings = Settings.from_wire(frame.settings)
+        if self._resume_offer is not None:
+            if resume is not None and (self.role is Role.SERVER or resume.token is not None):
+                self._negotiated = True
+                if self.role is Role.CLIENT:
+                    self.resume_token = resume.token
+                    self.resume_grace = resume.grace
+                    self.resume_node = resume.node
+            else:
+                self._replay = None  # the peer does not resume: number nothing
         self.peer_hello_received = True
         self.timer_epoch += 1  # no HELLO timeout any more: the keepalive interval
         self.peer_settings = settings
         self._flow.peer_settings_changed(settings.initial_window, settings.connection_window)
         self._scheduler.wake_all()
         events.append(HelloReceived(settings=settings))
+
+    def _on_resume_answer(self, resume: ResumeHello | None, events: list[Event]) -> None:
+        """The server's HELLO on a link where we asked to resume."""
+        self.peer_hello_received = True
+        if resume is None or resume.refused is not None or resume.received is None:
+            why = resume.refused if resume is not None and resume.refused else "not resumable"
+            self.suspended = False
+            self._terminate(
+                ErrorCode.NO_ERROR,
+                f"resume refused: {why}",
+                remote=True,
+                events=events,
+                close_code=1000,
+                session_lost=True,
+            )
+            return
+        assert self._replay is not None
+        self._replay.acknowledge(resume.received)
+        if resume.token is not None:
+            self.resume_token = resume.token
+        if resume.grace is not None:
+            self.resume_grace = resume.grace
+        resent = self._replay.unacknowledged()
+        self._relink(resent)
+        events.append(Resumed(resent=len(resent)))
 
     def _on_open(self, sid: int, flags: int, payload: bytes, events: list[Event]) -> None:
         streams = self._streams
@@ -677,7 +885,10 @@ class Connection:
 
     def _on_credit(self, frame: Credit, events: list[Event]) -> None:
         sid = frame.stream_id
+        self._acknowledged(frame.received)
         if frame.increment == 0:
+            if sid == 0 and self._negotiated and frame.received is not None:
+                return  # an acknowledgement only (section 9)
             raise ProtocolError(f"CREDIT of 0 on stream {sid}", stream_id=sid)
         if sid:
             self._streams.check_known(sid)
@@ -707,6 +918,7 @@ class Connection:
         )
 
     def _on_ping(self, frame: Ping, events: list[Event]) -> None:
+        self._acknowledged(frame.received)
         if frame.ack:
             sent = self._pings.pop(frame.opaque, None)
             if sent is None:
@@ -716,7 +928,7 @@ class Connection:
             events.append(PingAcknowledged(opaque=frame.opaque, rtt=self.rtt))
             return
         self._guards.ping()
-        self._reply(Ping(opaque=frame.opaque, ack=True))
+        self._reply(Ping(opaque=frame.opaque, ack=True, received=self._position()))
 
     def _on_goaway(self, frame: GoAway, events: list[Event]) -> None:
         code = ErrorCode.parse(frame.error_code)
@@ -769,6 +981,10 @@ class Connection:
             self._finish(stream)
 
     def _grant(self, grants: list[tuple[int, int]]) -> None:
+        if self._negotiated:  # each CREDIT carries our position (section 9)
+            for sid, increment in grants:
+                self._immediate.append(pack((_CREDIT, sid, 0, increment, self._position())))
+            return
         for sid, increment in grants:
             self._immediate.append(pack((_CREDIT, sid, 0, increment)))
 
@@ -837,7 +1053,12 @@ class Connection:
         events: list[Event] | None = None,
         error: ProtocolError | None = None,
         close_code: int | None = None,
+        session_lost: bool = False,
     ) -> None:
+        self.suspended = False
+        self._link_out = []
+        if self._replay is not None:
+            self._replay.clear()
         if close_code is not None:
             self._immediate = []  # a close code of its own (1003) needs no GOAWAY
         elif not remote:
@@ -867,5 +1088,6 @@ class Connection:
                     remote=remote,
                     close_code=self.close_code,
                     error=error,
+                    session_lost=session_lost,
                 )
             )

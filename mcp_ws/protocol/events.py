@@ -20,8 +20,10 @@ __all__ = [
     "GoAwayReceived",
     "HelloReceived",
     "InvalidMessageReceived",
+    "LinkLost",
     "MessageReceived",
     "PingAcknowledged",
+    "Resumed",
     "StreamCancelled",
     "StreamEnded",
     "StreamOpened",
@@ -113,6 +115,9 @@ class ConnectionTerminated:
     remote: bool
     close_code: int
     error: ProtocolError | None = None
+    session_lost: bool = False
+    """Resume was agreed and could not save the connection (refused, or the link stayed
+    lost): what was in flight may or may not have happened (docs/protocol.md section 9)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +126,22 @@ class GoAwayReceived:
 
     last_stream_id: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkLost:
+    """The peer went silent on a connection that can resume: the I/O layer should drop
+    this WebSocket and resume on a new one (the connection is suspended)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed:
+    """The connection goes on over a new WebSocket (docs/protocol.md section 9);
+    ``resent`` frames the peer had not received are sent again."""
+
+    resent: int
 
 
 Event = (
@@ -134,6 +155,8 @@ Event = (
     | PingAcknowledged
     | ConnectionTerminated
     | GoAwayReceived
+    | LinkLost
+    | Resumed
 )
 
 

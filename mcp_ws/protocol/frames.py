@@ -82,19 +82,25 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Credit:
-    """``[4, sid, 0, increment]``: grants bytes of credit (stream 0: the connection)."""
+    """``[4, sid, 0, increment]``: grants bytes of credit (stream 0: the connection).
+
+    With resume (docs/protocol.md section 9) a fifth field, ``received``, carries the
+    sender's position; the connection checks it (here it is whatever the peer sent)."""
 
     stream_id: int
     increment: int
+    received: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
-    """``[5, 0, flags, opaque]``: liveness and RTT; ``ACK`` marks the reply."""
+    """``[5, 0, flags, opaque]``: liveness and RTT; ``ACK`` marks the reply. With
+    resume, ``received`` as on `Credit`."""
 
     opaque: int
     ack: bool = False
     stream_id: int = 0
+    received: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,12 +136,16 @@ def encode_frame(frame: Frame) -> bytes:
             fields: list[Any] = [FrameType.DATA, sid, int(flags), payload]
         case Open(stream_id=sid, flags=flags, payload=payload):
             fields = [FrameType.OPEN, sid, int(flags), payload]
-        case Credit(stream_id=sid, increment=inc):
+        case Credit(stream_id=sid, increment=inc, received=received):
             fields = [FrameType.CREDIT, sid, 0, inc]
+            if received is not None:
+                fields.append(received)
         case Cancel(stream_id=sid, error_code=code, reason=reason):
             fields = [FrameType.CANCEL, sid, 0, int(code), _reason(reason)]
-        case Ping(opaque=opaque, ack=ack):
+        case Ping(opaque=opaque, ack=ack, received=received):
             fields = [FrameType.PING, 0, int(Flag.ACK) if ack else 0, opaque]
+            if received is not None:
+                fields.append(received)
         case GoAway(last_stream_id=last, error_code=code, reason=reason):
             fields = [FrameType.GOAWAY, 0, 0, last, int(code), _reason(reason)]
         case Hello(settings=settings):
@@ -212,7 +222,11 @@ def decode_frame(raw: object, max_frame_size: int) -> Frame:
         )
     if ftype == FrameType.CREDIT:
         _fields(raw, 4, "CREDIT")
-        return Credit(stream_id=sid, increment=_int(raw[3], "CREDIT increment", 0, MAX_WINDOW))
+        return Credit(
+            stream_id=sid,
+            increment=_int(raw[3], "CREDIT increment", 0, MAX_WINDOW),
+            received=raw[4] if len(raw) > 4 else None,
+        )
     if ftype == FrameType.CANCEL:
         _fields(raw, 5, "CANCEL")
         if sid == 0:
@@ -223,7 +237,11 @@ def decode_frame(raw: object, max_frame_size: int) -> Frame:
         _fields(raw, 4, "PING")
         if sid != 0:
             raise ProtocolError("PING on a stream other than 0")
-        return Ping(opaque=_int(raw[3], "PING opaque", 0, _MAX_OPAQUE), ack=bool(flags & Flag.ACK))
+        return Ping(
+            opaque=_int(raw[3], "PING opaque", 0, _MAX_OPAQUE),
+            ack=bool(flags & Flag.ACK),
+            received=raw[4] if len(raw) > 4 else None,
+        )
     if ftype == FrameType.GOAWAY:
         _fields(raw, 6, "GOAWAY")
         if sid != 0:
