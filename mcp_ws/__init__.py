@@ -29,6 +29,8 @@ _LAZY = {
     "serving": "mcp_ws.sdk",
     "McpWsServer": "mcp_ws.sdk",
     "EXTENSION_ID": "mcp_ws.sdk",
+    "OUTCOME_UNKNOWN": "mcp_ws.sdk",
+    "LinkState": "mcp_ws.sdk",
     "PARTIAL_RESULT": "mcp_ws.sdk",
     "STREAMS": "mcp_ws.sdk",
     "Completed": "mcp_ws.sdk",
@@ -53,11 +55,13 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports o
     from .protocol import Limits, Settings
     from .sdk import (
         EXTENSION_ID,
+        OUTCOME_UNKNOWN,
         PARTIAL_RESULT,
         STREAMS,
         Completed,
         Delta,
         Failed,
+        LinkState,
         McpWsServer,
         PartialResults,
         Started,
@@ -88,6 +92,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "EXTENSION_ID",
+    "OUTCOME_UNKNOWN",
     "PARTIAL_RESULT",
     "STREAMS",
     "CallCancelledError",
@@ -98,6 +103,7 @@ __all__ = [
     "Failed",
     "HandshakeError",
     "Limits",
+    "LinkState",
     "McpWsError",
     "McpWsServer",
     "PartialResults",

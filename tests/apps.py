@@ -32,6 +32,7 @@ class Probe:
         self.send_error: BaseException | None = None
         self.stream_started = anyio.Event()
         self.stream_cancelled = anyio.Event()
+        self.runs: dict[str, int] = {}  # times each `tagged` call ran, by tag
 
 
 def build_app(probe: Probe | None = None) -> MCPServer:
@@ -122,6 +123,34 @@ def build_app(probe: Probe | None = None) -> MCPServer:
             probe.send_error = exc
             probe.stream_cancelled.set()
             raise
+        return out.result()
+
+    @app.tool()
+    async def tagged(
+        tag: str, count: int, ctx: Context, pause: float = 0.0, ask: bool = False
+    ) -> CallToolResult:
+        """Count this run under ``tag`` in the probe, stream ``count`` tokens (asking the
+        client for a sample halfway with ``ask``), then return them all."""
+        probe.runs[tag] = probe.runs.get(tag, 0) + 1
+        async with mcp_ws.partial_results(ctx) as out:
+            for i in range(count):
+                if ask and i == count // 2:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        reply = await ctx.session.create_message(
+                            [
+                                SamplingMessage(
+                                    role="user", content=TextContent(type="text", text=tag)
+                                )
+                            ],
+                            max_tokens=5,
+                            related_request_id=ctx.request_id,
+                        )
+                    assert isinstance(reply.content, TextContent)
+                    await out.send_text(f"[{reply.content.text}] ")
+                await out.send_text(f"{tag}.{i} ")
+                if pause:
+                    await anyio.sleep(pause)
         return out.result()
 
     @app.tool()
@@ -253,6 +282,7 @@ async def _main(
     ping: float | None,
     token: str | None,
     port: int = 0,
+    resume_grace: float | None = None,
 ) -> None:
     """Serve the app on ``port`` (0: a free one) and print its URL (for subprocess tests)."""
     options: dict[str, Any] = {}
@@ -268,6 +298,8 @@ async def _main(
             max_streams=defaults.max_streams if max_streams is None else max_streams,
             ping_interval=defaults.ping_interval if ping is None else ping,
         )
+    if resume_grace is not None:
+        options["resume_grace"] = resume_grace
     async with mcp_ws.serving(build_app(), port=port, **options) as server:
         SERVING.append(server)
         print(server.url, flush=True)
@@ -288,6 +320,7 @@ if __name__ == "__main__":
         parser.add_argument("--ping-interval", type=float, help="the server's keepalive")
         parser.add_argument("--token", help="require this bearer token")
         parser.add_argument("--port", type=int, default=0, help="the port (0: a free one)")
+        parser.add_argument("--resume-grace", type=float, help="seconds a detached session waits")
         args = parser.parse_args()
         anyio.run(
             _main,
@@ -297,5 +330,6 @@ if __name__ == "__main__":
             args.ping_interval,
             args.token,
             args.port,
+            args.resume_grace,
             backend=args.backend,
         )

@@ -105,10 +105,12 @@ async def served_app(
     timeouts: float | None = None,
     max_streams: int | None = None,
     ping_interval: float | None = None,
+    resume_grace: float | None = None,
 ) -> AsyncIterator[AppProcess]:
     """The test app served over mcp-ws by ``python -m tests.apps`` in its own process,
     for ``seconds`` at most, its stderr collected; ``timeouts`` shortens the handshake
-    and HELLO timeouts, ``max_streams`` and ``ping_interval`` set the server's settings.
+    and HELLO timeouts, ``max_streams`` and ``ping_interval`` set the server's settings,
+    ``resume_grace`` how long it keeps a session whose client vanished.
     Killed on the way out."""
     args = [sys.executable, "-m", "tests.apps", str(seconds), backend]
     if timeouts is not None:
@@ -117,6 +119,8 @@ async def served_app(
         args += ["--max-streams", str(max_streams)]
     if ping_interval is not None:
         args += ["--ping-interval", str(ping_interval)]
+    if resume_grace is not None:
+        args += ["--resume-grace", str(resume_grace)]
     process = await anyio.open_process(args, cwd=ROOT)
     try:
         assert process.stdout is not None
@@ -152,9 +156,14 @@ async def app_process(
 
 
 @asynccontextmanager
-async def session_to(url: str, **callbacks: Any) -> AsyncIterator[ClientSession]:
-    """An initialized ``ClientSession`` over ``mcp_ws.connect``."""
-    async with mcp_ws.connect(url) as (read, write), ClientSession(read, write, **callbacks) as s:
+async def session_to(
+    url: str, *, resume: bool = True, **callbacks: Any
+) -> AsyncIterator[ClientSession]:
+    """An initialized ``ClientSession`` over ``mcp_ws.connect`` (``resume`` as there)."""
+    async with (
+        mcp_ws.connect(url, resume=resume) as (read, write),
+        ClientSession(read, write, **callbacks) as s,
+    ):
         await s.initialize()
         yield s
 

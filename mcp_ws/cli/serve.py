@@ -18,6 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from ..sdk.proxy import stdio_bridge
 from ..sdk.server import SessionRunner, serving_sessions, session_runner
 from ..transport.policy import bearer_token
+from ..transport.resume import DEFAULT_GRACE, ResumeLimits
 from .common import (
     configure_logging,
     describe_os_error,
@@ -83,6 +84,28 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="serve from N processes on one port (SO_REUSEPORT), supervised: a worker "
         "that dies is replaced; SIGTERM drains them all (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--resume-grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="how long a connection whose link dropped waits for its client to resume it; "
+        "0 turns resume off (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--max-detached",
+        type=int,
+        default=ResumeLimits().max_detached,
+        metavar="N",
+        help="connections waiting to be resumed at once, at most; past it the oldest is "
+        "ended (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--node",
+        metavar="NAME",
+        help="the name clients resume with, for a load balancer to route on "
+        "(default: the address listened on, HOST:PORT)",
     )
     listen.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     listen.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)  # a worker's parent
@@ -177,11 +200,21 @@ async def _stop_reason(supervisor: int | None) -> str:
     return why
 
 
+def _resume_limits(max_detached: int) -> ResumeLimits:
+    if max_detached < 1:
+        fail("--max-detached must be at least 1", exit_code=2)
+    per_principal = min(ResumeLimits().max_detached_per_principal, max_detached)
+    return ResumeLimits(max_detached=max_detached, max_detached_per_principal=per_principal)
+
+
 async def serve_command(args: argparse.Namespace) -> int:
     """Run ``serve`` or ``bridge`` until SIGINT or SIGTERM, then shut down gracefully."""
     configure_logging(args.log_level)
     if args.workers < 1:
         fail("--workers must be at least 1", exit_code=2)
+    if args.resume_grace < 0:
+        fail("--resume-grace must not be negative", exit_code=2)
+    _resume_limits(args.max_detached)  # checked before any worker starts
     if args.workers > 1:
         _session_runner(args)  # the app loads: fail here, not in every worker
         return await serve_workers(args)
@@ -198,6 +231,9 @@ async def serve_command(args: argparse.Namespace) -> int:
         "web": args.web,
         "health_path": args.health_path or None,
         "reuse_port": args.reuse_port,
+        "resume_grace": args.resume_grace,
+        "resume_limits": _resume_limits(args.max_detached),
+        "node": args.node,
     }
     async with contextlib.AsyncExitStack() as stack:
         try:

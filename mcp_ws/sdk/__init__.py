@@ -1,8 +1,15 @@
 """Binding to the official ``mcp`` SDK: client transport, server runner, JSON-RPC routing,
 and the streaming extension (``partial_results`` on servers, ``stream_tool`` on clients)."""
 
+from ..transport.mux import LinkState
 from .asgi import asgi
-from .bridge import DEFAULT_SEND_BUDGET, REQUEST_REFUSED, CallClosedError, SessionBridge
+from .bridge import (
+    DEFAULT_SEND_BUDGET,
+    OUTCOME_UNKNOWN,
+    REQUEST_REFUSED,
+    CallClosedError,
+    SessionBridge,
+)
 from .client import client_streams, connect
 from .partial import PartialResults, advertise_streaming, partial_results
 from .server import DEFAULT_SETTINGS, McpWsServer, serve, serving
@@ -25,6 +32,7 @@ __all__ = [
     "DEFAULT_SEND_BUDGET",
     "DEFAULT_SETTINGS",
     "EXTENSION_ID",
+    "OUTCOME_UNKNOWN",
     "PARTIAL_RESULT",
     "REQUEST_REFUSED",
     "STREAMS",
@@ -33,6 +41,7 @@ __all__ = [
     "Completed",
     "Delta",
     "Failed",
+    "LinkState",
     "McpWsServer",
     "PartialResults",
     "SessionBridge",

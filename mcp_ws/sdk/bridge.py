@@ -96,6 +96,12 @@ _KINDS: dict[type, int] = {
 REQUEST_REFUSED = -32003
 """JSON-RPC error code for a request the peer cancelled or refused (mcp-ws CANCEL)."""
 
+OUTCOME_UNKNOWN = -32004
+"""JSON-RPC error code for a request in flight on a connection that agreed to resume
+and could not (refused: the server restarted, or the token expired; or the grace period
+ran out): it may or may not have run, and it is not sent again (docs/protocol.md
+section 9). The TypeScript client uses the same code."""
+
 
 class Inbox:
     """Messages for the SDK, from one bridge or from several in turn (a client's
@@ -369,14 +375,18 @@ class SessionBridge:
         if self._closed:
             return
         self._closed = True
-        error = self._core_mux.closed_error()
+        mux = self._core_mux
+        error = mux.closed_error()
+        code, text = CONNECTION_CLOSED, str(error)
+        if mux.termination is not None and mux.termination.session_lost:
+            code, text = OUTCOME_UNKNOWN, f"outcome unknown: {mux.termination.reason}"
         # Our requests are answered with the loss. The peer's end as if it had cancelled
         # each one: the SDK cancels their handlers (a producer waiting in send_related
         # ends cancelled, not with an error logged as a tool failure) and writes no
         # answer to a connection that is gone.
         for call in self.calls.clear():
             if call.ours:
-                self._answer_locally(call.request_id, CONNECTION_CLOSED, str(error), call)
+                self._answer_locally(call.request_id, code, text, call)
             else:
                 self._cancel_peer_request(call.request_id, "the connection was lost")
         if self._owns_inbox:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ssl as _ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeAlias
+from urllib.parse import quote
 
 import anyio
 from mcp.shared.message import SessionMessage
@@ -14,7 +15,7 @@ from ..protocol.connection import Role
 from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.limits import Limits
 from ..protocol.settings import Settings
-from ..transport.mux import MuxConnection
+from ..transport.mux import LinkState, MuxConnection
 from ..transport.websocket import HandshakeError, MessageChannel, WebSocket, open_websocket
 from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
 from .compat import json_text_streams
@@ -27,7 +28,11 @@ if TYPE_CHECKING:
     # are imported for type checkers only.
     from mcp.client._transport import ReadStream, WriteStream
 
-__all__ = ["ClientStreams", "client_streams", "connect"]
+__all__ = ["NODE_PARAMETER", "ClientStreams", "client_streams", "connect"]
+
+NODE_PARAMETER = "mcp-ws-node"
+"""The URL query parameter a resume carries: the name of the server that holds the
+connection (from its HELLO), for a load balancer to route on (README, nginx)."""
 
 ClientStreams: TypeAlias = (
     "tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]"
@@ -50,6 +55,8 @@ async def connect(
     close_timeout: float = 5.0,
     send_budget: int = DEFAULT_SEND_BUDGET,
     handover: bool = True,
+    resume: bool = True,
+    on_link: Callable[[LinkState], None] | None = None,
 ) -> AsyncIterator[ClientStreams]:
     """Connect to an MCP server over WebSocket; yield ``(read_stream, write_stream)``.
 
@@ -65,15 +72,24 @@ async def connect(
     in flight finish; after a lost connection the next request connects again (see
     `mcp_ws.sdk.handover`, and ``docs/parity.md`` for the TypeScript client's twin).
     ``handover=False`` keeps to one connection: once it ends, every request fails.
+
+    ``resume`` (with ``handover``, when the server offers it): a link that drops without
+    a closing handshake is resumed over a new WebSocket with nothing lost or repeated,
+    and the session never sees the cut (docs/protocol.md section 9). ``on_link`` is told
+    when that starts (`LinkState.RECOVERING`), succeeds (``RECOVERED``) or fails
+    (``LOST``: calls in flight then fail with ``OUTCOME_UNKNOWN``).
     """
     settings = settings or DEFAULT_SETTINGS
     all_headers = dict(headers or {})
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
 
-    async def dial(offer: Sequence[str] = subprotocols) -> WebSocket:
+    async def dial(offer: Sequence[str] = subprotocols, node: str | None = None) -> WebSocket:
+        target = url
+        if node is not None:
+            target += f"{'&' if '?' in url else '?'}{NODE_PARAMETER}={quote(node, safe='')}"
         return await open_websocket(
-            url,
+            target,
             subprotocols=offer,
             headers=all_headers,
             ssl=ssl,
@@ -96,6 +112,13 @@ async def connect(
                 raise HandshakeError(f"the server chose {channel.subprotocol!r} this time")
             return channel
 
+        async def resume_dial(node: str | None) -> MessageChannel:
+            channel = await dial((SUBPROTOCOL,), node)
+            if channel.subprotocol != SUBPROTOCOL:
+                await channel.aclose()
+                raise HandshakeError(f"the server chose {channel.subprotocol!r} this time")
+            return channel
+
         async with Handover(
             redial,
             settings=settings,
@@ -103,6 +126,8 @@ async def connect(
             close_timeout=close_timeout,
             send_budget=send_budget,
             handshake_timeout=handshake_timeout,
+            resume_dial=resume_dial if resume else None,
+            on_link=on_link,
         ) as session:
             await session.start()
             yield session.read_stream, session.write_stream

@@ -20,6 +20,12 @@ then the last ``logging/setLevel`` and every ``resources/subscribe`` still in fo
 What cannot be carried over: anything else the old server process kept for the session
 (its own ids, caches, or a task the client started and has not collected). In the
 2026-07-28 era nothing is replayed: requests carry what they need.
+
+**Resume** (on by default, docs/protocol.md section 9) comes first: when a link drops
+without a closing handshake and the server agreed to resume, the connection itself
+carries on over a new WebSocket (dialled with jittered backoff until the server's grace
+period runs out), and nothing above it sees the cut. Only when that fails do the calls
+in flight fail, with ``OUTCOME_UNKNOWN``, and the next request connects afresh.
 """
 
 from __future__ import annotations
@@ -46,8 +52,9 @@ from mcp_types import (
 from ..protocol.connection import Role
 from ..protocol.errors import HandshakeError
 from ..protocol.limits import Limits
+from ..protocol.resume import ResumeHello
 from ..protocol.settings import Settings
-from ..transport.mux import MuxConnection
+from ..transport.mux import LinkState, MuxConnection
 from ..transport.websocket import MessageChannel
 from .bridge import REQUEST_REFUSED, BridgeReadStream, BridgeWriteStream, Inbox, SessionBridge
 from .calls import Route, routing
@@ -113,8 +120,12 @@ class Handover:
         close_timeout: float,
         send_budget: int,
         handshake_timeout: float,
+        resume_dial: Callable[[str | None], Awaitable[MessageChannel]] | None = None,
+        on_link: Callable[[LinkState], None] | None = None,
     ) -> None:
         self._dial = dial
+        self._resume_dial = resume_dial
+        self._on_link = on_link
         self._settings = settings
         self._limits = limits
         self._close_timeout = close_timeout
@@ -188,6 +199,7 @@ class Handover:
             on_goaway=self._going_away,
             retry=self._resend_later,
         )
+        resume = self._resume_dial is not None
         mux = MuxConnection(
             channel,
             Role.CLIENT,
@@ -195,6 +207,9 @@ class Handover:
             settings=self._settings,
             limits=self._limits,
             close_timeout=self._close_timeout,
+            resume=ResumeHello() if resume else None,
+            relink=self._relink if resume else None,
+            on_link=self._on_link,
         )
         bridge.attach(mux)
         self._bridges.append(bridge)
@@ -212,6 +227,22 @@ class Handover:
                 self._current = None
             self._settle(bridge)
             bridge.close()
+
+    async def _relink(self, mux: MuxConnection, deadline: float) -> MessageChannel | None:
+        """A new link for a connection to resume: dial its server (by the name it gave)
+        at once, then with jittered exponential backoff, until ``deadline``."""
+        assert self._resume_dial is not None
+        failures = 0
+        while (left := deadline - anyio.current_time()) > 0:
+            try:
+                with anyio.fail_after(min(self._handshake_timeout, left)):
+                    return await self._resume_dial(mux.core.resume_node)
+            except (OSError, HandshakeError, TimeoutError) as exc:
+                failures += 1
+                logger.info("resuming: attempt %d failed: %s", failures, exc)
+            delay = min(RECONNECT_DELAY * 2 ** (failures - 1), RECONNECT_DELAY_MAX)
+            await anyio.sleep(min(delay * random.uniform(0.5, 1.5), max(left, 0)))
+        return None
 
     def _going_away(self, bridge: SessionBridge) -> None:
         """A graceful GOAWAY: new requests go to a new connection, made now rather than

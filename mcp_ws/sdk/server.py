@@ -7,6 +7,7 @@ Subprotocol ``mcp-ws.v1`` gets the mux; ``mcp`` gets JSON text frames (SDK 1.x c
 from __future__ import annotations
 
 import logging
+import math
 import ssl as _ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,7 +23,9 @@ from websockets.http11 import Request, Response
 
 from ..protocol.connection import Role
 from ..protocol.constants import COMPAT_SUBPROTOCOL, ErrorCode
+from ..protocol.errors import ProtocolError
 from ..protocol.limits import Limits
+from ..protocol.resume import resume_request
 from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
 from ..transport.policy import (
@@ -31,6 +34,7 @@ from ..transport.policy import (
     Refusal,
     offered_subprotocols,
 )
+from ..transport.resume import DEFAULT_GRACE, ResumeLimits, ResumeTable, principal_of
 from ..transport.tcp import create_tcp_listener
 from ..transport.websocket import MessageChannel, accept_websocket
 from ..web import web_response
@@ -96,8 +100,11 @@ class McpWsServer:
         send_budget: int,
         web: bool = False,
         health_path: str | None = DEFAULT_HEALTH_PATH,
+        resume: ResumeTable | None = None,
     ) -> None:
         self._run_session = run_session
+        self.resume = resume
+        """Resumable connections (``None``: resume is off)."""
         self.web = web
         self.health_path = health_path or None
         self.draining = False
@@ -203,11 +210,44 @@ class McpWsServer:
             await self._run_session(read, write)
 
     async def serve_mux(self, channel: MessageChannel) -> None:
-        """Run one session over the mux (subprotocol ``mcp-ws.v1``) until it ends."""
+        """Run one session over the mux (subprotocol ``mcp-ws.v1``) until it ends; or,
+        when the first message asks to resume a connection, hand the WebSocket to it."""
+        table = self.resume
+        first: bytes | str | None = None
+        principal = ""
+        if table is not None:
+            request = getattr(channel, "request", None)
+            principal = principal_of(request.headers.get("Authorization") if request else None)
+            # The client's HELLO says whether it resumes (it waits for our answer if so).
+            hello_timeout = (self.limits or Limits()).hello_timeout
+            with anyio.move_on_after(hello_timeout) as waiting:
+                first = await channel.receive()
+            if first is None and not waiting.cancelled_caught:
+                await channel.aclose()  # gone before saying anything
+                return
+            if isinstance(first, bytes):
+                try:
+                    ask = resume_request(first)
+                except ProtocolError:
+                    ask = None  # the connection's own checks fail it
+                if ask is not None:
+                    await table.resume(channel, ask, principal, self.settings)
+                    return
         bridge = SessionBridge(Role.SERVER, send_budget=self.send_budget)
         mux = MuxConnection(
-            channel, Role.SERVER, bridge.on_events, settings=self.settings, limits=self.limits
+            channel,
+            Role.SERVER,
+            bridge.on_events,
+            settings=self.settings,
+            limits=self.limits,
+            resume=table.grant() if table is not None else None,
+            relink=table.wait if table is not None else None,
+            grace=table.grace if table is not None else None,
         )
+        if table is not None:
+            table.register(mux, principal)
+            if first is None:  # no HELLO in time: the core's timeout, at once
+                mux.core.tick(math.inf)
         bridge.attach(mux)
         self._muxes.add(mux)
         session_done = anyio.Event()
@@ -215,7 +255,7 @@ class McpWsServer:
             async with anyio.create_task_group() as tg:
 
                 async def pump() -> None:
-                    await mux.run()
+                    await mux.run(first)
                     # The session sees the end of its read stream; give it a moment.
                     with anyio.move_on_after(5):
                         await session_done.wait()
@@ -230,6 +270,8 @@ class McpWsServer:
                     mux.close()
         finally:
             self._muxes.discard(mux)
+            if table is not None:
+                table.forget(mux)
             bridge.close()
 
 
@@ -263,6 +305,9 @@ async def serving(
     shutdown_grace: float = 10.0,
     web: bool = False,
     health_path: str | None = DEFAULT_HEALTH_PATH,
+    resume_grace: float = DEFAULT_GRACE,
+    resume_limits: ResumeLimits | None = None,
+    node: str | None = None,
 ) -> AsyncIterator[McpWsServer]:
     """Serve ``app`` while the block runs; leaving it shuts down gracefully.
 
@@ -273,6 +318,10 @@ async def serving(
     ``health_path`` answers a plain GET with 200 while serving and 503 once draining
     (``None`` turns it off). Leaving the block drains for up to ``shutdown_grace``
     seconds (see `McpWsServer.shutdown`).
+    ``resume_grace``: seconds a connection whose link dropped waits for its client to
+    resume it (docs/protocol.md section 9; 0 turns resume off), within
+    ``resume_limits``; ``node`` is the name clients resume with (default: the address
+    the server listens on, ``host:port``).
     Raises ``OSError`` if it cannot listen (the port is in use, say).
     """
     async with serving_sessions(
@@ -290,6 +339,9 @@ async def serving(
         shutdown_grace=shutdown_grace,
         web=web,
         health_path=health_path,
+        resume_grace=resume_grace,
+        resume_limits=resume_limits,
+        node=node,
     ) as server:
         yield server
 
@@ -312,6 +364,9 @@ async def serving_sessions(
     web: bool = False,
     health_path: str | None = DEFAULT_HEALTH_PATH,
     reuse_port: bool = False,
+    resume_grace: float = DEFAULT_GRACE,
+    resume_limits: ResumeLimits | None = None,
+    node: str | None = None,
 ) -> AsyncIterator[McpWsServer]:
     """Like `serving`, with ``run_session(read, write)`` running each connection's session.
 
@@ -332,6 +387,10 @@ async def serving_sessions(
     tcp = await create_tcp_listener(host, port, reuse_port=reuse_port)
     server.host = str(tcp.extra(anyio.abc.SocketAttribute.local_address)[0])
     server.port = int(tcp.extra(anyio.abc.SocketAttribute.local_port))
+    if resume_grace > 0:
+        server.resume = ResumeTable(
+            grace=resume_grace, node=node or server._authority, limits=resume_limits
+        )
     listener: anyio.abc.Listener[Any] = tcp
     if ssl is not None:
         listener = TLSListener(listener, ssl, standard_compatible=False)

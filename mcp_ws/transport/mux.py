@@ -9,6 +9,14 @@ Three tasks per connection, all in one task group:
   one write (control frames first, queued data round-robin within credit, coalesced);
 - the **timer** runs the core's timers (HELLO timeout, keepalive PING, dead peer).
 
+**Resume** (docs/protocol.md section 9). When both sides agreed to resume and the link
+drops without a closing handshake (or the peer goes silent), the connection is not over:
+the core is suspended (streams, windows and queued messages kept), ``relink`` waits for a
+new WebSocket (a client dials again, a server waits for its client within the grace
+period), and the three tasks start again over it. The layer above sees nothing but
+``on_link`` calls; only when the grace runs out or the resume is refused does the
+connection end, with ``session_lost`` set on its `ConnectionTerminated`.
+
 The layer above never touches the core: it uses the stream verbs here (`open_stream`,
 `send`, `cancel`, `acknowledge`, `wait_credit`), each of which wakes the writer
 itself, as websockets' connection does with its send context. Producers blocked on
@@ -17,10 +25,11 @@ credit wait for their own stream only.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -34,18 +43,42 @@ from ..protocol.events import (
     CreditGranted,
     Event,
     HelloReceived,
+    LinkLost,
+    Resumed,
     StreamCancelled,
     StreamEnded,
 )
 from ..protocol.limits import Limits
+from ..protocol.resume import ResumeHello
 from ..protocol.settings import Settings
 from .websocket import MessageChannel
 
-__all__ = ["MuxConnection"]
+__all__ = ["RESUME_ANSWER_TIMEOUT", "LinkState", "MuxConnection", "Relink"]
 
 logger = logging.getLogger("mcp_ws.transport")
 
 EventHandler = Callable[[list[Event]], None]
+
+RESUME_ANSWER_TIMEOUT = 10.0
+"""Seconds a client waits for the server's answer to its resume before it tries a new
+link (as long as the grace period lasts)."""
+
+
+class LinkState(enum.Enum):
+    """What ``on_link`` is told about a connection that can resume."""
+
+    RECOVERING = "recovering"
+    """The link dropped; the connection is being resumed over a new one."""
+    RECOVERED = "recovered"
+    """Resumed: nothing was lost."""
+    LOST = "lost"
+    """Resume failed (refused, or the grace period ran out): the connection is over."""
+
+
+Relink = Callable[["MuxConnection", float], Awaitable["MessageChannel | None"]]
+"""Finds a new link for a suspended connection before a deadline (``anyio.current_time``
+clock), or returns ``None``. A client's dials the server again; a server's waits for
+`MuxConnection.adopt`."""
 
 # Asked per request: globals are quicker than the enum's attributes.
 _OPEN, _CLOSED = ConnectionState.OPEN, ConnectionState.CLOSED
@@ -68,9 +101,24 @@ class MuxConnection:
         settings: Settings | None = None,
         limits: Limits | None = None,
         close_timeout: float = 5.0,
+        resume: ResumeHello | None = None,
+        relink: Relink | None = None,
+        on_link: Callable[[LinkState], None] | None = None,
+        grace: float | None = None,
     ) -> None:
-        self.core = Connection(role, settings, limits=limits)
+        self.core = Connection(role, settings, limits=limits, resume=resume)
         self.termination: ConnectionTerminated | None = None
+        self.resumes = 0
+        """How many times the connection resumed over a new link."""
+        self._relink = relink
+        self._on_link = on_link
+        self._grace = grace  # a server's own; a client takes the server's from its HELLO
+        self._give_up = anyio.Event()  # set by `close` while suspended
+        self._adoption: anyio.Event | None = None  # a server waiting in `adopt`
+        self._adopted: MessageChannel | None = None
+        self._link_done = anyio.Event()
+        self._link_scope: anyio.CancelScope | None = None  # the current link's tasks
+        self._waiting = anyio.Event()  # set while a server waits in `wait_adoption`
         self._channel = channel
         self._on_events = on_events
         self._close_timeout = close_timeout
@@ -242,27 +290,158 @@ class MuxConnection:
         await self._finished.wait()
 
     def close(self, error_code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
-        """GOAWAY: graceful (streams finish, then close 1000) or, with an error, at once."""
+        """GOAWAY: graceful (streams finish, then close 1000) or, with an error, at once.
+        A connection waiting to resume ends at once (its link is gone)."""
         self.core.close(error_code, reason)
+        self._give_up.set()
         self.wake()
+
+    @property
+    def suspended(self) -> bool:
+        """The link dropped and the connection waits to resume over a new one."""
+        return self.core.suspended
+
+    async def adopt(
+        self,
+        channel: MessageChannel,
+        received: int,
+        token: str,
+        accepted: Callable[[], None] | None = None,
+    ) -> None:
+        """A server: carry on over ``channel``, whose client asked to resume with its
+        position ``received`` (raises ``ProtocolError`` if it is not one we can
+        honour, ``anyio.BrokenResourceError`` if the connection is not waiting for a
+        link). ``accepted`` is called once the resume is accepted, before anything
+        arrives on the new link. Returns when that link is over."""
+        if self._adoption is None and not self._over and self._link_scope is not None:
+            # The client is back before we saw its old link end: that link is dead.
+            self._link_scope.cancel()
+            with anyio.move_on_after(RESUME_ANSWER_TIMEOUT):
+                await self._waiting.wait()
+        waiting = self._adoption
+        if waiting is None or not self.core.suspended or self._adopted is not None:
+            raise anyio.BrokenResourceError("this connection is not waiting to resume")
+        self.core.resume_accepted(received, token=token)
+        if accepted is not None:
+            accepted()
+        self._adopted = channel
+        done = self._link_done = anyio.Event()
+        waiting.set()
+        await done.wait()
 
     # ------------------------------------------------------------------ the pump
 
-    async def run(self) -> None:
-        """Pump until the connection ends; never raises for the peer's misbehaviour."""
-        self.wake()  # our HELLO is queued: it goes out first, before anything is asked
+    async def run(self, first: bytes | str | None = None) -> None:
+        """Pump until the connection ends; never raises for the peer's misbehaviour.
+        ``first``: a message already read from the channel (a server reads the first
+        one itself, to tell a resume from a new connection)."""
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._reader, tg.cancel_scope)
-                tg.start_soon(self._writer, tg.cancel_scope)
-                tg.start_soon(self._timer)
+            while True:
+                await self._pump_link(first)
+                first = None
+                if self.termination is None and not self.core.suspended:
+                    self._link_ended()
+                if not self.core.suspended:
+                    break
+                channel = await self._next_link()
+                if channel is None:
+                    self._dispatch(self.core.connection_lost("no resume within the grace period"))
+                    break
+                self._channel = channel
         finally:
             with anyio.CancelScope(shield=True):
                 self._transport_ended()
                 await self._channel.aclose()
+                self._link_done.set()
                 self._over = True
                 self._finished.set()
                 self._signal_progress()
+                t = self.termination
+                if t is not None and t.session_lost and self._on_link is not None:
+                    self._on_link(LinkState.LOST)
+
+    async def _pump_link(self, first: bytes | str | None) -> None:
+        """Run the reader, writer and timer over the current link until it ends."""
+        self._reader_done = anyio.Event()
+        self.wake()  # our HELLO (or a resume's) is queued: it goes out first
+        if first is not None:
+            self._received(first)
+        async with anyio.create_task_group() as tg:
+            self._link_scope = tg.cancel_scope
+            tg.start_soon(self._reader, tg.cancel_scope)
+            tg.start_soon(self._writer, tg.cancel_scope)
+            tg.start_soon(self._timer, tg.cancel_scope)
+            if self.core.suspended:  # a client's resume is out: its answer must come
+                tg.start_soon(self._answer_deadline, tg.cancel_scope)
+
+    async def _answer_deadline(self, scope: anyio.CancelScope) -> None:
+        await anyio.sleep(RESUME_ANSWER_TIMEOUT)
+        if self.core.suspended:
+            logger.info("no answer to the resume in %.0f s: a new link", RESUME_ANSWER_TIMEOUT)
+            scope.cancel()
+
+    def _link_ended(self) -> None:
+        """The link is over: a drop without a closing handshake suspends a connection
+        that can resume; anything else ends it (`_transport_ended`)."""
+        if self.termination is not None or self.core.suspended:
+            return
+        code = getattr(self._channel, "close_code", None)
+        core = self.core
+        if self._relink is not None and core.resumable and code in (None, 1006):
+            if core.is_finished:  # after a graceful GOAWAY with every stream done
+                self._transport_ended()
+                return
+            logger.info("the link dropped: resuming")
+            self.core.suspend()
+            if self._on_link is not None:
+                self._on_link(LinkState.RECOVERING)
+            return
+        self._transport_ended()
+
+    async def _next_link(self) -> MessageChannel | None:
+        """A new link for the suspended connection, before its grace period runs out;
+        ``None`` if there is none (or `close` was called)."""
+        assert self._relink is not None
+        with anyio.CancelScope(shield=True):
+            await self._channel.aclose()
+        grace = self._grace if self._grace is not None else self.core.resume_grace
+        deadline = anyio.current_time() + (grace or 0)
+        found: MessageChannel | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def relink() -> None:
+                nonlocal found
+                assert self._relink is not None
+                found = await self._relink(self, deadline)
+                tg.cancel_scope.cancel()
+
+            async def give_up() -> None:
+                await self._give_up.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(relink)
+            tg.start_soon(give_up)
+        if self._give_up.is_set() or found is None:
+            if found is not None:
+                await found.aclose()
+            return None
+        if self.core.role is Role.CLIENT:
+            self.core.begin_resume()
+        return found
+
+    async def wait_adoption(self, deadline: float) -> MessageChannel | None:
+        """A server's `Relink`: wait for `adopt` until ``deadline``."""
+        self._link_done.set()  # the previous link's `adopt` returns
+        event = self._adoption = anyio.Event()
+        self._waiting.set()
+        try:
+            with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
+                await event.wait()
+        finally:
+            self._adoption = None
+            self._waiting = anyio.Event()
+        channel, self._adopted = self._adopted, None
+        return channel
 
     def _dispatch(self, events: list[Event]) -> None:
         if not events:
@@ -272,6 +451,14 @@ class MuxConnection:
             self.termination = end
             level = logging.DEBUG if end.error_code is ErrorCode.NO_ERROR else logging.INFO
             logger.log(level, "connection terminated: %s", end)
+        elif type(end) is Resumed or type(events[0]) is Resumed:
+            self.resumes += 1
+            logger.info(
+                "resumed (%d frames sent again)",
+                sum(e.resent for e in events if type(e) is Resumed),
+            )
+            if self._on_link is not None:
+                self._on_link(LinkState.RECOVERED)
         self._on_events(events)
         if self._credit_waiters:
             self._wake_credit_waiters(events)
@@ -297,7 +484,7 @@ class MuxConnection:
                     self._received(message)
         finally:
             self._reader_done.set()
-        self._transport_ended()
+        self._link_ended()
         scope.cancel()
 
     def _received(self, message: bytes | str) -> None:
@@ -361,7 +548,7 @@ class MuxConnection:
         if deadline is not None and (self._armed is None or deadline < self._armed):
             self._rearm.set()
 
-    async def _timer(self) -> None:
+    async def _timer(self, scope: anyio.CancelScope) -> None:
         while True:
             self._armed_epoch = self.core.timer_epoch
             deadline = self._armed = self.core.next_deadline()
@@ -370,5 +557,11 @@ class MuxConnection:
             with anyio.move_on_after(delay) as sleeping:
                 await rearm.wait()
             if sleeping.cancelled_caught:
-                self._dispatch(self.core.tick())
+                events = self.core.tick()
+                self._dispatch(events)
+                if events and type(events[0]) is LinkLost:
+                    if self._on_link is not None:
+                        self._on_link(LinkState.RECOVERING)
+                    scope.cancel()  # drop this link: the connection resumes on another
+                    return
                 self.wake()

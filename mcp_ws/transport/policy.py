@@ -41,14 +41,22 @@ LOOPBACK_ORIGINS: tuple[str, ...] = tuple(
 """The default allow-list: pages served from this machine (DNS-rebinding protection)."""
 
 
-def bearer_token(expected: str) -> Authenticator:
-    """An authenticator accepting exactly ``expected`` (compared in constant time)."""
-    if not expected:
-        raise ValueError("the expected token must not be empty")
-    want = expected.encode()
+def bearer_token(*expected: str) -> Authenticator:
+    """An authenticator accepting any of the ``expected`` tokens (each compared in
+    constant time). Each token is a principal: resume binds a session to the token that
+    opened it (docs/protocol.md section 9)."""
+    if not expected or not all(expected):
+        raise ValueError("give at least one token, and no empty one")
+    wanted = [token.encode() for token in expected]
 
     def check(token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token.encode(), want)
+        if token is None:
+            return False
+        given = token.encode()
+        found = False
+        for want in wanted:  # every one compared: the time does not say which matched
+            found |= hmac.compare_digest(given, want)
+        return found
 
     return check
 

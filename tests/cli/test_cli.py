@@ -408,3 +408,41 @@ async def test_a_child_that_cannot_start_answers_the_first_request_with_the_reas
     assert answer.error.code == CONNECTION_CLOSED
     assert answer.error.message.startswith("cannot start the MCP server: ")
     assert "no-such-server" in answer.error.message
+
+
+# ---------------------------------------------------------------------------- resume
+
+
+async def test_serve_resume_options_and_a_killed_server(anyio_backend: str) -> None:
+    """``--node`` and ``--resume-grace`` reach the client in the server's HELLO; a server
+    killed mid-call leaves the call with OUTCOME_UNKNOWN once the grace has passed (no
+    hang, no silent re-send); bad values are refused before serving."""
+    for bad in (["--max-detached", "0"], ["--resume-grace", "-1"]):
+        code, _, err = await run_command(anyio_backend, "serve", "tests.apps:build_app", *bad)
+        assert code == 2, err
+        assert bad[0] in err
+    with anyio.fail_after(60):
+        args = ("serve", "tests.apps:build_app", "--port", "0", "--node", "edge-1")
+        async with running(anyio_backend, *args, "--resume-grace", "1") as server:
+            url = await server.url()
+            async with (
+                mcp_ws.connect(url) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                mux = read.bridge.mux  # type: ignore[attr-defined]
+                assert (mux.core.resume_node, mux.core.resume_grace) == ("edge-1", 1)
+                failures: list[MCPError] = []
+
+                async def call() -> None:
+                    try:
+                        await session.call_tool("sleepy", {"seconds": 30})
+                    except MCPError as exc:
+                        failures.append(exc)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    await anyio.sleep(0.3)
+                    server.process.kill()
+                assert [f.error.code for f in failures] == [mcp_ws.OUTCOME_UNKNOWN]
+                assert "grace" in failures[0].error.message

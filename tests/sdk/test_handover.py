@@ -162,7 +162,8 @@ async def test_a_lost_connection_fails_its_calls_and_the_next_request_reconnects
     async with anyio.create_task_group() as tg:
         background = Background(tg, free_port())
         first = await background.start()
-        async with session(first.url) as (s, read):
+        # Without resume (docs/protocol.md section 9; tests/sdk/test_resume.py has it on).
+        async with session(first.url, resume=False) as (s, read):
             async with anyio.create_task_group() as calls:
 
                 async def call() -> None:

@@ -98,9 +98,13 @@ LOST = (
 async def test_a_server_killed_mid_call_fails_it_with_the_same_code_and_words(
     anyio_backend: str,
 ) -> None:
-    """-32000 (CONNECTION_CLOSED), and the message the TypeScript client gives."""
+    """-32000 (CONNECTION_CLOSED), and the message the TypeScript client gives (both
+    without resume: with it, tests/sdk/test_resume.py)."""
     with anyio.fail_after(30):
-        async with app_process(anyio_backend, 30) as (process, url), session_to(url) as session:
+        async with (
+            app_process(anyio_backend, 30) as (process, url),
+            session_to(url, resume=False) as session,
+        ):
             failures: list[MCPError] = []
 
             async def call() -> None:

@@ -110,7 +110,7 @@ async def test_sampling_elicitation_and_roots_from_inside_tools() -> None:
     async def list_roots(context: Any) -> ListRootsResult:
         return ListRootsResult(roots=[Root.model_validate({"uri": "file:///work", "name": "work"})])
 
-    callbacks = {
+    callbacks: dict[str, Any] = {
         "sampling_callback": sampling,
         "elicitation_callback": elicitation,
         "list_roots_callback": list_roots,
@@ -158,7 +158,8 @@ async def test_32_mib_result_while_other_calls_flow() -> None:
 
 async def test_server_killed_mid_call_fails_the_call_promptly(anyio_backend: str) -> None:
     async with app_process(anyio_backend, 30) as (process, url):
-        async with session_to(url) as s, anyio.create_task_group() as tg:
+        # Without resume; with it, tests/sdk/test_resume.py.
+        async with session_to(url, resume=False) as s, anyio.create_task_group() as tg:
 
             async def kill_soon() -> None:
                 await anyio.sleep(0.3)

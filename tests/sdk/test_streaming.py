@@ -209,7 +209,8 @@ async def test_a_timeout_is_one_failed_event_and_cancels_the_server() -> None:
 async def test_connection_loss_mid_stream_is_one_failed_event(anyio_backend: str) -> None:
     with anyio.fail_after(30):
         async with app_process(anyio_backend, 30) as (process, url):
-            async with session_to(url) as session:
+            # Without resume; with it, tests/sdk/test_resume.py.
+            async with session_to(url, resume=False) as session:
                 events: list[mcp_ws.StreamEvent] = []
                 async with mcp_ws.stream_tool(
                     session, "generate", {"count": 100_000, "pause": 0.005}

@@ -71,8 +71,9 @@ async def assert_recovered(app: AppProcess, baseline: dict[str, int]) -> None:
 @pytest.mark.timeout(90)
 async def test_clients_killed_mid_stream_cost_the_server_nothing(anyio_backend: str) -> None:
     """Three client processes killed with SIGKILL: one whose 100 streams stalled (their
-    producers blocked on credit), two reading 10 streams each as fast as they come."""
-    async with served_app(anyio_backend, 80) as app:
+    producers blocked on credit), two reading 10 streams each as fast as they come. Their
+    sessions wait 1 s for a resume (docs/protocol.md section 9), then are gone."""
+    async with served_app(anyio_backend, 80, resume_grace=1) as app:
         baseline = await app.stats()
         peers = [
             await start_peer("stall", app.url, "100", anyio_backend),
@@ -128,7 +129,12 @@ async def test_a_server_killed_mid_flight_ends_every_call_once_within_5_s(
 
     async def connection(url: str, index: int) -> None:
         nonlocal launched
-        async with mcp_ws.connect(url) as (read, write), ClientSession(read, write) as session:
+        # Without resume: with it, a client waits for the server's grace period
+        # (tests/sdk/test_resume.py and tests/cli/test_cli.py).
+        async with (
+            mcp_ws.connect(url, resume=False) as (read, write),
+            ClientSession(read, write) as session,
+        ):
             await session.initialize()
             async with anyio.create_task_group() as calls:
                 for j in range(50):
@@ -208,8 +214,9 @@ async def receive_until_eof(stream: anyio.abc.ByteStream) -> bytes:
 @pytest.mark.timeout(60)
 async def test_a_client_that_goes_silent_is_dropped_by_keepalive(anyio_backend: str) -> None:
     """A client process stopped with SIGSTOP holds its connection open but answers
-    nothing: the server (ping every 0.5 s) drops it within 2 x 0.5 + 5 s."""
-    async with served_app(anyio_backend, 50, ping_interval=0.5) as app:
+    nothing: the server (ping every 0.5 s) drops its link within 2 x 0.5 + 5 s, and its
+    session after the 1 s it waits for a resume."""
+    async with served_app(anyio_backend, 50, ping_interval=0.5, resume_grace=1) as app:
         baseline = await app.stats()
         peer = await start_peer("idle", app.url, "0", anyio_backend)
         try:
@@ -217,7 +224,7 @@ async def test_a_client_that_goes_silent_is_dropped_by_keepalive(anyio_backend: 
             assert (await app.stats())["connections"] == baseline["connections"] + 1
             peer.send_signal(signal.SIGSTOP)
             stopped = anyio.current_time()
-            with anyio.fail_after(DEAD_PEER_DEADLINE + 2):
+            with anyio.fail_after(DEAD_PEER_DEADLINE + 1 + 2):
                 while (await app.stats())["connections"] > baseline["connections"]:
                     await anyio.sleep(0.1)
             assert anyio.current_time() - stopped >= 2 * 0.5  # not before two intervals
@@ -233,10 +240,11 @@ async def test_a_server_that_goes_silent_fails_the_client_calls_by_keepalive(
     anyio_backend: str,
 ) -> None:
     """The server process stopped with SIGSTOP mid-call: the client (ping every 0.5 s)
-    fails the call with CONNECTION_CLOSED within 2 x 0.5 + 5 s."""
+    fails the call with CONNECTION_CLOSED within 2 x 0.5 + 5 s (without resume: with it,
+    the client would try to resume for the server's grace period)."""
     async with served_app(anyio_backend, 50) as app:
         settings = mcp_ws.Settings(ping_interval=0.5)
-        async with mcp_ws.connect(app.url, settings=settings) as (read, write):
+        async with mcp_ws.connect(app.url, settings=settings, resume=False) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 app.process.send_signal(signal.SIGSTOP)
