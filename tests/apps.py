@@ -132,6 +132,9 @@ def build_app(probe: Probe | None = None) -> MCPServer:
         """Count this run under ``tag`` in the probe, stream ``count`` tokens (asking the
         client for a sample halfway with ``ask``), then return them all."""
         probe.runs[tag] = probe.runs.get(tag, 0) + 1
+        if runs_file := os.environ.get("MCP_WS_TEST_RUNS"):  # shared by several processes
+            with open(runs_file, "a") as runs:  # noqa: ASYNC230 - one short line, appended
+                runs.write(f"{tag}\n")
         async with mcp_ws.partial_results(ctx) as out:
             for i in range(count):
                 if ask and i == count // 2:
@@ -152,6 +155,11 @@ def build_app(probe: Probe | None = None) -> MCPServer:
                 if pause:
                     await anyio.sleep(pause)
         return out.result()
+
+    @app.tool()
+    def runs() -> dict[str, int]:
+        """How many times each `tagged` call ran, by tag."""
+        return dict(probe.runs)
 
     @app.tool()
     async def bulk(chunks: int, size: int, ctx: Context) -> str:

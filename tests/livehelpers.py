@@ -22,6 +22,7 @@ from mcp_ws.protocol.events import ConnectionTerminated, Event
 from mcp_ws.protocol.frames import Frame, decode_message
 from mcp_ws.sdk.bridge import BridgeReadStream, SessionBridge
 from mcp_ws.sdk.client import client_streams
+from mcp_ws.sdk.handover import HandoverReadStream
 from mcp_ws.sdk.server import McpWsServer, session_runner
 from mcp_ws.transport import (
     MemoryChannel,
@@ -31,6 +32,7 @@ from mcp_ws.transport import (
     memory_channel_pair,
     open_websocket,
 )
+from mcp_ws.transport.mux import MuxConnection
 from mcp_ws.transport.policy import HandshakePolicy
 
 from .apps import Probe, build_app
@@ -180,7 +182,7 @@ async def raw_websocket_server(
             return None
 
         ws = await accept_websocket(stream, check=accept, max_size=None)
-        assert ws is not None
+        assert isinstance(ws, WebSocket)
         try:
             await talk(ws)
         finally:
@@ -303,3 +305,12 @@ def uvicorn_thread(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
         listening.close()
         assert not thread.is_alive(), "uvicorn did not stop"
+
+
+def mux_of(read: object) -> MuxConnection:
+    """The connection new requests go on, behind ``mcp_ws.connect``'s read stream."""
+    assert isinstance(read, HandoverReadStream)
+    bridge = read.bridge
+    assert bridge is not None
+    assert bridge.mux is not None
+    return bridge.mux

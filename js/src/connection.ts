@@ -121,6 +121,8 @@ export class Connection {
   resumeGrace: number | undefined;
   /** The server's name for itself, where a resume must go (from its HELLO). */
   resumeNode: string | undefined;
+  /** Which of the server's worker processes holds the connection (from its HELLO). */
+  resumeWorker: string | undefined;
   /** The link is gone and the connection waits to resume (`suspend`). */
   suspended = false;
   private awaitingResume = false; // a client's resume HELLO is out, the answer is not
@@ -154,6 +156,7 @@ export class Connection {
     this.resumeToken = resume?.token;
     this.resumeGrace = resume?.grace;
     this.resumeNode = resume?.node;
+    this.resumeWorker = resume?.worker;
     const hello = settingsToWire(this.localSettings);
     if (resume) hello["resume"] = resumeToWire(resume);
     this.immediate.push(encodeFrame({ type: 0, settings: hello }));
@@ -483,6 +486,7 @@ export class Connection {
     const answer: ResumeHello = { token, received: this.received };
     if (this.resumeGrace !== undefined) answer.grace = this.resumeGrace;
     if (this.resumeNode !== undefined) answer.node = this.resumeNode;
+    if (this.resumeWorker !== undefined) answer.worker = this.resumeWorker;
     this.relink([this.helloFrame(answer), ...this.replay.unacknowledged()]);
   }
 
@@ -561,6 +565,7 @@ export class Connection {
             this.resumeToken = resume.token;
             this.resumeGrace = resume.grace;
             this.resumeNode = resume.node;
+            this.resumeWorker = resume.worker;
           }
         } else {
           this.replay = undefined; // the peer does not resume: number nothing

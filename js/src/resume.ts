@@ -24,6 +24,8 @@ export interface ResumeHello {
   received?: number;
   grace?: number;
   node?: string;
+  /** Which of the server's worker processes holds the connection (`mcp-ws serve --workers`). */
+  worker?: string;
   refused?: string;
 }
 
@@ -61,12 +63,14 @@ export function resumeFromSettings(settings: Map<unknown, unknown> | Record<stri
   const token = text(map, "token");
   const node = text(map, "node");
   const refused = text(map, "refused");
+  const worker = text(map, "worker");
   const received = count(map, "received", Number.MAX_SAFE_INTEGER);
   const grace = count(map, "grace", 86400);
   if (token !== undefined) hello.token = token;
   if (received !== undefined) hello.received = received;
   if (grace !== undefined) hello.grace = grace;
   if (node !== undefined) hello.node = node;
+  if (worker !== undefined) hello.worker = worker;
   if (refused !== undefined) hello.refused = refused;
   return hello;
 }
@@ -74,7 +78,7 @@ export function resumeFromSettings(settings: Map<unknown, unknown> | Record<stri
 /** The map to put under `resume` in a HELLO. */
 export function resumeToWire(hello: ResumeHello): Record<string, unknown> {
   const wire: Record<string, unknown> = {};
-  for (const key of ["token", "received", "grace", "node", "refused"] as const) {
+  for (const key of ["token", "received", "grace", "node", "worker", "refused"] as const) {
     if (hello[key] !== undefined) wire[key] = hello[key];
   }
   return wire;

@@ -19,6 +19,7 @@ from ..sdk.proxy import stdio_bridge
 from ..sdk.server import SessionRunner, serving_sessions, session_runner
 from ..transport.policy import bearer_token
 from ..transport.resume import DEFAULT_GRACE, ResumeLimits
+from ..transport.siblings import Siblings
 from .common import (
     configure_logging,
     describe_os_error,
@@ -109,6 +110,8 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
     )
     listen.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     listen.add_argument("--supervisor", type=int, help=argparse.SUPPRESS)  # a worker's parent
+    listen.add_argument("--siblings", help=argparse.SUPPRESS)  # the workers' shared folder
+    listen.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     listen.add_argument(
         "--health-path",
         default="/healthz",
@@ -234,6 +237,7 @@ async def serve_command(args: argparse.Namespace) -> int:
         "resume_grace": args.resume_grace,
         "resume_limits": _resume_limits(args.max_detached),
         "node": args.node,
+        "siblings": Siblings(args.siblings, args.worker_index) if args.siblings else None,
     }
     async with contextlib.AsyncExitStack() as stack:
         try:

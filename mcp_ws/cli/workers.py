@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import deque
 
@@ -104,8 +106,9 @@ async def _forward(lines: BufferedByteReceiveStream, index: int) -> None:
         print(f"[worker {index}] {line.decode(errors='replace')}", flush=True)
 
 
-def worker_argv(port: int) -> list[str]:
-    """This command line for one worker: the same options, one process, our port."""
+def worker_argv(port: int, siblings: str, index: int) -> list[str]:
+    """This command line for one worker: the same options, one process, our port, and
+    where the workers publish their private ports (for resume: transport/siblings.py)."""
     return [
         sys.executable,
         "-m",
@@ -118,6 +121,10 @@ def worker_argv(port: int) -> list[str]:
         "--reuse-port",
         "--supervisor",
         str(os.getpid()),
+        "--siblings",
+        siblings,
+        "--worker-index",
+        str(index),
     ]
 
 
@@ -137,8 +144,8 @@ async def serve_workers(args: argparse.Namespace) -> int:
     """Run ``args.workers`` workers until SIGINT or SIGTERM (see the module doc)."""
     reserved = reserve_port(args.host, args.port)
     port = int(reserved.getsockname()[1])
-    argv = worker_argv(port)
-    workers = [Worker(i + 1, argv) for i in range(args.workers)]
+    siblings = tempfile.mkdtemp(prefix="mcp-ws-workers-")
+    workers = [Worker(i + 1, worker_argv(port, siblings, i + 1)) for i in range(args.workers)]
     stopping = False
     failure: list[str] = []
     try:
@@ -194,6 +201,7 @@ async def serve_workers(args: argparse.Namespace) -> int:
                     worker.process.send_signal(signal.SIGTERM)
     finally:
         reserved.close()
+        shutil.rmtree(siblings, ignore_errors=True)
         with anyio.CancelScope(shield=True):
             for worker in workers:
                 process = worker.process

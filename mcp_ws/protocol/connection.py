@@ -210,6 +210,8 @@ class Connection:
         """Seconds the server keeps a detached session (from its HELLO)."""
         self.resume_node: str | None = resume.node if resume is not None else None
         """The server's name for itself, where a resume must go (from its HELLO)."""
+        self.resume_worker: str | None = resume.worker if resume is not None else None
+        """Which of the server's worker processes holds the connection (from its HELLO)."""
         self.suspended = False
         """The link is gone and the connection waits to resume (`suspend`)."""
         self._awaiting_resume = False  # a client's resume HELLO is out, the answer is not
@@ -654,7 +656,11 @@ class Connection:
         if grace is not None:
             self.resume_grace = grace
         answer = ResumeHello(
-            token=token, grace=self.resume_grace, node=self.resume_node, received=self._received
+            token=token,
+            grace=self.resume_grace,
+            node=self.resume_node,
+            worker=self.resume_worker,
+            received=self._received,
         )
         self._relink([self._hello_frame(answer), *self._replay.unacknowledged()])
 
@@ -732,6 +738,7 @@ class Connection:
                     self.resume_token = resume.token
                     self.resume_grace = resume.grace
                     self.resume_node = resume.node
+                    self.resume_worker = resume.worker
             else:
                 self._replay = None  # the peer does not resume: number nothing
         self.peer_hello_received = True

@@ -27,6 +27,8 @@ __all__ = [
     "MAX_TOKEN_LENGTH",
     "MAX_UNACKED_BYTES",
     "MAX_UNACKED_FRAMES",
+    "NODE_PARAMETER",
+    "WORKER_PARAMETER",
     "ReplayBuffer",
     "ResumeHello",
     "refusal",
@@ -46,6 +48,14 @@ MAX_UNACKED_BYTES = 64 * 1024 * 1024
 """Bytes kept for a peer, at most, whatever connection window it declared: a peer that
 declares a huge window and never acknowledges loses resume, not the server's memory."""
 
+NODE_PARAMETER = "mcp_ws_node"
+"""The URL query parameter a resume carries: the name of the server that holds the
+connection (from its HELLO), for a load balancer to route on (README, nginx)."""
+
+WORKER_PARAMETER = "mcp_ws_worker"
+"""The URL query parameter naming the worker process behind that server (``mcp-ws
+serve --workers``), which the server itself routes on."""
+
 MAX_TOKEN_LENGTH = 256
 """Longest token or node name a HELLO may carry (characters)."""
 
@@ -60,6 +70,8 @@ class ResumeHello:
     ``token`` and its ``grace`` in seconds (and may name itself: ``node``). A client
     resuming sends the ``token`` and how many frames it has ``received``; the server
     answers with a new ``token`` and its own ``received``, or with ``refused`` (a reason).
+    ``worker`` names the process behind ``node`` that holds the connection (``mcp-ws
+    serve --workers``): a client resumes with both in its URL.
     """
 
     token: str | None = None
@@ -67,6 +79,7 @@ class ResumeHello:
     grace: int | None = None
     node: str | None = None
     refused: str | None = None
+    worker: str | None = None
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> ResumeHello | None:
@@ -80,14 +93,17 @@ class ResumeHello:
         token = _text(raw, "token")
         node = _text(raw, "node")
         refused = _text(raw, "refused")
+        worker = _text(raw, "worker")
         received = _count(raw, "received", _MAX_POSITION)
         grace = _count(raw, "grace", 86400)
-        return cls(token=token, received=received, grace=grace, node=node, refused=refused)
+        return cls(
+            token=token, received=received, grace=grace, node=node, refused=refused, worker=worker
+        )
 
     def to_wire(self) -> dict[str, Any]:
         """The map to put under ``resume`` in a HELLO."""
         wire: dict[str, Any] = {}
-        for key in ("token", "received", "grace", "node", "refused"):
+        for key in ("token", "received", "grace", "node", "worker", "refused"):
             value = getattr(self, key)
             if value is not None:
                 wire[key] = value

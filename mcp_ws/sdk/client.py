@@ -14,6 +14,7 @@ from mcp.shared.message import SessionMessage
 from ..protocol.connection import Role
 from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.limits import Limits
+from ..protocol.resume import NODE_PARAMETER, WORKER_PARAMETER
 from ..protocol.settings import Settings
 from ..transport.mux import LinkState, MuxConnection
 from ..transport.websocket import HandshakeError, MessageChannel, WebSocket, open_websocket
@@ -28,11 +29,7 @@ if TYPE_CHECKING:
     # are imported for type checkers only.
     from mcp.client._transport import ReadStream, WriteStream
 
-__all__ = ["NODE_PARAMETER", "ClientStreams", "client_streams", "connect"]
-
-NODE_PARAMETER = "mcp-ws-node"
-"""The URL query parameter a resume carries: the name of the server that holds the
-connection (from its HELLO), for a load balancer to route on (README, nginx)."""
+__all__ = ["ClientStreams", "client_streams", "connect"]
 
 ClientStreams: TypeAlias = (
     "tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]"
@@ -84,10 +81,15 @@ async def connect(
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
 
-    async def dial(offer: Sequence[str] = subprotocols, node: str | None = None) -> WebSocket:
+    async def dial(
+        offer: Sequence[str] = subprotocols, node: str | None = None, worker: str | None = None
+    ) -> WebSocket:
         target = url
-        if node is not None:
-            target += f"{'&' if '?' in url else '?'}{NODE_PARAMETER}={quote(node, safe='')}"
+        for name, value in ((NODE_PARAMETER, node), (WORKER_PARAMETER, worker)):
+            if value is not None:
+                # ":" and brackets stay as they are: a proxy compares the raw value
+                # (nginx's $arg_mcp_ws_node is not decoded) with HOST:PORT.
+                target += f"{'&' if '?' in target else '?'}{name}={quote(value, safe=':[]')}"
         return await open_websocket(
             target,
             subprotocols=offer,
@@ -112,8 +114,8 @@ async def connect(
                 raise HandshakeError(f"the server chose {channel.subprotocol!r} this time")
             return channel
 
-        async def resume_dial(node: str | None) -> MessageChannel:
-            channel = await dial((SUBPROTOCOL,), node)
+        async def resume_dial(node: str | None, worker: str | None) -> MessageChannel:
+            channel = await dial((SUBPROTOCOL,), node, worker)
             if channel.subprotocol != SUBPROTOCOL:
                 await channel.aclose()
                 raise HandshakeError(f"the server chose {channel.subprotocol!r} this time")

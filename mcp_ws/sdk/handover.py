@@ -120,7 +120,7 @@ class Handover:
         close_timeout: float,
         send_budget: int,
         handshake_timeout: float,
-        resume_dial: Callable[[str | None], Awaitable[MessageChannel]] | None = None,
+        resume_dial: Callable[[str | None, str | None], Awaitable[MessageChannel]] | None = None,
         on_link: Callable[[LinkState], None] | None = None,
     ) -> None:
         self._dial = dial
@@ -236,7 +236,8 @@ class Handover:
         while (left := deadline - anyio.current_time()) > 0:
             try:
                 with anyio.fail_after(min(self._handshake_timeout, left)):
-                    return await self._resume_dial(mux.core.resume_node)
+                    core = mux.core
+                    return await self._resume_dial(core.resume_node, core.resume_worker)
             except (OSError, HandshakeError, TimeoutError) as exc:
                 failures += 1
                 logger.info("resuming: attempt %d failed: %s", failures, exc)

@@ -12,6 +12,7 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 import anyio
 import anyio.abc
@@ -25,7 +26,7 @@ from ..protocol.connection import Role
 from ..protocol.constants import COMPAT_SUBPROTOCOL, ErrorCode
 from ..protocol.errors import ProtocolError
 from ..protocol.limits import Limits
-from ..protocol.resume import resume_request
+from ..protocol.resume import WORKER_PARAMETER, resume_request
 from ..protocol.settings import Settings
 from ..transport.mux import MuxConnection
 from ..transport.policy import (
@@ -35,6 +36,7 @@ from ..transport.policy import (
     offered_subprotocols,
 )
 from ..transport.resume import DEFAULT_GRACE, ResumeLimits, ResumeTable, principal_of
+from ..transport.siblings import Handoff, Siblings, splice
 from ..transport.tcp import create_tcp_listener
 from ..transport.websocket import MessageChannel, accept_websocket
 from ..web import web_response
@@ -101,8 +103,11 @@ class McpWsServer:
         web: bool = False,
         health_path: str | None = DEFAULT_HEALTH_PATH,
         resume: ResumeTable | None = None,
+        siblings: Siblings | None = None,
     ) -> None:
         self._run_session = run_session
+        self.siblings = siblings
+        """This process's sibling workers (``mcp-ws serve --workers``), if any."""
         self.resume = resume
         """Resumable connections (``None``: resume is off)."""
         self.web = web
@@ -167,6 +172,9 @@ class McpWsServer:
             )
             if ws is None:
                 return
+            if isinstance(ws, Handoff):
+                await splice(stream, ws)  # a resume for a sibling worker
+                return
             if ws.subprotocol == COMPAT_SUBPROTOCOL:
                 ws.set_max_size(self.settings.max_message_size)
                 await self.serve_json_text(ws)
@@ -186,8 +194,13 @@ class McpWsServer:
             return None
         return f"{'https' if self.scheme == 'wss' else 'http'}://{self._authority}/"
 
-    async def _check(self, request: Request) -> Refusal | Response | None:
-        path = request.path.split("?", 1)[0]
+    async def _check(self, request: Request) -> Refusal | Response | Handoff | None:
+        path, _, query = request.path.partition("?")
+        if self.siblings is not None and WORKER_PARAMETER in query:
+            worker = parse_qs(query).get(WORKER_PARAMETER, [""])[0]
+            port = self.siblings.port_of(worker)
+            if port is not None:
+                return Handoff(port)  # the sibling that holds the connection answers
         if self.health_path is not None and path == self.health_path:
             return health_response(draining=self.draining)
         if self.draining:
@@ -367,12 +380,14 @@ async def serving_sessions(
     resume_grace: float = DEFAULT_GRACE,
     resume_limits: ResumeLimits | None = None,
     node: str | None = None,
+    siblings: Siblings | None = None,
 ) -> AsyncIterator[McpWsServer]:
     """Like `serving`, with ``run_session(read, write)`` running each connection's session.
 
     For relays such as `mcp_ws.sdk.proxy.stdio_bridge`; options as in `serving`, and
     ``reuse_port`` (SO_REUSEPORT: several processes share the port, as the workers of
-    ``mcp-ws serve --workers`` do).
+    ``mcp-ws serve --workers`` do), and ``siblings`` (those workers' private ports, so
+    that a resume reaches the worker that holds its connection).
     """
     server = McpWsServer(
         run_session,
@@ -383,14 +398,24 @@ async def serving_sessions(
         send_budget=send_budget,
         web=web,
         health_path=health_path,
+        siblings=siblings,
     )
     tcp = await create_tcp_listener(host, port, reuse_port=reuse_port)
     server.host = str(tcp.extra(anyio.abc.SocketAttribute.local_address)[0])
     server.port = int(tcp.extra(anyio.abc.SocketAttribute.local_port))
     if resume_grace > 0:
         server.resume = ResumeTable(
-            grace=resume_grace, node=node or server._authority, limits=resume_limits
+            grace=resume_grace,
+            node=node or server._authority,
+            worker=siblings.name if siblings is not None else None,
+            limits=resume_limits,
         )
+    private: anyio.abc.Listener[Any] | None = None
+    if siblings is not None:
+        private = await create_tcp_listener("127.0.0.1", 0)
+        siblings.publish(int(private.extra(anyio.abc.SocketAttribute.local_port)))
+        if ssl is not None:
+            private = TLSListener(private, ssl, standard_compatible=False)
     listener: anyio.abc.Listener[Any] = tcp
     if ssl is not None:
         listener = TLSListener(listener, ssl, standard_compatible=False)
@@ -399,6 +424,8 @@ async def serving_sessions(
         async with anyio.create_task_group() as accept_group:
             server._accepting = accept_group.cancel_scope
             accept_group.start_soon(listener.serve, server._serve_stream, connections)
+            if private is not None:
+                accept_group.start_soon(private.serve, server._serve_stream, connections)
             try:
                 yield server
             finally:

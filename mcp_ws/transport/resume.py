@@ -80,10 +80,16 @@ class ResumeTable:
     """The resumable connections of one server process."""
 
     def __init__(
-        self, *, grace: float = DEFAULT_GRACE, node: str = "", limits: ResumeLimits | None = None
+        self,
+        *,
+        grace: float = DEFAULT_GRACE,
+        node: str = "",
+        worker: str | None = None,
+        limits: ResumeLimits | None = None,
     ) -> None:
         self.grace = grace
         self.node = node
+        self.worker = worker
         self.limits = limits or ResumeLimits()
         self.refused = 0
         """Resumes refused so far."""
@@ -100,7 +106,10 @@ class ResumeTable:
     def grant(self) -> ResumeHello:
         """What a new connection's HELLO says: a fresh token, the grace, our name."""
         return ResumeHello(
-            token=secrets.token_urlsafe(24), grace=int(self.grace), node=self.node or None
+            token=secrets.token_urlsafe(24),
+            grace=int(self.grace),
+            node=self.node or None,
+            worker=self.worker,
         )
 
     def register(self, mux: MuxConnection, principal: str) -> None:
@@ -190,6 +199,7 @@ class ResumeTable:
             per[e.principal] -= 1
             held -= _held(e.mux)
             self.evicted += 1
+            e.detached_at = None  # ending: not counted again
             e.mux.close()
 
 

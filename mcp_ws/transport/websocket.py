@@ -28,6 +28,7 @@ from ..protocol.constants import COMPAT_SUBPROTOCOL, SUBPROTOCOL
 from ..protocol.errors import HandshakeError
 from ..protocol.reasons import close_reason
 from .policy import Refusal, select_subprotocol
+from .siblings import Handoff
 from .tcp import connect_tcp
 from .wsframes import FrameReader, MaskKeys, encode_frame
 
@@ -440,15 +441,17 @@ async def open_websocket(
 async def accept_websocket(
     stream: anyio.abc.ByteStream,
     *,
-    check: Callable[[Request], Awaitable[Refusal | Response | None]],
+    check: Callable[[Request], Awaitable[Refusal | Response | Handoff | None]],
     max_size: int | None,
     handshake_timeout: float = 10.0,
-) -> WebSocket | None:
+) -> WebSocket | Handoff | None:
     """Run the server side of the handshake on ``stream``.
 
     ``check(request)`` returns ``None`` to accept, ``(status, text, headers)`` to refuse,
-    or a whole HTTP ``Response`` to answer a plain request (a page, a health check).
-    Returns the open WebSocket, or ``None`` (stream closed) when there is none.
+    a whole HTTP ``Response`` to answer a plain request (a page, a health check), or a
+    `Handoff` to pass the handshake unanswered to another process (a sibling worker).
+    Returns the open WebSocket, the `Handoff` (with the bytes read so far), or ``None``
+    (stream closed) when there is none.
     """
     protocol = ServerProtocol(
         subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(COMPAT_SUBPROTOCOL)],
@@ -461,6 +464,8 @@ async def accept_websocket(
             await stream.aclose()
             return None
         refusal = await check(request)
+        if isinstance(refusal, Handoff):
+            return Handoff(refusal.port, request.serialize() + received)
         if refusal is None:
             response = protocol.accept(request)
         elif isinstance(refusal, Response):

@@ -29,7 +29,7 @@ from mcp_types import CONNECTION_CLOSED, TextContent
 
 import mcp_ws
 
-from ..livehelpers import live_server, session_to
+from ..livehelpers import live_server, mux_of, session_to
 
 pytestmark = pytest.mark.anyio
 
@@ -430,7 +430,7 @@ async def test_serve_resume_options_and_a_killed_server(anyio_backend: str) -> N
                 ClientSession(read, write) as session,
             ):
                 await session.initialize()
-                mux = read.bridge.mux  # type: ignore[attr-defined]
+                mux = mux_of(read)
                 assert (mux.core.resume_node, mux.core.resume_grace) == ("edge-1", 1)
                 failures: list[MCPError] = []
 

@@ -23,6 +23,7 @@ from mcp_ws.transport.websocket import open_websocket
 
 from ..apps import Probe, build_app
 from ..cutproxy import cut_proxy
+from ..livehelpers import mux_of
 from .test_handover import Background, free_port, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -100,13 +101,11 @@ async def test_64_calls_through_random_cuts(anyio_backend: str) -> None:
             assert probe.runs == dict.fromkeys(calls, 1)
             assert isinstance(read, HandoverReadStream)
             assert read.handover.connections == 1  # one connection, resumed, never replaced
-            bridge = read.bridge
-            assert bridge is not None
-            assert bridge.mux is not None
-            assert bridge.mux.resumes >= 3
+            mux = mux_of(read)
+            assert mux.resumes >= 3
     assert proxy.cuts >= 10
     assert LinkState.LOST not in states
-    assert states.count(LinkState.RECOVERED) == bridge.mux.resumes
+    assert states.count(LinkState.RECOVERED) == mux.resumes
 
 
 async def test_a_streamed_answer_continues_after_a_cut(anyio_backend: str) -> None:
@@ -251,11 +250,8 @@ async def test_hostile_tokens_are_refused_alike(anyio_backend: str) -> None:
         ClientSession(read, write) as session,
     ):
         await session.initialize()
-        assert isinstance(read, HandoverReadStream)
-        bridge = read.bridge
-        assert bridge is not None
-        assert bridge.mux is not None
-        token = bridge.mux.core.resume_token
+        mux = mux_of(read)
+        token = mux.core.resume_token
         assert token is not None
         assert len(token) >= 32  # 192 random bits, URL-safe base64
         alice = {"Authorization": "Bearer alice"}
@@ -266,7 +262,7 @@ async def test_hostile_tokens_are_refused_alike(anyio_backend: str) -> None:
         proxy.closed = True
         proxy.cut()
         with anyio.fail_after(5):
-            while not bridge.mux.suspended:
+            while not mux.suspended:
                 await anyio.sleep(0.01)
         assert server.resume is not None
         for _ in range(100):
@@ -279,7 +275,7 @@ async def test_hostile_tokens_are_refused_alike(anyio_backend: str) -> None:
             assert text_of(await session.call_tool("add", {"a": 2, "b": 2})) == "4"
         # Once the client has spoken after its resume, the old token is spent.
         assert refused(await resume_hello(server.url, token, alice))
-        assert bridge.mux.resumes == 1
+        assert mux.resumes == 1
         assert server.resume.refused == 4
 
 
@@ -329,19 +325,13 @@ async def test_resume_off_on_either_side(anyio_backend: str) -> None:
         ClientSession(read, write) as session,
     ):
         await session.initialize()
-        assert isinstance(read, HandoverReadStream)
-        assert read.bridge is not None
-        assert read.bridge.mux is not None
-        assert not read.bridge.mux.core.resumable
+        assert not mux_of(read).core.resumable
     async with (
         mcp_ws.serving(build_app(), port=0) as server,
         mcp_ws.connect(server.url, resume=False) as (read, write),
         ClientSession(read, write) as session,
     ):
         await session.initialize()
-        assert isinstance(read, HandoverReadStream)
-        assert read.bridge is not None
-        assert read.bridge.mux is not None
-        assert not read.bridge.mux.core.resumable
+        assert not mux_of(read).core.resumable
         assert server.resume is not None
         assert server.resume.detached == 0

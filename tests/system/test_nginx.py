@@ -23,10 +23,14 @@ import anyio
 import anyio.abc
 import pytest
 from mcp import Client
+from mcp.client.session import ClientSession
 from mcp_types import TextContent
 
 import mcp_ws
 from mcp_ws.sdk.handover import HandoverReadStream
+
+from ..cutproxy import cut_proxy
+from ..livehelpers import mux_of
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -109,8 +113,11 @@ async def until_status(port: int, status: int, path: str = "/healthz") -> None:
 class Backend:
     """``mcp-ws serve tests.apps:build_app`` on a fixed port; restartable."""
 
-    def __init__(self, port: int, tg: anyio.abc.TaskGroup, workers: int = 1) -> None:
+    def __init__(
+        self, port: int, tg: anyio.abc.TaskGroup, workers: int = 1, runs: Path | None = None
+    ) -> None:
         self.port = port
+        self.runs = runs  # where `tagged` calls are counted, by every process
         self.tg = tg
         self.workers = workers
         self.process: anyio.abc.Process | None = None
@@ -133,7 +140,8 @@ class Backend:
             "--workers",
             str(self.workers),
         ]
-        process = await anyio.open_process(command, cwd=ROOT)
+        env = {**os.environ, "MCP_WS_TEST_RUNS": str(self.runs)} if self.runs else None
+        process = await anyio.open_process(command, cwd=ROOT, env=env)
         self.process = process
         assert process.stderr is not None
         assert process.stdout is not None
@@ -169,13 +177,15 @@ class Backend:
 
 
 @asynccontextmanager
-async def deployment(tmp_path: Path, workers: int = 1) -> AsyncIterator[tuple[str, list[Backend]]]:
+async def deployment(
+    tmp_path: Path, workers: int = 1, runs: Path | None = None
+) -> AsyncIterator[tuple[str, list[Backend]]]:
     """Three backends (of ``workers`` processes each) and nginx in front; yields nginx's
     URL and the backends."""
     assert INSTALLED, "nginx is not installed: apt-get install nginx-light"
     front, *ports = free_ports(4)
     async with anyio.create_task_group() as tg:
-        backends = [Backend(port, tg, workers) for port in ports]
+        backends = [Backend(port, tg, workers, runs) for port in ports]
         nginx: anyio.abc.Process | None = None
         try:
             for backend in backends:
@@ -279,3 +289,58 @@ async def test_a_rolling_restart_behind_nginx_loses_no_call(
         for backend in backends:
             assert backend.exit_codes == [0]
             assert b"Traceback" not in backend.log, backend.log.decode(errors="replace")
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["1 worker each", "2 workers each"])
+async def test_links_cut_at_random_behind_nginx_resume_on_their_backend(
+    tmp_path: Path, workers: int
+) -> None:
+    """A relay between the client and nginx cuts every connection every 100 to 300 ms
+    while 32 calls run (half streaming): each resume reaches, through nginx's map and
+    the backend's workers, the process that holds its connection. No call is lost,
+    fails or runs twice (every process counts its runs in one file)."""
+    runs = tmp_path / "runs.txt"
+    runs.touch()
+    async with deployment(tmp_path, workers, runs) as (url, _):
+        front = int(url.rsplit(":", 1)[1].split("/")[0])
+        async with cut_proxy(front, seed=workers) as proxy:
+            proxy.byte_budget = (2_000, 400_000)
+            async with (
+                mcp_ws.connect(proxy.url()) as (read, write),
+                ClientSession(read, write) as client,
+            ):
+                await client.initialize()
+                assert isinstance(read, HandoverReadStream)
+                outcomes: dict[str, str] = {}
+                problems: list[str] = []
+
+                async def call(tag: str, stream_it: bool) -> None:
+                    args = {"tag": tag, "count": 40, "pause": 0.01}
+                    try:
+                        if stream_it:
+                            async with mcp_ws.stream_tool(client, "tagged", args) as stream:
+                                deltas = [
+                                    e.text async for e in stream if isinstance(e, mcp_ws.Delta)
+                                ]
+                            outcomes[tag] = text_of(stream.result)
+                            if "".join(deltas) != outcomes[tag]:
+                                problems.append(f"{tag}: the deltas do not make the result")
+                        else:
+                            outcomes[tag] = text_of(await client.call_tool("tagged", args))
+                    except Exception as exc:  # every failure is recorded, none hidden
+                        problems.append(f"{tag}: {exc!r}")
+
+                tags = [f"r{i}" for i in range(32)]
+                with anyio.fail_after(60):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(proxy.cut_every, 0.1, 0.3, 10)
+                        for i, tag in enumerate(tags):
+                            tg.start_soon(call, tag, i % 2 == 0)
+                assert problems == []
+                for tag in tags:
+                    assert outcomes[tag] == "".join(f"{tag}.{i} " for i in range(40))
+                assert mux_of(read).resumes >= 3
+                assert read.handover.connections == 1  # every cut resumed, none replaced
+        ran = runs.read_text().split()
+        assert sorted(ran) == sorted(tags)  # each call ran once, on one process
+        assert proxy.cuts >= 10

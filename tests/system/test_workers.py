@@ -12,8 +12,11 @@ import pytest
 from mcp.client.session import ClientSession
 
 import mcp_ws
+from mcp_ws.sdk.handover import HandoverReadStream
 
 from ..cli.test_cli import running, text_of
+from ..cutproxy import cut_proxy
+from ..livehelpers import mux_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -124,3 +127,33 @@ async def test_workers_do_not_outlive_a_killed_supervisor(anyio_backend: str) ->
                 await anyio.sleep(0.1)
         with pytest.raises(OSError):  # nobody listens on the port any more
             await anyio.connect_tcp("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
+
+
+async def test_a_resume_reaches_the_worker_that_holds_its_connection(anyio_backend: str) -> None:
+    """With two workers the kernel sends about half the resumes to the other worker,
+    which passes them to the right one (mcp_ws/transport/siblings.py): every cut is
+    resumed, no call fails, and the calls' worker is the one the connection began on."""
+    args = ["serve", "tests.apps:build_app", "--port", "0", "--workers", "2"]
+    async with running(anyio_backend, *args) as server:
+        with anyio.fail_after(30):
+            first = await server.line()
+        url = first.split(" at ", 1)[1].split(" with ", 1)[0]
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        async with (
+            cut_proxy(port, seed=5) as proxy,
+            mcp_ws.connect(proxy.url()) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            mux = mux_of(read)
+            assert mux.core.resume_worker in {"1", "2"}
+            home = int(text_of(await session.call_tool("whoami", {})))
+            with anyio.fail_after(30):
+                for _ in range(12):
+                    assert proxy.cut() == 1
+                    assert int(text_of(await session.call_tool("whoami", {}))) == home
+            assert mux.resumes == 12
+            assert isinstance(read, HandoverReadStream)
+            assert read.handover.connections == 1
+        # The kernel spread the 13 connections over both workers: some were passed on.
+        assert proxy.accepted == 13
