@@ -39,9 +39,13 @@ export {
 export {
   CONNECTION_CLOSED,
   type DirectSubscriber,
+  type LinkState,
   McpWsTransport,
   type McpWsTransportOptions,
+  NODE_PARAMETER,
+  OUTCOME_UNKNOWN,
   PARTIAL_RESULT,
+  WORKER_PARAMETER,
   REQUEST_REFUSED,
   type WebSocketConstructor,
   type WebSocketLike,

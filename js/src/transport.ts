@@ -21,6 +21,14 @@
  * resource subscriptions. After a connection is lost without GOAWAY its calls fail with
  * -32000 (`onconnectionlost` tells) and the next request connects again, with jittered
  * exponential backoff between failed attempts.
+ *
+ * Resume (on by default with handover, `resume: false` to turn it off; docs/protocol.md
+ * section 9), as in the Python client: when the server agreed to resume, a link that
+ * drops without a closing handshake (or a server gone silent) is not the end of the
+ * connection. The same connection carries on over a new WebSocket, dialled at once and
+ * then with jittered backoff until the server's grace period runs out; nothing is lost
+ * or repeated and the SDK sees nothing. `onlinkstate` says "recovering", "recovered" or
+ * "lost"; when the resume fails, calls in flight fail with -32004 (`OUTCOME_UNKNOWN`).
  */
 import type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
@@ -38,6 +46,19 @@ import { Connection, type Event, type Limits } from "./connection.js";
 import { ConnectionClosedError, HandshakeError, UsageError } from "./errors.js";
 import type { Message } from "./frames.js";
 import type { Settings } from "./settings.js";
+
+/** JSON-RPC error code of a request in flight on a connection that agreed to resume and
+ * could not: it may or may not have run, and it is not sent again (as in Python). */
+export const OUTCOME_UNKNOWN = -32004;
+/** The URL query parameter a resume carries: the server's name for itself (a load
+ * balancer routes on it: README, nginx). */
+export const NODE_PARAMETER = "mcp_ws_node";
+/** The URL query parameter naming the worker process behind that server. */
+export const WORKER_PARAMETER = "mcp_ws_worker";
+/** How long a resume waits for the server's answer before it tries a new link (ms). */
+export const RESUME_ANSWER_TIMEOUT_MS = 10000;
+/** What `onlinkstate` is told about a connection that can resume. */
+export type LinkState = "recovering" | "recovered" | "lost";
 
 /** JSON-RPC error code of a request the peer cancelled or refused (as in Python). */
 export const REQUEST_REFUSED = -32003;
@@ -93,6 +114,9 @@ export interface McpWsTransportOptions {
   /** Move to a new connection when the server goes away, and reconnect after a lost
    * one (default `true`; see the module comment). */
   handover?: boolean;
+  /** Resume a dropped link when the server offers it (default `true`, with handover;
+   * docs/protocol.md section 9). */
+  resume?: boolean;
 }
 
 /** A streaming call reading its stream directly (see `streamTool`). */
@@ -135,6 +159,11 @@ interface LinkHost {
   readonly retry: ((message: Message) => void) | undefined;
   /** `link`'s WebSocket is gone. */
   linkClosed(link: Link): void;
+  /** A new WebSocket (`mcp-ws.v1`) to the server named `node`, for a resume; absent
+   * when resume is off. */
+  readonly resumeDial: ((node: string | undefined, worker: string | undefined) => Promise<WebSocketLike>) | undefined;
+  /** Tell the application about a resume. */
+  linkState(state: LinkState): void;
 }
 
 /**
@@ -146,6 +175,11 @@ class Link {
   readonly core: Connection;
   termination: Terminated | undefined;
   ended = false;
+  /** How many times the connection resumed over a new WebSocket. */
+  resumes = 0;
+  ws: WebSocketLike;
+  private relinking: ((outcome: "resumed" | "closed" | "over") => void) | undefined;
+  private givingUp = false;
   /** When it opened (ms), until the transport counted how long it lasted. */
   openedAt: number | undefined = performance.now();
   readonly closed: Promise<void>;
@@ -165,17 +199,23 @@ class Link {
 
   constructor(
     private readonly host: LinkHost,
-    readonly ws: WebSocketLike,
+    ws: WebSocketLike,
     options: McpWsTransportOptions,
   ) {
     this.closed = new Promise((resolve) => (this.closedResolve = resolve));
     const settings = { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, ...options.settings };
-    this.core = new Connection("client", settings, { limits: options.limits ?? {} });
-    ws.onclose = (event) => this.onSocketClosed(event.code, event.reason);
-    ws.onerror = (event) => host.onerror?.(new Error((event as { message?: string }).message ?? "WebSocket error"));
-    ws.onmessage = (event) => this.onSocketMessage(event.data);
+    const resume = host.resumeDial ? { resume: {} } : {};
+    this.core = new Connection("client", settings, { limits: options.limits ?? {}, ...resume });
+    this.ws = ws;
+    this.wire(ws);
     this.flush(); // our HELLO
     this.arm();
+  }
+
+  private wire(ws: WebSocketLike): void {
+    ws.onclose = (event) => this.onSocketClosed(event.code, event.reason);
+    ws.onerror = (event) => this.host.onerror?.(new Error((event as { message?: string }).message ?? "WebSocket error"));
+    ws.onmessage = (event) => this.onSocketMessage(event.data);
   }
 
   /** Whether new requests may go on this connection. */
@@ -265,6 +305,11 @@ class Link {
   leave(): void {
     const core = this.core;
     if (this.ended || core.closed) return;
+    if (core.suspended) {
+      this.givingUp = true; // no link to say goodbye on: the resume ends here
+      this.relinking?.("over");
+      return;
+    }
     for (const sid of [...this.ownSid.keys(), ...this.peerSid.keys()]) {
       core.cancelStream(sid, ErrorCode.CANCELLED, "the client is leaving");
     }
@@ -302,6 +347,12 @@ class Link {
           break;
         case "terminated":
           this.terminated(event);
+          this.relinking?.("over");
+          break;
+        case "resumed":
+          this.resumes += 1;
+          this.relinking?.("resumed");
+          this.host.linkState("recovered");
           break;
         case "invalid":
           this.host.onerror?.(new Error(`dropped a message on stream ${event.streamId}: ${event.reason}`));
@@ -369,8 +420,11 @@ class Link {
 
   private terminated(event: Terminated): void {
     this.termination = event;
-    const text = this.closedText();
-    for (const id of [...this.own.keys()]) this.answerLocally(id, CONNECTION_CLOSED, text);
+    const [code, text] = event.sessionLost
+      ? [OUTCOME_UNKNOWN, `outcome unknown: ${event.reason}`]
+      : [CONNECTION_CLOSED, this.closedText()];
+    if (event.sessionLost) this.host.linkState("lost");
+    for (const id of [...this.own.keys()]) this.answerLocally(id, code, text);
     this.own.clear();
     this.ownSid.clear();
     this.ownMessage.clear();
@@ -449,7 +503,8 @@ class Link {
       this.armedAt = Infinity;
       this.onEvents(core.tick());
       this.flush();
-      if (core.closed && this.termination?.code === ErrorCode.TIMEOUT) this.onSocketClosed(1006, "dead peer");
+      if (core.suspended) this.linkDropped(); // a silent server: resume on a new link
+      else if (core.closed && this.termination?.code === ErrorCode.TIMEOUT) this.onSocketClosed(1006, "dead peer");
       else this.arm();
     }, delay);
     (this.timer as { unref?: () => void }).unref?.();
@@ -457,6 +512,82 @@ class Link {
 
   /** The WebSocket is gone (closed, lost, or given up on). */
   onSocketClosed(code: number, reason: string): void {
+    if (this.ended) return;
+    if (this.relinking) {
+      this.relinking("closed"); // this attempt's WebSocket is gone: the next one
+      return;
+    }
+    const core = this.core;
+    if (code === 1006 && this.host.resumeDial && core.resumable && !core.isFinished && !this.givingUp) {
+      core.suspend();
+      this.linkDropped();
+      return;
+    }
+    this.end(code, reason);
+  }
+
+  /** The link dropped (the core is suspended): resume over new ones until the grace
+   * period runs out, or end. */
+  private linkDropped(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedAt = Infinity;
+    this.drop(this.ws);
+    this.host.linkState("recovering");
+    void this.relink();
+  }
+
+  private drop(ws: WebSocketLike): void {
+    ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {}; // a late error of a dropped socket has nobody to tell
+    if (ws.readyState < 2) ws.close(1000);
+  }
+
+  private async relink(): Promise<void> {
+    const core = this.core;
+    const dial = this.host.resumeDial!;
+    const deadline = performance.now() + (core.resumeGrace ?? 0) * 1000;
+    let failures = 0;
+    while (!this.givingUp && core.suspended && performance.now() < deadline) {
+      let ws: WebSocketLike;
+      try {
+        ws = await dial(core.resumeNode, core.resumeWorker);
+      } catch {
+        failures += 1;
+        const delay = Math.min(RECONNECT_DELAY_MS * 2 ** (failures - 1), RECONNECT_DELAY_MAX_MS) * (0.5 + Math.random());
+        await new Promise((resolve) => setTimeout(resolve, Math.min(delay, Math.max(deadline - performance.now(), 0))));
+        continue;
+      }
+      if (this.givingUp) {
+        this.drop(ws);
+        break;
+      }
+      const outcome = await new Promise<"resumed" | "closed" | "over">((resolve) => {
+        const timer = setTimeout(() => resolve("closed"), RESUME_ANSWER_TIMEOUT_MS);
+        this.relinking = (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        };
+        this.ws = ws;
+        this.wire(ws);
+        core.beginResume();
+        this.flush(); // the resume HELLO
+      });
+      this.relinking = undefined;
+      if (outcome === "resumed") {
+        this.flush(); // what the server missed, and what was queued meanwhile
+        this.arm();
+        return;
+      }
+      if (outcome === "over" || core.closed) break;
+      this.drop(ws); // closed, or no answer in time: try a new link
+    }
+    if (!core.closed) this.onEvents(core.connectionLost("no resume within the grace period"));
+    this.end(1006, "no resume");
+  }
+
+  /** The connection is over: release everything and tell the transport. */
+  private end(code: number, reason: string): void {
     if (this.ended) return;
     this.ended = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -490,6 +621,10 @@ export class McpWsTransport implements Transport {
    * went away and no new connection could be made. (Without handover the transport
    * closes instead: `onclose`.) */
   onconnectionlost?: (error: Error) => void;
+  /** Resume (docs/protocol.md section 9): the link dropped and the connection is being
+   * resumed ("recovering"), it was ("recovered"), or it could not be ("lost": the calls
+   * in flight failed with -32004, and the next request makes a new connection). */
+  onlinkstate?: (state: LinkState) => void;
 
   /** The subprotocol the server chose: `mcp-ws.v1`, or `mcp` (JSON text). */
   subprotocol: string | undefined;
@@ -500,6 +635,8 @@ export class McpWsTransport implements Transport {
   readonly subscribers = new Map<string | number, DirectSubscriber>();
   /** @internal */
   readonly retry: ((message: Message) => void) | undefined;
+  /** @internal */
+  readonly resumeDial: ((node: string | undefined, worker: string | undefined) => Promise<WebSocketLike>) | undefined;
 
   private started = false;
   private jsonText: WebSocketLike | undefined; // the WebSocket in JSON-text mode
@@ -525,6 +662,14 @@ export class McpWsTransport implements Transport {
     readonly options: McpWsTransportOptions = {},
   ) {
     if (options.handover ?? true) this.retry = (message) => void this.resend(message);
+    if ((options.handover ?? true) && (options.resume ?? true)) {
+      this.resumeDial = async (node, worker) => (await this.dial([SUBPROTOCOL], { node, worker, bare: true })).ws;
+    }
+  }
+
+  /** @internal */
+  linkState(state: LinkState): void {
+    this.onlinkstate?.(state);
   }
 
   /** The sans-I/O core of the newest connection (`undefined` in JSON-text mode or
@@ -556,7 +701,10 @@ export class McpWsTransport implements Transport {
 
   /** Open a WebSocket offering `protocols`; an `mcp-ws.v1` one becomes a `Link` (wired
    * synchronously in the open event: `ws` may deliver the server's HELLO in that tick). */
-  private async dial(offer: string[]): Promise<{ ws: WebSocketLike; link: Link | undefined }> {
+  private async dial(
+    offer: string[],
+    how: { node?: string | undefined; worker?: string | undefined; bare?: boolean } = {},
+  ): Promise<{ ws: WebSocketLike; link: Link | undefined }> {
     const Ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!Ctor) {
       throw new UsageError("no WebSocket here: pass one, e.g. `new McpWsTransport(url, { WebSocket })` from the ws package");
@@ -569,7 +717,18 @@ export class McpWsTransport implements Transport {
       if (inHeader) headers["Authorization"] = `Bearer ${token}`;
       else protocols.push(BEARER_SUBPROTOCOL_PREFIX + token);
     }
-    const ws = Object.keys(headers).length ? new Ctor(this.url, protocols, { headers }) : new Ctor(this.url, protocols);
+    let url = this.url;
+    for (const [name, value] of [
+      [NODE_PARAMETER, how.node],
+      [WORKER_PARAMETER, how.worker],
+    ] as const) {
+      if (value === undefined) continue;
+      // ":" and brackets stay as they are: a proxy compares the raw value (nginx's
+      // $arg_mcp_ws_node is not decoded) with HOST:PORT.
+      const raw = encodeURIComponent(value).replace(/%3A/g, ":").replace(/%5B/g, "[").replace(/%5D/g, "]");
+      url += `${url.includes("?") ? "&" : "?"}${name}=${raw}`;
+    }
+    const ws = Object.keys(headers).length ? new Ctor(url, protocols, { headers }) : new Ctor(url, protocols);
     ws.binaryType = "arraybuffer";
     let link: Link | undefined;
     await new Promise<void>((resolve, reject) => {
@@ -583,7 +742,7 @@ export class McpWsTransport implements Transport {
       }, this.connectTimeout);
       ws.onopen = () => {
         clearTimeout(timeout);
-        if (ws.protocol === SUBPROTOCOL) link = this.adopt(ws);
+        if (ws.protocol === SUBPROTOCOL && !how.bare) link = this.adopt(ws);
         resolve();
       };
       ws.onerror = (event) => {
@@ -598,6 +757,10 @@ export class McpWsTransport implements Transport {
         reject(new HandshakeError(`the WebSocket closed during the handshake (${event.code})`));
       };
     });
+    if (how.bare && ws.protocol !== SUBPROTOCOL) {
+      ws.close(1000);
+      throw new HandshakeError(`the server chose ${JSON.stringify(ws.protocol)} this time`);
+    }
     if (ws.protocol !== SUBPROTOCOL && ws.protocol !== COMPAT_SUBPROTOCOL) {
       ws.close(1002, "no subprotocol");
       throw new HandshakeError(`the server chose subprotocol ${JSON.stringify(ws.protocol)}, not ${SUBPROTOCOL}`);

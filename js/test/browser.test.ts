@@ -9,6 +9,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 
 import { type BrowserContext, type Page, chromium } from "playwright-core";
 
+import { CutRelay } from "./relay.js";
 import { connectClient, spawnPython, textOf } from "./server.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -268,6 +269,41 @@ describe("the chat page's security", { timeout: 60000 }, () => {
 
 describe("the chat page with any server", { timeout: 60000 }, () => {
   afterEach(clean);
+  test("a link cut mid-answer: the page says reconnecting and the same answer completes once", async () => {
+    const server = await serve(["demo", "--web", "--port", "0"]);
+    const relay = await new CutRelay(Number(new URL(server.page).port)).listen();
+    try {
+      const page = await openChat(relay.page());
+      await connected(page);
+      await page.evaluate(() => {
+        const states: string[] = [];
+        (window as unknown as { states: string[] }).states = states;
+        new MutationObserver(() => states.push(document.querySelector("#status")!.getAttribute("data-state")!)).observe(
+          document.querySelector("#status")!,
+          { attributes: true, attributeFilter: ["data-state"] },
+        );
+      });
+      await ask(page, "what if the network drops?");
+      for (const length of [40, 160]) {
+        await page.waitForFunction((n) => (document.querySelector(".turn .answer")?.textContent ?? "").length > n, length, POLL);
+        relay.cut();
+        await page.waitForSelector('#status[data-state="connected"]', { timeout: 10000 });
+      }
+      await page.waitForSelector('.turn[data-state="completed"]', { timeout: 30000 });
+      const states = await page.evaluate(() => (window as unknown as { states: string[] }).states);
+      assert.deepEqual(states, ["reconnecting", "connected", "reconnecting", "connected"]);
+      const shown = await page.textContent(".turn .answer");
+      const { client } = await connectClient(server.ws);
+      const result = await client.callTool({ name: "chat", arguments: { prompt: "what if the network drops?", pace: 0 } });
+      await client.close();
+      assert.equal(shown, textOf(result)); // every token once, in order
+      await page.close();
+    } finally {
+      await relay.close();
+      await server.stop();
+    }
+  });
+
   test("images and structured content render; a dropped connection says so and offers to retry", async () => {
     // the Python test app marks no tool as streaming: the page then lists them all
     const server = await serve(["serve", "tests.apps:build_app", "--web", "--port", "0"]);

@@ -121,7 +121,8 @@ describe("the SDK Client over McpWsTransport", { timeout: 120000 }, () => {
 
   test("the server killed mid-call rejects every pending call promptly", async () => {
     const doomed = await startServer();
-    const { client } = await connectClient(doomed.url);
+    // Without resume (with it the client waits for the server's grace: test/resume.test.ts).
+    const { client } = await connectClient(doomed.url, { resume: false });
     const calls = Array.from({ length: 10 }, () => client.callTool({ name: "sleepy", arguments: { seconds: 60 } }));
     const settled = Promise.allSettled(calls);
     await new Promise((resolve) => setTimeout(resolve, 200)); // all sent, the handlers running
@@ -175,7 +176,8 @@ describe("handover", { timeout: 60000 }, () => {
   test("after a lost connection the next request reaches a new server at the same URL", async () => {
     const first = await startServer();
     const port = new URL(first.url).port;
-    const { client, transport } = await connectClient(first.url);
+    // Without resume (with it: test/resume.test.ts, a server restarted between cut and resume).
+    const { client, transport } = await connectClient(first.url, { resume: false });
     const lost: Error[] = [];
     transport.onconnectionlost = (error) => lost.push(error);
     const pending = client.callTool({ name: "sleepy", arguments: { seconds: 30 } });

@@ -81,7 +81,8 @@ test("after a graceful GOAWAY the client connects anew at once, not with the nex
 
 test("a server killed mid-call fails it with -32000 and the Python client's words", { timeout: 60000 }, async () => {
   const server = await startServer();
-  const { client } = await connectClient(server.url);
+  // Without resume, as the Python twin (with it: test/resume.test.ts).
+  const { client } = await connectClient(server.url, { resume: false });
   const call = client.callTool({ name: "sleepy", arguments: { seconds: 60 } });
   const settled = call.then(
     () => undefined,

@@ -32,7 +32,8 @@ test("the README quickstart works against mcp-ws serve", { timeout: 60000 }, asy
 test("a server that goes silent fails the pending call by keepalive in 2 x interval + 5 s", { timeout: 60000 }, async () => {
   const server = await startServer();
   try {
-    const { client } = await connectClient(server.url, { settings: { ping_interval: 0.5 } });
+    // Without resume: with it the dead link is resumed on a new one for the grace period.
+    const { client } = await connectClient(server.url, { settings: { ping_interval: 0.5 }, resume: false });
     server.process.kill("SIGSTOP");
     const stopped = performance.now();
     try {

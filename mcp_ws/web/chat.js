@@ -41,6 +41,12 @@ async function connect() {
   };
   transport.onclose = lost;
   transport.onconnectionlost = lost; // (a server going away gracefully is handed over)
+  // A dropped link is resumed: the answer in progress goes on where it was.
+  transport.onlinkstate = (state) => {
+    if (chat.client !== client) return;
+    if (state === "recovering") status("reconnecting…", "reconnecting");
+    else if (state === "recovered") status(`connected to ${url}`, "connected");
+  };
   try {
     await client.connect(transport);
   } catch (error) {
