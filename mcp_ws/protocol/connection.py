@@ -496,8 +496,8 @@ class Connection:
             replay.add(frames[1:] if hello_first else frames)
             if len(replay) > MAX_UNACKED_FRAMES or replay.bytes > MAX_UNACKED_BYTES:
                 self._give_up_resume()
-        if self._link_out:
-            frames[:0] = self._link_out  # a new link: its HELLO, then the frames sent again
+        if self._link_out:  # a new link: its HELLO, then the frames sent again
+            frames = [*self._link_out, *frames]  # (a new list: the replay keeps that one)
             self._link_out = []
         if len(frames) > 1:
             frames = coalesce(frames, self.peer_settings.max_frame_size + MESSAGE_OVERHEAD)

@@ -136,12 +136,15 @@ class ReplayBuffer:
     Its payload bytes never exceed the peer's connection window: the peer acknowledges
     on every CREDIT, so a byte it has credited back is a byte it has acknowledged, and
     we never send more than its credit allows (docs/protocol.md section 9).
+
+    Frames are kept in the batches `data_to_send` hands over (one list each), so that
+    keeping and dropping them costs a step per batch, not per frame.
     """
 
-    __slots__ = ("_frames", "acknowledged", "bytes", "sent")
+    __slots__ = ("_batches", "acknowledged", "bytes", "sent")
 
     def __init__(self) -> None:
-        self._frames: deque[bytes] = deque()
+        self._batches: deque[tuple[int, list[bytes], int]] = deque()  # (last, frames, bytes)
         self.sent = 0
         """Frames numbered so far (the number of the last one)."""
         self.acknowledged = 0
@@ -150,13 +153,16 @@ class ReplayBuffer:
         """Bytes of the frames kept (MessagePack, headers included)."""
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return self.sent - self.acknowledged
 
     def add(self, frames: list[bytes]) -> None:
         """Number ``frames`` (about to be sent) and keep them."""
-        self._frames.extend(frames)
+        if not frames:
+            return
+        size = sum(map(len, frames))
         self.sent += len(frames)
-        self.bytes += sum(map(len, frames))
+        self.bytes += size
+        self._batches.append((self.sent, frames, size))
 
     def acknowledge(self, position: int) -> None:
         """The peer has received frames 1..``position``. A position beyond what we sent
@@ -166,18 +172,26 @@ class ReplayBuffer:
             raise ProtocolError(f"acknowledged position {position}, only {self.sent} sent")
         if position <= self.acknowledged:
             return
-        frames = self._frames
-        for _ in range(position - self.acknowledged):
-            self.bytes -= len(frames.popleft())
+        batches = self._batches
+        while batches and batches[0][0] <= position:
+            self.bytes -= batches.popleft()[2]
+        if batches:
+            last, frames, size = batches[0]
+            keep = last - position  # the batch's frames after the position
+            if keep < len(frames):
+                dropped = frames[: len(frames) - keep]
+                gone = sum(map(len, dropped))
+                self.bytes -= gone
+                batches[0] = (last, frames[len(frames) - keep :], size - gone)
         self.acknowledged = position
 
     def unacknowledged(self) -> list[bytes]:
         """The frames to send again on a new link, in order."""
-        return list(self._frames)
+        return [frame for _, frames, _ in self._batches for frame in frames]
 
     def clear(self) -> None:
         """Forget every frame (resume given up)."""
-        self._frames.clear()
+        self._batches.clear()
         self.bytes = 0
 
 
