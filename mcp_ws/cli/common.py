@@ -44,6 +44,29 @@ def fail(message: str, *, exit_code: int = 1) -> NoReturn:
     raise CommandError(message, exit_code=exit_code)
 
 
+def read_tokens(tokens: list[str] | None, token_file: str | None) -> list[str]:
+    """A server's bearer tokens: each ``--token`` (repeatable), each non-empty line of
+    ``--token-file``, or ``$MCP_WS_TOKEN``. Each token is a principal (resume binds a
+    connection to the one that opened it)."""
+    if tokens and token_file is not None:
+        fail("give --token or --token-file, not both", exit_code=2)
+    if token_file is not None:
+        try:
+            text = Path(token_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read the token file {token_file}: {exc.strerror or exc}")
+        found = [line.strip() for line in text.splitlines() if line.strip()]
+        if not found:
+            fail(f"the token file {token_file} is empty")
+        return found
+    if tokens:
+        if not all(tokens):
+            fail("a token is empty", exit_code=2)
+        return list(tokens)
+    from_env = os.environ.get(TOKEN_ENV)
+    return [from_env] if from_env else []
+
+
 def read_token(token: str | None, token_file: str | None) -> str | None:
     """The bearer token from ``--token``, ``--token-file`` or ``$MCP_WS_TOKEN``."""
     if token is not None and token_file is not None:

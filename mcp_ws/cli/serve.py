@@ -24,7 +24,7 @@ from .common import (
     configure_logging,
     describe_os_error,
     fail,
-    read_token,
+    read_tokens,
     server_ssl,
     wait_for_stop_signal,
 )
@@ -55,10 +55,15 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
         help="allowed browser Origin, glob patterns, repeatable (default: loopback pages only)",
     )
     listen.add_argument(
-        "--token", help="require this bearer token (visible in `ps`: prefer --token-file)"
+        "--token",
+        action="append",
+        help="require this bearer token; repeatable, each token a principal (visible in "
+        "`ps`: prefer --token-file)",
     )
     listen.add_argument(
-        "--token-file", metavar="PATH", help="require the bearer token in this file"
+        "--token-file",
+        metavar="PATH",
+        help="require one of the bearer tokens in this file (one per line)",
     )
     listen.add_argument(
         "--tls-cert", metavar="PEM", help="serve wss:// with this certificate chain"
@@ -222,13 +227,13 @@ async def serve_command(args: argparse.Namespace) -> int:
         _session_runner(args)  # the app loads: fail here, not in every worker
         return await serve_workers(args)
     run_session, what = _session_runner(args)
-    token = read_token(args.token, args.token_file)
+    tokens = read_tokens(args.token, args.token_file)
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "path": args.path,
         "allowed_origins": args.allow_origin,
-        "auth": bearer_token(token) if token else None,
+        "auth": bearer_token(*tokens) if tokens else None,
         "ssl": server_ssl(args.tls_cert, args.tls_key),
         "shutdown_grace": args.grace,
         "web": args.web,

@@ -334,6 +334,31 @@ async def test_a_refused_token_and_an_accepted_one(anyio_backend: str, tmp_path:
             assert (env_code.returncode, env_code.stdout) == (0, b"env\n")
 
 
+async def test_several_tokens_are_several_principals(anyio_backend: str, tmp_path: Path) -> None:
+    """``--token`` more than once (or a token file of several lines): each is let in,
+    anything else is refused; each is a principal of its own for resume."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice\n\nbob\n")
+    with anyio.fail_after(60):
+        for given in (["--token", "alice", "--token", "bob"], ["--token-file", str(tokens)]):
+            args = ("serve", "tests.apps:build_app", "--port", "0", *given)
+            async with running(anyio_backend, *args) as server:
+                url = await server.url()
+                for token in ("alice", "bob"):
+                    code, out, err = await run_command(
+                        anyio_backend, "call", url, "echo", f"text={token}", "--token", token
+                    )
+                    assert (code, out) == (0, f"{token}\n"), err
+                code, _, err = await run_command(anyio_backend, "tools", url, "--token", "eve")
+                assert code == 1
+                assert "401" in err
+    code, _, err = await run_command(
+        anyio_backend, "serve", "tests.apps:build_app", "--token", "a", "--token-file", str(tokens)
+    )
+    assert code == 2
+    assert "not both" in err
+
+
 async def test_bad_arguments_are_usage_errors(anyio_backend: str) -> None:
     code, _, err = await run_command(
         anyio_backend, "call", "ws://127.0.0.1:1/mcp", "echo", "novalue"
