@@ -19,6 +19,7 @@ from ..protocol.limits import Limits
 from ..protocol.reasons import close_reason
 from ..protocol.settings import Settings
 from ..transport.policy import Authenticator, HandshakePolicy, Refusal, select_subprotocol
+from ..transport.resume import DEFAULT_GRACE, ResumeLimits, ResumeTable, principal_of
 from .bridge import DEFAULT_SEND_BUDGET
 from .server import DEFAULT_SETTINGS, McpWsServer, session_runner
 
@@ -89,11 +90,17 @@ def asgi(
     settings: Settings | None = None,
     limits: Limits | None = None,
     send_budget: int = DEFAULT_SEND_BUDGET,
+    resume_grace: float = DEFAULT_GRACE,
+    resume_limits: ResumeLimits | None = None,
+    node: str | None = None,
 ) -> ASGIApp:
     """An ASGI app serving ``app`` (``Server`` or ``MCPServer``) over mcp-ws.
 
     Mount it where clients connect (``path=None`` accepts any path, leaving routing to
-    the framework). Plain HTTP requests get 426 Upgrade Required.
+    the framework). Plain HTTP requests get 426 Upgrade Required. Resume as with
+    `serving` (``resume_grace``, ``resume_limits``; 0 turns it off): a resume must reach
+    this process, so with several ASGI worker processes give each a ``node`` name and
+    route on it (README, "Behind nginx"); without one, clients resume on the same URL.
     """
     server = McpWsServer(
         session_runner(app),
@@ -103,6 +110,8 @@ def asgi(
         handshake_timeout=10.0,
         send_budget=send_budget,
     )
+    if resume_grace > 0:
+        server.resume = ResumeTable(grace=resume_grace, node=node or "", limits=resume_limits)
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -128,7 +137,7 @@ def asgi(
         if choice == COMPAT_SUBPROTOCOL:
             await server.serve_json_text(channel)
         else:
-            await server.serve_mux(channel)
+            await server.serve_mux(channel, principal=principal_of(headers.get("authorization")))
 
     return endpoint
 

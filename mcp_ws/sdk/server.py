@@ -222,15 +222,17 @@ class McpWsServer:
         async with json_text_streams(channel) as (read, write):
             await self._run_session(read, write)
 
-    async def serve_mux(self, channel: MessageChannel) -> None:
+    async def serve_mux(self, channel: MessageChannel, *, principal: str | None = None) -> None:
         """Run one session over the mux (subprotocol ``mcp-ws.v1``) until it ends; or,
-        when the first message asks to resume a connection, hand the WebSocket to it."""
+        when the first message asks to resume a connection, hand the WebSocket to it.
+        ``principal`` is who the client is (`principal_of` its ``Authorization``); by
+        default it is read from the channel's handshake request."""
         table = self.resume
         first: bytes | str | None = None
-        principal = ""
-        if table is not None:
+        if principal is None:
             request = getattr(channel, "request", None)
             principal = principal_of(request.headers.get("Authorization") if request else None)
+        if table is not None:
             # The client's HELLO says whether it resumes (it waits for our answer if so).
             hello_timeout = (self.limits or Limits()).hello_timeout
             with anyio.move_on_after(hello_timeout) as waiting:

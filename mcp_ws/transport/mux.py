@@ -387,7 +387,9 @@ class MuxConnection:
             return
         code = getattr(self._channel, "close_code", None)
         core = self.core
-        if self._relink is not None and core.resumable and code in (None, 1006):
+        # 1006: no close frame; 1005: no code in it, which is also what some ASGI servers
+        # (uvicorn) report for a dropped connection. A peer that means to leave says why.
+        if self._relink is not None and core.resumable and code in (None, 1005, 1006):
             if core.is_finished:  # after a graceful GOAWAY with every stream done
                 self._transport_ended()
                 return

@@ -16,7 +16,8 @@ from mcp_types import TextContent
 import mcp_ws
 
 from ..apps import Probe, build_app
-from ..livehelpers import uvicorn_thread
+from ..cutproxy import cut_proxy
+from ..livehelpers import mux_of, uvicorn_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -68,3 +69,29 @@ async def test_uvicorn_refusals_are_http_answers(uvicorn_url: str) -> None:
             async with mcp_ws.connect(uvicorn_url.replace("/mcp", "/elsewhere")):
                 pass  # pragma: no cover
         assert missing.value.status == 404
+
+
+async def test_a_dropped_link_is_resumed_through_uvicorn(uvicorn_url: str) -> None:
+    """``mcp_ws.asgi`` offers resume as ``serving`` does: a stream cut twice through a
+    relay goes on with every delta once and in order, on one connection."""
+    port = int(uvicorn_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    with anyio.fail_after(30):
+        async with (
+            cut_proxy(port) as proxy,
+            mcp_ws.connect(proxy.url()) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            seqs: list[int] = []
+            args = {"tag": "u", "count": 150, "pause": 0.002}
+            async with mcp_ws.stream_tool(session, "tagged", args) as stream:
+                async for event in stream:
+                    if isinstance(event, mcp_ws.Delta):
+                        seqs.append(event.seq)
+                        if event.seq in (20, 90):
+                            assert proxy.cut() == 1
+            assert seqs == list(range(1, 151))
+            block = stream.result.content[0]
+            assert isinstance(block, TextContent)
+            assert block.text == "".join(f"u.{i} " for i in range(150))
+            assert mux_of(read).resumes == 2
