@@ -12,6 +12,9 @@ from ``McpWsError``, and every class here is raised somewhere::
     ├── CallClosedError               a producer's send on a call that was answered
     ├── CallCancelledError            the caller cancelled its `stream_tool` call
     ├── ToolCallError                 the tool answered ``isError: true`` (``result``)
+    ├── UnknownHandle                 a call store's read: no such call for you (``code``)
+    ├── EventsGone                    a call store's read below what is kept (``code``)
+    ├── InvalidCursor                 a call store's read with a negative ``after``
     └── UsageError                    the local application misused the API (a bug)
         ├── StreamStateError          send on a stream that cannot send
         ├── StreamLimitError          opening past max_streams
@@ -38,9 +41,11 @@ __all__ = [
     "CallClosedError",
     "ConnectionClosedError",
     "EnhanceYourCalmError",
+    "EventsGone",
     "FlowControlError",
     "FrameSizeError",
     "HandshakeError",
+    "InvalidCursor",
     "McpWsError",
     "MessageTooLargeForPeer",
     "ProtocolError",
@@ -48,6 +53,7 @@ __all__ = [
     "StreamLimitError",
     "StreamStateError",
     "ToolCallError",
+    "UnknownHandle",
     "UsageError",
 ]
 
@@ -128,6 +134,40 @@ class ToolCallError(McpWsError):
     def __init__(self, message: str, result: CallToolResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+class UnknownHandle(McpWsError):
+    """A call store's read (mcp_ws/sdk/store.py): no call with this handle that this
+    principal may read: unknown, another principal's, past its retention, or malformed,
+    all alike (a guess learns nothing). ``code`` is the JSON-RPC error code to answer."""
+
+    code = -32005
+    data: dict[str, object] | None = None
+
+    def __init__(self) -> None:
+        super().__init__("unknown handle")
+
+
+class EventsGone(McpWsError):
+    """A call store's read below what is still kept; ``earliest_seq`` is the first kept
+    (also in ``data``, as the JSON-RPC error carries it)."""
+
+    code = -32006
+
+    def __init__(self, earliest_seq: int) -> None:
+        super().__init__(f"events gone: the earliest kept is seq {earliest_seq}")
+        self.earliest_seq = earliest_seq
+        self.data = {"earliestSeq": earliest_seq}
+
+
+class InvalidCursor(McpWsError):
+    """A call store's read whose ``after`` is not an integer >= 0: invalid params."""
+
+    code = -32602
+    data: dict[str, object] | None = None
+
+    def __init__(self, after: object) -> None:
+        super().__init__(f"invalid cursor: after must be an integer >= 0, got {after!r}")
 
 
 class UsageError(McpWsError):

@@ -7,7 +7,7 @@ after, within a byte budget per call and one for the whole store. A reader asks 
 events after a cursor (``after`` is exclusive, as in SEP-2694's ``tasks/stream``): it
 gets those still kept, then the live ones, then the outcome.
 
-Errors, each a `StoreError` with the JSON-RPC code a server answers with:
+Errors (mcp_ws/protocol/errors.py), each with the JSON-RPC code a server answers with:
 
 - `UnknownHandle`: no such handle, another principal's, one past its retention, or a
   malformed one: the same code and message for all, so a guess learns nothing;
@@ -33,6 +33,11 @@ from typing import Any
 
 import anyio
 
+from ..protocol.errors import EventsGone, InvalidCursor, UnknownHandle
+
+StoreError = UnknownHandle | EventsGone | InvalidCursor
+"""What a read may raise, each with its JSON-RPC ``code`` (and ``data``)."""
+
 __all__ = [
     "DEFAULT_MAX_CALL_BYTES",
     "DEFAULT_MAX_TOTAL_BYTES",
@@ -55,47 +60,11 @@ DEFAULT_MAX_CALL_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
 """Bytes of events kept for every call together."""
 
-UNKNOWN_HANDLE = -32005
+UNKNOWN_HANDLE = UnknownHandle.code
 """JSON-RPC code: no call with this handle that you may read."""
 
-EVENTS_GONE = -32006
+EVENTS_GONE = EventsGone.code
 """JSON-RPC code: the events after the cursor are no longer kept (data: ``earliestSeq``)."""
-
-
-class StoreError(Exception):
-    """A read the store cannot serve; ``code`` is its JSON-RPC error code."""
-
-    code: int = UNKNOWN_HANDLE
-    data: dict[str, Any] | None = None
-
-
-class UnknownHandle(StoreError):
-    """No call with this handle that this principal may read (the same for every cause)."""
-
-    code = UNKNOWN_HANDLE
-
-    def __init__(self) -> None:
-        super().__init__("unknown handle")
-
-
-class EventsGone(StoreError):
-    """The events after the cursor were trimmed; ``earliest_seq`` is the first kept."""
-
-    code = EVENTS_GONE
-
-    def __init__(self, earliest_seq: int) -> None:
-        super().__init__(f"events gone: the earliest kept is seq {earliest_seq}")
-        self.earliest_seq = earliest_seq
-        self.data = {"earliestSeq": earliest_seq}
-
-
-class InvalidCursor(StoreError):
-    """``after`` is not a cursor (a negative number)."""
-
-    code = -32602
-
-    def __init__(self, after: object) -> None:
-        super().__init__(f"invalid cursor: after must be an integer >= 0, got {after!r}")
 
 
 @dataclass(eq=False)
@@ -200,7 +169,7 @@ class EmbeddedStore:
         self._expire()
         call = self._calls.get(handle) if isinstance(handle, str) else None
         if call is None or not hmac.compare_digest(call.principal, principal):
-            raise UnknownHandle
+            raise UnknownHandle()
         cursor = call.earliest - 1 if after is None else after
         if cursor + 1 < call.earliest:
             raise EventsGone(call.earliest)
