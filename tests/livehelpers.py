@@ -15,6 +15,7 @@ import anyio
 import anyio.abc
 import uvicorn
 from mcp.client.session import ClientSession
+from mcp.shared.exceptions import MCPError
 
 import mcp_ws
 from mcp_ws.protocol import Connection, Role
@@ -314,3 +315,14 @@ def mux_of(read: object) -> MuxConnection:
     assert bridge is not None
     assert bridge.mux is not None
     return bridge.mux
+
+
+async def failing_call(
+    failures: list[MCPError], call: Callable[..., Awaitable[object]], *args: Any
+) -> None:
+    """Await ``call(*args)``, keeping the ``MCPError`` it fails with in ``failures``
+    (for a task that a test expects to fail once the connection is gone)."""
+    try:
+        await call(*args)
+    except MCPError as exc:
+        failures.append(exc)

@@ -29,7 +29,7 @@ from mcp_types import CONNECTION_CLOSED, TextContent
 
 import mcp_ws
 
-from ..livehelpers import live_server, mux_of, session_to
+from ..livehelpers import failing_call, live_server, mux_of, session_to
 
 pytestmark = pytest.mark.anyio
 
@@ -458,15 +458,9 @@ async def test_serve_resume_options_and_a_killed_server(anyio_backend: str) -> N
                 mux = mux_of(read)
                 assert (mux.core.resume_node, mux.core.resume_grace) == ("edge-1", 1)
                 failures: list[MCPError] = []
-
-                async def call() -> None:
-                    try:
-                        await session.call_tool("sleepy", {"seconds": 30})
-                    except MCPError as exc:
-                        failures.append(exc)
-
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(call)
+                    sleepy = ("sleepy", {"seconds": 30})
+                    tg.start_soon(failing_call, failures, session.call_tool, *sleepy)
                     await anyio.sleep(0.3)
                     server.process.kill()
                 assert [f.error.code for f in failures] == [mcp_ws.OUTCOME_UNKNOWN]

@@ -15,7 +15,7 @@ from mcp_ws.protocol import ErrorCode
 from mcp_ws.sdk.handover import HandoverReadStream
 from mcp_ws.transport.tcp import create_tcp_listener
 
-from ..livehelpers import app_process, live_server, session_to
+from ..livehelpers import app_process, failing_call, live_server, session_to
 
 pytestmark = pytest.mark.anyio
 
@@ -106,15 +106,9 @@ async def test_a_server_killed_mid_call_fails_it_with_the_same_code_and_words(
             session_to(url, resume=False) as session,
         ):
             failures: list[MCPError] = []
-
-            async def call() -> None:
-                try:
-                    await session.call_tool("sleepy", {"seconds": 60})
-                except MCPError as exc:
-                    failures.append(exc)
-
             async with anyio.create_task_group() as tg:
-                tg.start_soon(call)
+                sleepy = ("sleepy", {"seconds": 60})
+                tg.start_soon(failing_call, failures, session.call_tool, *sleepy)
                 await anyio.sleep(0.3)  # sent, its handler running
                 process.kill()
     assert [(f.error.code, f.error.message) for f in failures] == [(CONNECTION_CLOSED, LOST)]

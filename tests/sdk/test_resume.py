@@ -23,7 +23,7 @@ from mcp_ws.transport.websocket import open_websocket
 
 from ..apps import Probe, build_app
 from ..cutproxy import cut_proxy
-from ..livehelpers import mux_of
+from ..livehelpers import failing_call, mux_of
 from .test_handover import Background, free_port, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -151,15 +151,9 @@ async def test_a_server_restarted_between_cut_and_resume_means_outcome_unknown(
             ):
                 await session.initialize()
                 failures: list[MCPError] = []
-
-                async def call() -> None:
-                    try:
-                        await session.call_tool("sleepy", {"seconds": 30})
-                    except MCPError as exc:
-                        failures.append(exc)
-
                 async with anyio.create_task_group() as calls:
-                    calls.start_soon(call)
+                    sleepy = ("sleepy", {"seconds": 30})
+                    calls.start_soon(failing_call, failures, session.call_tool, *sleepy)
                     with anyio.fail_after(5):
                         await background.probe.started.wait()
                     proxy.closed = True  # the server is unreachable for a moment
@@ -188,16 +182,10 @@ async def test_when_the_grace_runs_out_the_server_ends_the_session(anyio_backend
     ):
         await session.initialize()
         failures: list[MCPError] = []
-
-        async def call() -> None:
-            try:
-                await session.call_tool("sleepy", {"seconds": 30})
-            except MCPError as exc:
-                failures.append(exc)
-
         with anyio.fail_after(15):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(call)
+                sleepy = ("sleepy", {"seconds": 30})
+                tg.start_soon(failing_call, failures, session.call_tool, *sleepy)
                 await probe.started.wait()
                 proxy.closed = True
                 proxy.cut()
