@@ -19,6 +19,7 @@ from pydantic import BaseModel
 import mcp_ws
 from mcp_ws.protocol import ErrorCode
 from mcp_ws.sdk.calls import handling_bridge
+from mcp_ws.transport.resume import ResumeLimits
 
 
 class Probe:
@@ -291,9 +292,13 @@ async def _main(
     token: str | None,
     port: int = 0,
     resume_grace: float | None = None,
+    refuse_resumes: bool = False,
 ) -> None:
-    """Serve the app on ``port`` (0: a free one) and print its URL (for subprocess tests)."""
+    """Serve the app on ``port`` (0: a free one) and print its URL (for subprocess tests);
+    ``refuse_resumes`` keeps no detached connection, so every resume is refused."""
     options: dict[str, Any] = {}
+    if refuse_resumes:
+        options["resume_limits"] = ResumeLimits(max_detached=0)
     if token is not None:
         options["auth"] = mcp_ws.bearer_token(token)
     if timeouts is not None:  # short handshake and HELLO timeouts, for the chaos tests
@@ -329,6 +334,7 @@ if __name__ == "__main__":
         parser.add_argument("--token", help="require this bearer token")
         parser.add_argument("--port", type=int, default=0, help="the port (0: a free one)")
         parser.add_argument("--resume-grace", type=float, help="seconds a detached session waits")
+        parser.add_argument("--refuse-resumes", action="store_true", help="keep no detached one")
         args = parser.parse_args()
         anyio.run(
             _main,
@@ -339,5 +345,6 @@ if __name__ == "__main__":
             args.token,
             args.port,
             args.resume_grace,
+            args.refuse_resumes,
             backend=args.backend,
         )

@@ -18,10 +18,16 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from .. import __version__
 from .bench import add_bench_options, bench_command
-from .client import add_client_options, call_command, stdio_command, tools_command
+from .client import (
+    add_client_options,
+    attach_command,
+    call_command,
+    stdio_command,
+    tools_command,
+)
 from .common import run
 from .demo import demo_command
-from .serve import add_listen_options, serve_command
+from .serve import add_listen_options, add_store_options, serve_command
 
 __all__ = ["build_parser", "main"]
 
@@ -63,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. my_server:app (MODULE alone tries app, mcp, server)",
     )
     add_listen_options(serve)
+    add_store_options(serve)
 
     bridge = commands.add_parser("bridge", help="expose a stdio MCP server over mcp-ws")
     bridge.add_argument(
@@ -87,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--timeout", type=float, help="seconds for the whole call")
 
+    again = commands.add_parser(
+        "attach", help="read a streamed call again by its handle (it may still run)"
+    )
+    add_client_options(again)
+    again.add_argument("handle", metavar="HANDLE", help="what `mcp-ws call` printed")
+    again.add_argument(
+        "--after",
+        type=int,
+        metavar="SEQ",
+        help="only the deltas after this seq (default: from the first one kept)",
+    )
+
     tools = commands.add_parser("tools", help="list a server's tools")
     add_client_options(tools)
     tools.add_argument("--json", action="store_true", help="the full tool definitions as JSON")
@@ -110,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": serve_command,
         "bridge": serve_command,
         "call": call_command,
+        "attach": attach_command,
         "tools": tools_command,
         "stdio": stdio_command,
         "bench": bench_command,

@@ -1,4 +1,5 @@
-"""``mcp-ws call``, ``mcp-ws tools`` and ``mcp-ws stdio``: the client side of the command."""
+"""``mcp-ws call``, ``mcp-ws attach``, ``mcp-ws tools`` and ``mcp-ws stdio``: the client
+side of the command."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mcp.client.session import ClientSession
 from mcp.server.stdio import stdio_server
 from mcp_types import CallToolResult, PaginatedRequestParams, TextContent
 
+from ..sdk.attach import AttachedStream, attach
 from ..sdk.client import connect
 from ..sdk.proxy import forward_session
 from ..sdk.stream_tool import (
@@ -23,6 +25,7 @@ from ..sdk.stream_tool import (
     Completed,
     Delta,
     Failed,
+    Started,
     ToolCallError,
     ToolStream,
     stream_tool,
@@ -32,6 +35,7 @@ from .common import client_ssl, describe_os_error, fail, read_token
 
 __all__ = [
     "add_client_options",
+    "attach_command",
     "call_command",
     "parse_arguments",
     "stdio_command",
@@ -137,29 +141,48 @@ async def _watch_for_interrupt(stream: ToolStream) -> None:
 async def call_command(args: argparse.Namespace) -> int:
     """Call a tool, show its output as it streams; Ctrl-C cancels it on the server."""
     arguments = parse_arguments(args.arguments, args.args)
-    out = sys.stdout
     async with _session(args) as session:
-        streamed = False  # whether deltas already showed the output
         call = stream_tool(session, args.tool, arguments, read_timeout=args.timeout)
-        async with call as stream, anyio.create_task_group() as watcher:
-            watcher.start_soon(_watch_for_interrupt, stream)
-            async for event in stream:
-                if isinstance(event, Delta):
-                    if event.text:
-                        out.write(event.text)
-                    if event.data is not None:
-                        print(f"[{len(event.data)} bytes of binary]", file=sys.stderr)
-                    if event.structured is not None:
-                        out.write(json.dumps(event.structured) + "\n")
-                    out.flush()
-                    streamed = True
-                elif isinstance(event, Completed):
-                    _render_result(event.result, out, streamed=streamed)
-                elif isinstance(event, Failed) and streamed:
-                    out.write("\n")
-                    out.flush()
-            watcher.cancel_scope.cancel()
-        outcome = stream.outcome
+        return await _show(call, args.url)
+
+
+async def attach_command(args: argparse.Namespace) -> int:
+    """Read a streamed call again by its handle, live to its end; Ctrl-C cancels it."""
+    if args.after is not None and args.after < 0:
+        fail("--after must be at least 0", exit_code=2)
+    async with _session(args) as session:
+        return await _show(attach(session, args.handle, args.after), args.url)
+
+
+async def _show(call: ToolStream, url: str) -> int:
+    """Show a call's output as it streams (text on stdout, the rest on stderr)."""
+    out = sys.stdout
+    streamed = False  # whether deltas already showed the output
+    async with call as stream, anyio.create_task_group() as watcher:
+        watcher.start_soon(_watch_for_interrupt, stream)
+        async for event in stream:
+            if isinstance(event, Started) and event.handle and not isinstance(call, AttachedStream):
+                print(
+                    f"mcp-ws: to read this call again: mcp-ws attach {url} {event.handle}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif isinstance(event, Delta):
+                if event.text:
+                    out.write(event.text)
+                if event.data is not None:
+                    print(f"[{len(event.data)} bytes of binary]", file=sys.stderr)
+                if event.structured is not None:
+                    out.write(json.dumps(event.structured) + "\n")
+                out.flush()
+                streamed = True
+            elif isinstance(event, Completed):
+                _render_result(event.result, out, streamed=streamed)
+            elif isinstance(event, Failed) and streamed:
+                out.write("\n")
+                out.flush()
+        watcher.cancel_scope.cancel()
+    outcome = stream.outcome
     if isinstance(outcome, Failed):
         error = outcome.error
         if isinstance(error, CallCancelledError):

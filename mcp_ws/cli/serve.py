@@ -16,7 +16,14 @@ from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
 from ..sdk.proxy import stdio_bridge
+from ..sdk.retained import RetainedCalls, retained_calls
 from ..sdk.server import SessionRunner, serving_sessions, session_runner
+from ..sdk.store import (
+    DEFAULT_MAX_CALL_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
+    DEFAULT_RETAIN,
+    EmbeddedStore,
+)
 from ..transport.policy import bearer_token
 from ..transport.resume import DEFAULT_GRACE, ResumeLimits
 from ..transport.siblings import Siblings
@@ -30,7 +37,7 @@ from .common import (
 )
 from .workers import serve_workers, supervisor_gone
 
-__all__ = ["add_listen_options", "load_app", "serve_command"]
+__all__ = ["add_listen_options", "add_store_options", "load_app", "serve_command"]
 
 logger = logging.getLogger("mcp_ws.cli")
 
@@ -132,6 +139,52 @@ def add_listen_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """Where a server keeps streamed calls for re-attach (docs/streaming.md)."""
+    store = parser.add_argument_group("re-attach")
+    store.add_argument(
+        "--retain",
+        type=float,
+        default=DEFAULT_RETAIN,
+        metavar="SECONDS",
+        help="keep a streamed call's events and outcome this long after it ends, for "
+        "clients that re-attach (default: %(default)g)",
+    )
+    store.add_argument(
+        "--retain-bytes",
+        type=int,
+        default=DEFAULT_MAX_CALL_BYTES,
+        metavar="N",
+        help="bytes of events kept per call; past it a producer no reader keeps up with "
+        "waits (default: %(default)s)",
+    )
+    store.add_argument(
+        "--no-store",
+        action="store_true",
+        help="keep no streamed calls: no handles, no re-attach (calls end with their session)",
+    )
+    store.add_argument(
+        "--retain-total-bytes",
+        type=int,
+        default=DEFAULT_MAX_TOTAL_BYTES,
+        metavar="N",
+        help="bytes kept for every call together, oldest finished trimmed first "
+        "(default: %(default)s)",
+    )
+
+
+def _store(args: argparse.Namespace) -> EmbeddedStore:
+    if args.retain < 0:
+        fail("--retain must not be negative", exit_code=2)
+    if args.retain_bytes < 1 or args.retain_total_bytes < 1:
+        fail("--retain-bytes and --retain-total-bytes must be at least 1", exit_code=2)
+    return EmbeddedStore(
+        retain=args.retain,
+        max_call_bytes=args.retain_bytes,
+        max_total_bytes=args.retain_total_bytes,
+    )
+
+
 def load_app(target: str) -> Server | MCPServer:
     """Import ``MODULE:APP`` (or ``MODULE``, trying ``app``, ``mcp``, ``server``).
 
@@ -170,10 +223,14 @@ def load_app(target: str) -> Server | MCPServer:
     return app
 
 
-def _session_runner(args: argparse.Namespace) -> tuple[SessionRunner, str]:
+def _session_runner(
+    args: argparse.Namespace,
+) -> tuple[SessionRunner, str, RetainedCalls | None]:
     if args.command == "serve":
         app = load_app(args.target)
-        return session_runner(app), args.target
+        store = False if args.no_store else _store(args)
+        retained = retained_calls(app, store=store, grace=args.resume_grace)
+        return session_runner(app), args.target, retained
     try:
         argv = shlex.split(args.stdio)
     except ValueError as exc:
@@ -182,7 +239,7 @@ def _session_runner(args: argparse.Namespace) -> tuple[SessionRunner, str]:
         fail("the --stdio command is empty", exit_code=2)
     if shutil.which(argv[0]) is None:
         fail(f"command not found: {argv[0]}")
-    return stdio_bridge(argv), argv[0]
+    return stdio_bridge(argv), argv[0], None
 
 
 async def _stop_reason(supervisor: int | None) -> str:
@@ -226,7 +283,7 @@ async def serve_command(args: argparse.Namespace) -> int:
     if args.workers > 1:
         _session_runner(args)  # the app loads: fail here, not in every worker
         return await serve_workers(args)
-    run_session, what = _session_runner(args)
+    run_session, what, retained = _session_runner(args)
     tokens = read_tokens(args.token, args.token_file)
     options: dict[str, Any] = {
         "host": args.host,
@@ -245,6 +302,8 @@ async def serve_command(args: argparse.Namespace) -> int:
         "siblings": Siblings(args.siblings, args.worker_index) if args.siblings else None,
     }
     async with contextlib.AsyncExitStack() as stack:
+        if retained is not None:  # streamed calls outlive their sessions
+            await stack.enter_async_context(retained.hosting())
         try:
             server = await stack.enter_async_context(serving_sessions(run_session, **options))
         except OSError as exc:

@@ -3,6 +3,7 @@ and the streaming extension (``partial_results`` on servers, ``stream_tool`` on 
 
 from ..transport.mux import LinkState
 from .asgi import asgi
+from .attach import AttachedStream, attach
 from .bridge import (
     DEFAULT_SEND_BUDGET,
     OUTCOME_UNKNOWN,
@@ -12,7 +13,9 @@ from .bridge import (
 )
 from .client import client_streams, connect
 from .partial import PartialResults, advertise_streaming, partial_results
+from .retained import ATTACH, CANCEL, RetainedCalls, retained_calls
 from .server import DEFAULT_SETTINGS, McpWsServer, serve, serving
+from .store import EVENTS_GONE, UNKNOWN_HANDLE, EmbeddedStore
 from .stream_tool import (
     CallCancelledError,
     Completed,
@@ -29,21 +32,28 @@ from .stream_tool import (
 from .streaming import EXTENSION_ID, PARTIAL_RESULT, STREAMS
 
 __all__ = [
+    "ATTACH",
+    "CANCEL",
     "DEFAULT_SEND_BUDGET",
     "DEFAULT_SETTINGS",
+    "EVENTS_GONE",
     "EXTENSION_ID",
     "OUTCOME_UNKNOWN",
     "PARTIAL_RESULT",
     "REQUEST_REFUSED",
     "STREAMS",
+    "UNKNOWN_HANDLE",
+    "AttachedStream",
     "CallCancelledError",
     "CallClosedError",
     "Completed",
     "Delta",
+    "EmbeddedStore",
     "Failed",
     "LinkState",
     "McpWsServer",
     "PartialResults",
+    "RetainedCalls",
     "SessionBridge",
     "Started",
     "StreamEvent",
@@ -52,10 +62,12 @@ __all__ = [
     "ToolStream",
     "advertise_streaming",
     "asgi",
+    "attach",
     "client_streams",
     "connect",
     "partial_result_binding",
     "partial_results",
+    "retained_calls",
     "serve",
     "serving",
     "stream_tool",

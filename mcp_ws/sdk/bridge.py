@@ -241,6 +241,11 @@ class SessionBridge:
         self.mux = mux
 
     @property
+    def closed(self) -> bool:
+        """Whether the connection is gone (or the bridge released)."""
+        return self._closed
+
+    @property
     def _core_mux(self) -> MuxConnection:
         assert self.mux is not None, "attach() the bridge to a MuxConnection first"
         return self.mux
@@ -536,7 +541,12 @@ class SessionBridge:
     # ------------------------------------------------------------------ a request's stream
 
     async def send_related(
-        self, request_id: RequestId, message: dict[str, Any], *, urgent: bool = False
+        self,
+        request_id: RequestId,
+        message: dict[str, Any],
+        *,
+        urgent: bool = False,
+        wait_for_cancel: bool = True,
     ) -> None:
         """Queue ``message`` on the stream of the peer's request ``request_id``, with
         that stream's flow control (the streaming extension's deltas go this way).
@@ -546,12 +556,16 @@ class SessionBridge:
         Waits for that stream's credit only (at most one message beyond the window is
         ever queued), never for the connection's other streams. Raises
         `CallClosedError` once the request is answered. Once the peer cancelled it or
-        the connection is gone, waits (at most `CANCEL_ARRIVAL_GRACE`) to be cancelled.
+        the connection is gone, waits (at most `CANCEL_ARRIVAL_GRACE`) to be cancelled;
+        with ``wait_for_cancel=False``, a connection that is gone raises at once (a call
+        that outlives its session, `mcp_ws.sdk.retained`).
         """
         mux = self._core_mux
         while True:
             call = self.calls.peer(request_id) if not self._closed else None
             if call is None or mux.closed:
+                if not wait_for_cancel and self._closed:
+                    raise CallClosedError(f"request {request_id!r}: the connection is gone")
                 if self._closed or self.calls.cancelled(request_id):
                     # The peer's cancel (or the connection's loss, which ends every
                     # handler) is on its way to the SDK: let it cancel this handler,

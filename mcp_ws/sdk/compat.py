@@ -11,7 +11,7 @@ TypeScript client does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -40,9 +40,13 @@ _READ_AHEAD = 32  # messages; beyond that the socket is not read (TCP backpressu
 
 @asynccontextmanager
 async def json_text_streams(
-    channel: MessageChannel, *, close_timeout: float = 5.0
+    channel: MessageChannel,
+    *,
+    close_timeout: float = 5.0,
+    on_end: Callable[[], None] | None = None,
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], _RoutingWriter]]:
-    """Yield the SDK's ``(read_stream, write_stream)`` over a JSON-text WebSocket."""
+    """Yield the SDK's ``(read_stream, write_stream)`` over a JSON-text WebSocket;
+    ``on_end`` is called when the connection ends, before the read stream does."""
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](
         _READ_AHEAD
     )
@@ -63,6 +67,8 @@ async def json_text_streams(
                     await read_send.send(SessionMessage(message=message))
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return
+            if on_end is not None:
+                on_end()
 
     writer_done = anyio.Event()
 

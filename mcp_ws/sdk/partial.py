@@ -27,9 +27,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult
 from pydantic import BaseModel
 
+from ..protocol.errors import CallClosedError
 from .bridge import SessionBridge
-from .calls import handling_bridge
-from .streaming import EXTENSION_ID, PARTIAL_RESULT, Aggregate, as_json_safe, binary_block
+from .emit import PartialEmitter, event_size
+from .retained import Production, current_production, retained_calls
+from .streaming import EXTENSION_ID, Aggregate, binary_block
 
 __all__ = ["PartialResults", "advertise_streaming", "partial_results"]
 
@@ -41,13 +43,15 @@ def advertise_streaming(app: object) -> None:
     """Advertise the extension in ``app``'s capabilities, on every transport.
 
     Adds ``io.github.mcp-ws/streaming`` to ``extensions`` and to ``experimental`` (the
-    SDK strips ``extensions`` from 2025-era handshakes). `mcp_ws.serve` does this for
-    you; call it yourself before ``app.run("stdio")`` or a streamable HTTP app.
-    Idempotent.
+    SDK strips ``extensions`` from 2025-era handshakes), and the re-attach methods
+    (`mcp_ws.sdk.retained`: streamed calls get handles kept in an embedded store).
+    `mcp_ws.serve` does this for you; call it yourself before ``app.run("stdio")`` or a
+    streamable HTTP app, once its tools are registered. Idempotent.
     """
     server = app._lowlevel_server if isinstance(app, MCPServer) else app
     if not isinstance(server, Server):
         raise TypeError(f"expected a Server or an MCPServer, got {type(app).__name__}")
+    retained_calls(server)
     server.extensions.setdefault(EXTENSION_ID, {})
     original = server.create_initialization_options
     if getattr(original, "_mcp_ws_streaming", False):
@@ -64,13 +68,6 @@ def advertise_streaming(app: object) -> None:
 
     with_streaming._mcp_ws_streaming = True  # type: ignore[attr-defined]
     server.create_initialization_options = with_streaming  # type: ignore[method-assign]
-
-
-class _Notification(BaseModel):
-    """Any notification, for ``ServerSession.send_notification`` (it only dumps it)."""
-
-    method: str
-    params: dict[str, Any]
 
 
 class PartialResults:
@@ -96,10 +93,12 @@ class PartialResults:
         self.token: str | int | None = token if valid else None
         self._progress_token = meta.get("progressToken", meta.get("progress_token"))
         self._session = request.session
-        self._request_id = request.request_id
-        self._bridge: SessionBridge | None = None
-        if self.token is not None:
-            self._bridge = handling_bridge()
+        self._emitter = PartialEmitter(ctx, self.token) if self.token is not None else None
+        self._bridge: SessionBridge | None = self._emitter.bridge if self._emitter else None
+        self._production: Production | None = current_production() if self._emitter else None
+        self.handle: str | None = None
+        """The call's handle, once entered (clients re-attach with it); ``None`` when
+        the client did not opt in, or the app keeps no calls."""
         self._aggregate = Aggregate()
         self._seq = 0
         self._open = False
@@ -146,6 +145,9 @@ class PartialResults:
             start: dict[str, Any] = {"event": "start"}
             if self._start_meta is not None:
                 start["meta"] = self._start_meta
+            if self._production is not None:
+                self.handle = self._production.open(dict(start))
+                start["handle"] = self.handle
             await self._emit(start)
         return self
 
@@ -209,20 +211,26 @@ class PartialResults:
             raise RuntimeError("use partial results inside 'async with partial_results(ctx)'")
 
     async def _emit(self, fields: dict[str, Any]) -> None:
-        params = {"partialResultToken": self.token, "seq": self._seq, **fields}
+        seq = self._seq
         self._seq += 1
-        if self._bridge is not None:
-            message = {"jsonrpc": "2.0", "method": PARTIAL_RESULT, "params": params}
-            # the start and the first delta go out at once; later ones may coalesce
-            urgent = params["seq"] <= 1
-            await self._bridge.send_related(self._request_id, message, urgent=urgent)
+        assert self._emitter is not None
+        production = self._production
+        if production is None:
+            await self._emitter.emit(seq, fields)
             return
-        if "content" in params:
-            params["content"] = [as_json_safe(b) for b in params["content"]]
-        await self._session.send_notification(
-            _Notification(method=PARTIAL_RESULT, params=params),
-            related_request_id=self._request_id,
-        )
+        if seq:
+            await production.keep(fields, event_size(fields))  # may wait at the budget
+        if not production.origin:
+            # kept for readers that come back; its caller is gone (a checkpoint: the
+            # producer stays cancellable and fair while nothing else makes it wait)
+            await anyio.lowlevel.checkpoint()
+            return
+        try:
+            await self._emitter.emit(seq, fields, detachable=True)
+        except (CallClosedError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            production.lose_origin()  # the session ended: the call runs on for readers
+            return
+        production.delivered(seq)
 
     async def _report_progress(self) -> None:
         self._progress_count += 1

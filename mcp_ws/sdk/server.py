@@ -44,6 +44,8 @@ from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
 from .calls import handling
 from .compat import json_text_streams
 from .partial import advertise_streaming
+from .retained import ClientLink, retained_calls, serving_client
+from .store import EmbeddedStore
 
 __all__ = [
     "DEFAULT_HEALTH_PATH",
@@ -219,8 +221,11 @@ class McpWsServer:
 
     async def serve_json_text(self, channel: MessageChannel) -> None:
         """Run one session in JSON text mode (subprotocol ``mcp``) until it ends."""
-        async with json_text_streams(channel) as (read, write):
-            await self._run_session(read, write)
+        request = getattr(channel, "request", None)
+        link = ClientLink(principal_of(request.headers.get("Authorization") if request else None))
+        async with json_text_streams(channel, on_end=link.end) as (read, write):
+            with serving_client(link):
+                await self._run_session(read, write)
 
     async def serve_mux(self, channel: MessageChannel, *, principal: str | None = None) -> None:
         """Run one session over the mux (subprotocol ``mcp-ws.v1``) until it ends; or,
@@ -278,7 +283,9 @@ class McpWsServer:
 
                 tg.start_soon(pump)
                 try:
-                    with handling(bridge):  # the session's handlers inherit it
+                    # the session's handlers inherit both
+                    link = ClientLink(principal, gone=lambda: bridge.closed)
+                    with handling(bridge), serving_client(link):
                         await self._run_session(bridge.read_stream, bridge.write_stream)
                 finally:
                     session_done.set()
@@ -323,6 +330,7 @@ async def serving(
     resume_grace: float = DEFAULT_GRACE,
     resume_limits: ResumeLimits | None = None,
     node: str | None = None,
+    store: EmbeddedStore | bool | None = None,
 ) -> AsyncIterator[McpWsServer]:
     """Serve ``app`` while the block runs; leaving it shuts down gracefully.
 
@@ -337,27 +345,34 @@ async def serving(
     resume it (docs/protocol.md section 9; 0 turns resume off), within
     ``resume_limits``; ``node`` is the name clients resume with (default: the address
     the server listens on, ``host:port``).
+    ``store`` keeps streamed calls for re-attach (default: an `EmbeddedStore`, see
+    docs/streaming.md; ``False``: none); a call whose session ended runs on for
+    ``resume_grace`` seconds with no reader attached.
     Raises ``OSError`` if it cannot listen (the port is in use, say).
     """
-    async with serving_sessions(
-        session_runner(app),
-        host=host,
-        port=port,
-        path=path,
-        allowed_origins=allowed_origins,
-        auth=auth,
-        ssl=ssl,
-        settings=settings,
-        limits=limits,
-        handshake_timeout=handshake_timeout,
-        send_budget=send_budget,
-        shutdown_grace=shutdown_grace,
-        web=web,
-        health_path=health_path,
-        resume_grace=resume_grace,
-        resume_limits=resume_limits,
-        node=node,
-    ) as server:
+    retained = retained_calls(app, store=store, grace=resume_grace)
+    async with (
+        retained.hosting(),
+        serving_sessions(
+            session_runner(app),
+            host=host,
+            port=port,
+            path=path,
+            allowed_origins=allowed_origins,
+            auth=auth,
+            ssl=ssl,
+            settings=settings,
+            limits=limits,
+            handshake_timeout=handshake_timeout,
+            send_budget=send_budget,
+            shutdown_grace=shutdown_grace,
+            web=web,
+            health_path=health_path,
+            resume_grace=resume_grace,
+            resume_limits=resume_limits,
+            node=node,
+        ) as server,
+    ):
         yield server
 
 

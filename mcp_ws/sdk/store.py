@@ -16,9 +16,11 @@ Errors (mcp_ws/protocol/errors.py), each with the JSON-RPC code a server answers
 - `InvalidCursor`: a negative ``after`` (invalid params).
 
 Bounds: a call's kept bytes stay within ``max_call_bytes`` (the oldest events go first
-while a reader keeps up; with no reader past them, `append` waits instead, so nothing a
-client could still come back for is dropped), and the store's within ``max_total_bytes``
-(the oldest finished calls' events go first).
+once every reader has had them; with a reader behind, or none, `append` waits instead,
+so nothing a client could still come back for is dropped), and the store's within
+``max_total_bytes``: the oldest finished calls' events go first, then the oldest
+finished calls no one reads, then running calls' events every reader has had; past
+that, producers wait.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +60,10 @@ DEFAULT_MAX_CALL_BYTES = 8 * 1024 * 1024
 """Bytes of events kept for one call."""
 
 DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
-"""Bytes of events kept for every call together."""
+"""Bytes kept for every call together: events, start events, outcomes, bookkeeping."""
+
+CALL_OVERHEAD = 256
+"""Bytes a call is counted for beyond its events, start event and outcome."""
 
 UNKNOWN_HANDLE = UnknownHandle.code
 """JSON-RPC code: no call with this handle that you may read."""
@@ -67,22 +72,34 @@ EVENTS_GONE = EventsGone.code
 """JSON-RPC code: the events after the cursor are no longer kept (data: ``earliestSeq``)."""
 
 
+_ORIGIN = "origin"  # the cursor of the call's own caller
+
+
 @dataclass(eq=False)
 class _Call:
     principal: str
     events: deque[tuple[int, Mapping[str, Any], int]] = field(default_factory=deque)
-    bytes: int = 0
+    bytes: int = 0  # of its kept events
+    fixed: int = 0  # of what it keeps until it expires: its start, outcome, bookkeeping
     next_seq: int = 0  # the seq the next event gets
     outcome: Mapping[str, Any] | None = None
     finished_at: float | None = None
-    readers: int = 0  # the call's own caller (while ``origin``) and attached readers
-    origin: bool = True
-    read_up_to: int = -1  # the highest seq every reader has had (while any read)
-    changed: anyio.Event = field(default_factory=anyio.Event)
+    # How far each reader has had the events: the call's own caller (key ``ORIGIN``,
+    # until it is gone) and each attached read. Only what all have had may be trimmed.
+    cursors: dict[object, int] = field(default_factory=dict)
+    start: Mapping[str, Any] = field(default_factory=dict)  # seq 0, kept while the call is
+    _changed: anyio.Event | None = None  # made only when someone waits (appends are hot)
 
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def changed(self) -> None:
+        """Wait for the next change (an event, a reader coming or going, the outcome)."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
 
     @property
     def earliest(self) -> int:
@@ -108,62 +125,80 @@ class EmbeddedStore:
         self._clock = clock
         self._calls: dict[str, _Call] = {}
         self.bytes = 0
-        """Bytes of events kept now, every call together."""
+        """Bytes kept now, every call together (see `CALL_OVERHEAD`)."""
+        self._room: anyio.Event | None = None  # made only when a producer waits for room
 
-    def open(self, principal: str) -> str:
-        """A new call of ``principal``: its handle. Its caller counts as a reader (it
-        reads the call directly) until `origin_gone`; `delivered` says how far it got."""
+    def open(self, principal: str, start: Mapping[str, Any]) -> str:
+        """A new call of ``principal`` whose ``start`` event (seq 0) is kept with it: its
+        handle. Its events are numbered from 1. Its caller counts as a reader (it reads
+        the call directly) until `origin_gone`; `delivered` says how far it got."""
         self._expire()
         handle = secrets.token_urlsafe(24)
-        self._calls[handle] = _Call(principal=principal, readers=1)
+        call = _Call(principal=principal, next_seq=1, start=start)
+        call.fixed = CALL_OVERHEAD + len(repr(start))
+        self.bytes += call.fixed
+        call.cursors[_ORIGIN] = 0
+        self._calls[handle] = call
         return handle
 
     def delivered(self, handle: str, seq: int) -> None:
         """The call's own caller has had the events up to ``seq``."""
         call = self._calls.get(handle)
-        if call is not None:
-            self._mark_read(call, seq)
+        if call is not None and _ORIGIN in call.cursors:
+            self._mark_read(call, _ORIGIN, seq)
 
     def origin_gone(self, handle: str) -> None:
         """The call's own caller reads no more (its session ended, or it has its
         outcome)."""
         call = self._calls.get(handle)
-        if call is not None and call.origin:
-            call.origin = False
-            call.readers -= 1
+        if call is not None and call.cursors.pop(_ORIGIN, None) is not None:
             call.notify()
+            self._room_changed()
 
     async def append(self, handle: str, event: Mapping[str, Any], size: int) -> int:
         """Keep one event of a running call; returns its seq. Waits while the call is at
-        its byte budget and no reader has had its oldest events."""
+        its byte budget and no reader has had its oldest events, and while the store is
+        at its total budget and only running calls' unread events hold it."""
         call = self._calls[handle]
-        while call.bytes + size > self.max_call_bytes and call.events:
-            if not self._trim_read(call):
-                await call.changed.wait()  # a reader will take them, or the call ends
+        while True:
+            if call.bytes + size > self.max_call_bytes and call.events:
+                if not self._trim_read(call):
+                    await call.changed()  # a reader will take them, or the call ends
+                continue
+            if self.bytes + size > self.max_total_bytes and not self._make_room(size):
+                await self._room_freed()  # a reader, an outcome or an expiry frees some
+                continue
+            break
         seq = call.next_seq
         call.next_seq += 1
         call.events.append((seq, event, size))
         call.bytes += size
         self.bytes += size
-        self._fit_total(keep=call)
         call.notify()
         return seq
 
-    def finish(self, handle: str, outcome: Mapping[str, Any]) -> None:
-        """The call's one outcome (its final result, or its error)."""
+    def finish(self, handle: str, outcome: Mapping[str, Any], size: int | None = None) -> None:
+        """The call's one outcome (its final result, or its error); ``size``: about its
+        bytes (by default, the length of its ``repr``)."""
         call = self._calls.get(handle)
         if call is None or call.outcome is not None:
             return
         call.outcome = outcome
         call.finished_at = self._clock()
+        grown = size if size is not None else len(repr(outcome))
+        call.fixed += grown
+        self.bytes += grown
         self.origin_gone(handle)  # the caller has its answer
         call.notify()
+        self._make_room(0)  # the outcome counts too
+        self._room_changed()  # its events may go now, for calls still running
 
     async def read(
         self, handle: str, principal: str, after: int | None = None
-    ) -> AsyncIterator[tuple[int | None, Mapping[str, Any]]]:
-        """``(seq, event)`` for each event after ``after`` (all kept ones when ``None``),
-        live ones as they come, then ``(None, outcome)``. Raises `StoreError`."""
+    ) -> AsyncGenerator[tuple[int | None, Mapping[str, Any]], None]:
+        """``(0, start)`` first, its ``after`` field the cursor the reader continues from;
+        then ``(seq, event)`` for each event after ``after`` (all kept ones when
+        ``None``), live ones as they come, then ``(None, outcome)``. Raises `StoreError`."""
         if after is not None and (type(after) is not int or after < 0):
             raise InvalidCursor(after)
         self._expire()
@@ -173,8 +208,11 @@ class EmbeddedStore:
         cursor = call.earliest - 1 if after is None else after
         if cursor + 1 < call.earliest:
             raise EventsGone(call.earliest)
-        call.readers += 1
+        reader = object()
+        call.cursors[reader] = cursor
+        call.notify()
         try:
+            yield 0, {**call.start, "after": cursor}
             while True:
                 if cursor + 1 < call.earliest:
                     raise EventsGone(call.earliest)  # trimmed for the total budget
@@ -182,54 +220,112 @@ class EmbeddedStore:
                 for seq, event in pending:
                     yield seq, event
                     cursor = seq
-                    self._mark_read(call, seq)
+                    self._mark_read(call, reader, seq)
                 if pending:
                     continue
                 if call.outcome is not None:
                     yield None, call.outcome
                     return
-                await call.changed.wait()
+                await call.changed()
         finally:
-            call.readers -= 1
+            del call.cursors[reader]
+            call.notify()
+            self._room_changed()
 
-    def _mark_read(self, call: _Call, seq: int) -> None:
-        if seq > call.read_up_to:
-            call.read_up_to = seq
+    def owns(self, handle: str, principal: str) -> bool:
+        """Whether ``handle`` is a call of ``principal`` the store still keeps."""
+        call = self._calls.get(handle)
+        return call is not None and hmac.compare_digest(call.principal, principal)
+
+    def readers(self, handle: str) -> int:
+        """How many read the call now (its own caller included, until `origin_gone`)."""
+        call = self._calls.get(handle)
+        return len(call.cursors) if call is not None else 0
+
+    async def unread_for(self, handle: str, seconds: float) -> bool:
+        """Wait until the running call has had no reader for ``seconds`` in a row
+        (True), or until it has its outcome (False)."""
+        call = self._calls.get(handle)
+        while call is not None and call.outcome is None:
+            if call.cursors:
+                await call.changed()
+                continue
+            with anyio.move_on_after(seconds) as idle:
+                while not call.cursors and call.outcome is None:
+                    await call.changed()
+            if idle.cancelled_caught:
+                return True
+        return False
+
+    def _mark_read(self, call: _Call, reader: object, seq: int) -> None:
+        if seq > call.cursors[reader]:
+            call.cursors[reader] = seq
             call.notify()  # a producer waiting at the budget may trim now
+            self._room_changed()
 
     def _trim_read(self, call: _Call) -> bool:
-        """Drop the call's oldest event if a reader has had it; whether one went."""
-        if call.readers and call.events and call.events[0][0] <= call.read_up_to:
+        """Drop the call's oldest event if every reader has had it; whether one went."""
+        if call.cursors and call.events and call.events[0][0] <= min(call.cursors.values()):
             _, _, size = call.events.popleft()
             call.bytes -= size
             self.bytes -= size
             return True
         return False
 
-    def _fit_total(self, keep: _Call) -> None:
-        """Trim the oldest finished calls' events (then others') to fit the total."""
-        if self.bytes <= self.max_total_bytes:
-            return
-        order = sorted(
-            (c for c in self._calls.values() if c is not keep and c.events),
-            key=lambda c: (c.finished_at is None, c.finished_at or 0.0),
+    def _make_room(self, size: int) -> bool:
+        """Free room for ``size`` more bytes within the total budget, in this order: the
+        oldest finished calls' events, then the oldest finished calls no one reads, then
+        running calls' events every reader has had. Whether it fits now. A running
+        call's unread events are never dropped: their producers wait instead."""
+        limit = self.max_total_bytes - size
+        if self.bytes <= limit:
+            return True
+        self._expire()
+        finished = sorted(
+            ((h, c) for h, c in self._calls.items() if c.finished_at is not None),
+            key=lambda item: item[1].finished_at or 0.0,
         )
-        for call in [*order, keep]:
-            while self.bytes > self.max_total_bytes and call.events:
-                _, _, size = call.events.popleft()
-                call.bytes -= size
-                self.bytes -= size
+        for _, call in finished:
+            while self.bytes > limit and call.events:
+                _, _, dropped = call.events.popleft()
+                call.bytes -= dropped
+                self.bytes -= dropped
             call.notify()
-            if self.bytes <= self.max_total_bytes:
-                return
+            if self.bytes <= limit:
+                return True
+        for handle, call in finished:
+            if not call.cursors:
+                self._forget(handle)
+                if self.bytes <= limit:
+                    return True
+        for call in list(self._calls.values()):
+            while self.bytes > limit and self._trim_read(call):
+                pass
+            if self.bytes <= limit:
+                return True
+        return False
+
+    def _room_changed(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    async def _room_freed(self) -> None:
+        if self._room is None:
+            self._room = anyio.Event()
+        await self._room.wait()
 
     def _expire(self) -> None:
         now = self._clock()
         for handle, call in list(self._calls.items()):
             finished = call.finished_at
-            if finished is not None and now - finished >= self.retain and not call.readers:
-                self.bytes -= call.bytes
-                del self._calls[handle]
+            if finished is not None and now - finished >= self.retain and not call.cursors:
+                self._forget(handle)
+
+    def _forget(self, handle: str) -> None:
+        call = self._calls.pop(handle)
+        self.bytes -= call.bytes + call.fixed
+        self._room_changed()
 
     def __len__(self) -> int:
         return len(self._calls)

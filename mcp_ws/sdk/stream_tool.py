@@ -77,9 +77,13 @@ _blocks_adapter: TypeAdapter[list[ContentBlock]] = TypeAdapter(list[ContentBlock
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Started:
-    """The server began streaming (``seq`` 0); ``meta`` is what it attached, if anything."""
+    """The server began streaming (``seq`` 0); ``meta`` is what it attached, if anything.
+
+    ``handle`` names the call for a re-attach (`mcp_ws.attach`), from any client of the
+    same principal, while the server keeps it; ``None`` if the server keeps no calls."""
 
     meta: Any = None
+    handle: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +201,10 @@ class ToolStream(PartialResultRoute):
         self._group: anyio.abc.TaskGroup | None = None
         self._fallback: PartialResultRoutes | None = None
         self._call_scope: anyio.CancelScope  # created on entry, in the event loop
+        self.handle: str | None = None
+        """The call's handle (from its `Started`), to re-attach to it with `mcp_ws.attach`."""
+        self.last_seq = 0
+        """The seq of the last event the iteration yielded (re-attach ``after`` it)."""
 
     # ------------------------------------------------------------------ for the caller
 
@@ -329,8 +337,15 @@ class ToolStream(PartialResultRoute):
         _give_back(size, ack)  # consumed: the server may send that much more
         seq = self._next_seq
         self._next_seq += 1
+        self.last_seq = seq
         event = partial_event(params, seq)
-        if type(event) is Delta:
+        if type(event) is Started:
+            self.handle = event.handle
+            after = params.get("after")  # a re-attach: the events continue after it
+            if type(after) is int and after >= self._next_seq:
+                self._next_seq = after + 1
+                self.last_seq = after
+        elif type(event) is Delta:
             try:  # noqa: SIM105 - per delta; contextlib.suppress costs a context manager each
                 self._aggregate.add(event.blocks)
             except (ValueError, TypeError):
@@ -350,18 +365,20 @@ class ToolStream(PartialResultRoute):
                 return
             _give_back(size, ack)
 
+    async def _request(self) -> CallToolResult:
+        """Send the request whose answer ends the stream."""
+        result: CallToolResult = await self._session.call_tool(
+            self.name, self._arguments, read_timeout_seconds=self._read_timeout, meta=self._meta
+        )
+        return result
+
     async def _call(self) -> None:
         outcome: Completed | Failed = Failed(error=CallCancelledError("cancelled by the caller"))
         last_seq: int | None = None
         result: CallToolResult | None = None
         with self._call_scope, routing(self):
             try:
-                result = await self._session.call_tool(
-                    self.name,
-                    self._arguments,
-                    read_timeout_seconds=self._read_timeout,
-                    meta=self._meta,
-                )
+                result = await self._request()
             except (
                 MCPError,
                 McpWsError,
@@ -386,7 +403,8 @@ def partial_event(params: Mapping[str, Any], seq: int) -> Started | Delta | None
     (``None`` for an event this version does not know)."""
     kind = params.get("event")
     if kind == "start":
-        return Started(meta=params.get("meta"))
+        handle = params.get("handle")
+        return Started(meta=params.get("meta"), handle=handle if isinstance(handle, str) else None)
     if kind != "delta":
         return None
     raw = params.get("content")

@@ -465,3 +465,44 @@ async def test_serve_resume_options_and_a_killed_server(anyio_backend: str) -> N
                     server.process.kill()
                 assert [f.error.code for f in failures] == [mcp_ws.OUTCOME_UNKNOWN]
                 assert "grace" in failures[0].error.message
+
+
+async def test_a_killed_call_process_and_a_new_one_that_attaches(anyio_backend: str) -> None:
+    """``mcp-ws call`` SIGKILLed mid-answer (no cancel reaches the server); a new
+    ``mcp-ws attach`` process reads the rest by the handle ``call`` printed: every token
+    once. ``serve`` hosts the call beyond its session; bad store options are refused."""
+    for bad in (["--retain", "-1"], ["--retain-bytes", "0"]):
+        code, _, err = await run_command(anyio_backend, "serve", "tests.apps:build_app", *bad)
+        assert code == 2, err
+        assert bad[0] in err
+    with anyio.fail_after(60):
+        serve = ("serve", "tests.apps:build_app", "--port", "0", "--resume-grace", "10")
+        async with running(anyio_backend, *serve, "--retain", "30") as server:
+            url = await server.url()
+            args = ("call", url, "generate", "count=200", "pause=0.01")
+            async with running(anyio_backend, *args) as call:
+                assert call.process.stderr is not None
+                hint = b""
+                while b"\n" not in hint:
+                    hint += await call.process.stderr.receive()
+                first_line = hint.decode().splitlines()[0]
+                assert first_line.startswith(
+                    f"mcp-ws: to read this call again: mcp-ws attach {url} "
+                )
+                handle = first_line.rsplit(" ", 1)[-1]
+                assert call.process.stdout is not None
+                shown = ""
+                while shown.count(" ") < 20:
+                    shown += (await call.process.stdout.receive()).decode()
+                call.process.kill()
+                await call.process.wait()
+            seen = shown[: shown.rindex(" ") + 1]  # whole tokens: the last one seen is its seq
+            after = seen.count(" ")
+            code, out, err = await run_command(
+                anyio_backend, "attach", url, handle, "--after", str(after)
+            )
+            assert code == 0, err
+            assert seen + out.rstrip("\n") == "".join(f"t{i} " for i in range(200))
+            code, _, err = await run_command(anyio_backend, "attach", url, "no-such-handle")
+            assert code == 1
+            assert "unknown handle" in err

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from mcp_ws.sdk.store import (
+    CALL_OVERHEAD,
     EVENTS_GONE,
     UNKNOWN_HANDLE,
     EmbeddedStore,
@@ -20,6 +21,10 @@ from mcp_ws.sdk.store import (
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 
 
+START = {"event": "start", "meta": {"model": "m"}}
+FIXED = CALL_OVERHEAD + len(repr(START))  # what a call is counted for beyond its events
+
+
 def event(n: int) -> dict[str, Any]:
     return {"text": f"t{n}"}
 
@@ -27,55 +32,64 @@ def event(n: int) -> dict[str, Any]:
 async def read_all(
     store: EmbeddedStore, handle: str, who: str, after: int | None = None
 ) -> list[Any]:
+    """What a read yields after the start (checked: first, with the reader's cursor)."""
     out: list[Any] = []
     with anyio.fail_after(5):
         async for seq, item in store.read(handle, who, after):
             out.append((seq, item))
-    return out
+    assert out[0][0] == 0
+    assert out[0][1] == {**START, "after": after if after is not None else out[0][1]["after"]}
+    return out[1:]
 
 
 async def test_a_reader_gets_the_events_after_its_cursor_then_the_outcome(
     anyio_backend: str,
 ) -> None:
     store = EmbeddedStore()
-    handle = store.open("alice")
-    for n in range(4):
-        assert await store.append(handle, event(n), 10) == n
+    handle = store.open("alice", START)
+    for n in range(1, 5):
+        assert await store.append(handle, event(n), 10) == n  # seq 0 is the start
     store.finish(handle, {"result": "done"})
     outcome = (None, {"result": "done"})
-    assert await read_all(store, handle, "alice") == [(n, event(n)) for n in range(4)] + [outcome]
-    assert await read_all(store, handle, "alice", after=1) == [
-        (2, event(2)),
+    every = [(n, event(n)) for n in range(1, 5)]
+    assert await read_all(store, handle, "alice") == [*every, outcome]
+    assert await read_all(store, handle, "alice", after=0) == [*every, outcome]
+    assert await read_all(store, handle, "alice", after=2) == [
         (3, event(3)),
+        (4, event(4)),
         outcome,
     ]
-    assert await read_all(store, handle, "alice", after=3) == [outcome]
+    assert await read_all(store, handle, "alice", after=4) == [outcome]
 
 
 async def test_live_events_reach_a_reader_and_after_the_last_waits(anyio_backend: str) -> None:
     store = EmbeddedStore()
-    handle = store.open("alice")
-    await store.append(handle, event(0), 10)
+    handle = store.open("alice", START)
+    await store.append(handle, event(1), 10)
     seen: list[Any] = []
 
     async def reader() -> None:
-        seen.extend(await read_all(store, handle, "alice", after=0))  # past the last: waits
+        seen.extend(await read_all(store, handle, "alice", after=1))  # past the last: waits
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)
         await anyio.sleep(0.05)
         assert seen == []
-        await store.append(handle, event(1), 10)
+        assert store.readers(handle) == 2  # the caller and this read
         await store.append(handle, event(2), 10)
+        await store.append(handle, event(3), 10)
         store.finish(handle, {"error": {"code": -32000}})
-    assert seen == [(1, event(1)), (2, event(2)), (None, {"error": {"code": -32000}})]
+    assert seen == [(2, event(2)), (3, event(3)), (None, {"error": {"code": -32000}})]
+    assert store.readers(handle) == 0  # the caller has its outcome, the read ended
 
 
 async def test_unknown_foreign_and_malformed_handles_are_refused_alike(anyio_backend: str) -> None:
     store = EmbeddedStore()
-    handle = store.open("alice")
+    handle = store.open("alice", START)
     assert len(handle) == 32  # 24 random bytes, URL-safe base64
-    assert len({store.open("alice") for _ in range(50)}) == 50
+    assert len({store.open("alice", START) for _ in range(50)}) == 50
+    assert store.owns(handle, "alice")
+    assert not store.owns(handle, "bob")
     messages = []
     for who, which in (("bob", handle), ("alice", "x" * 32), ("alice", "")):
         with pytest.raises(UnknownHandle) as caught:
@@ -90,31 +104,61 @@ async def test_unknown_foreign_and_malformed_handles_are_refused_alike(anyio_bac
 
 async def test_a_call_at_its_budget_trims_what_its_caller_has_read(anyio_backend: str) -> None:
     store = EmbeddedStore(max_call_bytes=100)
-    handle = store.open("alice")
-    for n in range(10):
+    handle = store.open("alice", START)
+    for n in range(1, 11):
         await store.append(handle, event(n), 20)
         store.delivered(handle, n)  # the caller reads as it goes
-    assert store.bytes <= 100
+    assert store.bytes <= 100 + FIXED
     with pytest.raises(EventsGone) as gone:
         await read_all(store, handle, "alice", after=0)
     assert gone.value.code == EVENTS_GONE
-    assert gone.value.data == {"earliestSeq": 5}
+    assert gone.value.data == {"earliestSeq": 6}
     store.finish(handle, {"result": 1})
-    assert [s for s, _ in await read_all(store, handle, "alice", after=4)] == [5, 6, 7, 8, 9, None]
+    assert [s for s, _ in await read_all(store, handle, "alice", after=5)] == [6, 7, 8, 9, 10, None]
+    # after=None: from the first kept event
+    assert [s for s, _ in await read_all(store, handle, "alice")] == [6, 7, 8, 9, 10, None]
+
+
+async def test_only_what_every_reader_has_had_is_trimmed(anyio_backend: str) -> None:
+    """The caller ran ahead; an attached reader behind it keeps the events it has not had."""
+    store = EmbeddedStore(max_call_bytes=100)
+    handle = store.open("alice", START)
+    for n in range(1, 4):
+        await store.append(handle, event(n), 20)
+    seen: list[Any] = []
+    reads = store.read(handle, "alice", after=0)
+    seen.append(await reads.__anext__())  # the start: this reader is at 0
+    for n in range(4, 6):
+        await store.append(handle, event(n), 20)
+        store.delivered(handle, n)  # the caller has had everything
+    blocked: list[int] = []
+
+    async def producer() -> None:
+        blocked.append(await store.append(handle, event(6), 20))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(producer)
+        await anyio.sleep(0.05)
+        assert blocked == []  # the reader at 0 holds events 1..5
+        seen.append(await reads.__anext__())  # 1 is on its way...
+        seen.append(await reads.__anext__())  # ...and had once it asks for more: 1 goes
+    assert blocked == [6]
+    await reads.aclose()
+    assert [s for s, _ in seen] == [0, 1, 2]
 
 
 async def test_with_no_reader_the_producer_waits_at_the_budget(anyio_backend: str) -> None:
     """Nothing a client could still come back for is dropped: the producer waits until
     a reader (coming back) has had the oldest events."""
     store = EmbeddedStore(max_call_bytes=100)
-    handle = store.open("alice")
+    handle = store.open("alice", START)
     store.origin_gone(handle)  # the caller's session ended
-    for n in range(5):
+    for n in range(1, 6):
         await store.append(handle, event(n), 20)
     produced: list[int] = []
 
     async def producer() -> None:
-        for n in range(5, 8):
+        for n in range(6, 9):
             produced.append(await store.append(handle, event(n), 20))
         store.finish(handle, {"result": "end"})
 
@@ -123,36 +167,98 @@ async def test_with_no_reader_the_producer_waits_at_the_budget(anyio_backend: st
         await anyio.sleep(0.05)
         assert produced == []  # waiting at the budget, nothing dropped
         got = await read_all(store, handle, "alice")
-    assert [s for s, _ in got] == [0, 1, 2, 3, 4, 5, 6, 7, None]
-    assert produced == [5, 6, 7]
+    assert [s for s, _ in got] == [1, 2, 3, 4, 5, 6, 7, 8, None]
+    assert produced == [6, 7, 8]
+
+
+async def test_unread_for_says_when_a_call_went_unread(anyio_backend: str) -> None:
+    store = EmbeddedStore()
+    handle = store.open("alice", START)
+    store.origin_gone(handle)
+    with anyio.fail_after(5):
+        assert await store.unread_for(handle, 0.05)  # nobody reads
+        reads = store.read(handle, "alice")
+        await reads.__anext__()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.unread_for, handle, 0.05)
+            await anyio.sleep(0.2)  # a reader is attached: it keeps waiting
+            store.finish(handle, {"result": 1})
+        assert not await store.unread_for(handle, 0.05)  # finished
+        await reads.aclose()
 
 
 async def test_the_total_budget_trims_the_oldest_finished_call_first(anyio_backend: str) -> None:
-    store = EmbeddedStore(max_total_bytes=100)
-    old, new = store.open("a"), store.open("a")
-    for n in range(4):
+    store = EmbeddedStore(max_total_bytes=100 + 2 * FIXED + 20)
+    old, new = store.open("a", START), store.open("a", START)
+    for n in range(1, 5):
         await store.append(old, event(n), 20)
-    store.finish(old, {"result": "old"})
-    for n in range(3):
+    store.finish(old, {"result": "old"}, size=20)
+    for n in range(1, 4):
         await store.append(new, event(n), 20)
-    assert store.bytes <= 100
+    assert store.bytes <= store.max_total_bytes
     with pytest.raises(EventsGone) as gone:
         await read_all(store, old, "a", after=0)
-    assert gone.value.earliest_seq == 2
+    assert gone.value.earliest_seq == 3
     store.finish(new, {"result": "new"})
-    assert [s for s, _ in await read_all(store, new, "a", after=None)] == [0, 1, 2, None]
+    assert [s for s, _ in await read_all(store, new, "a", after=None)] == [1, 2, 3, None]
 
 
 async def test_a_finished_call_is_kept_for_retain_seconds(anyio_backend: str) -> None:
     now = [0.0]
     store = EmbeddedStore(retain=300, clock=lambda: now[0])
-    handle = store.open("alice")
-    await store.append(handle, event(0), 10)
+    handle = store.open("alice", START)
+    await store.append(handle, event(1), 10)
     store.finish(handle, {"result": 1})
     now[0] = 299.0
-    assert [s for s, _ in await read_all(store, handle, "alice")] == [0, None]
+    assert [s for s, _ in await read_all(store, handle, "alice")] == [1, None]
     now[0] = 300.0
     with pytest.raises(UnknownHandle):
         await read_all(store, handle, "alice")
     assert store.bytes == 0
     assert len(store) == 0
+
+
+async def test_past_the_total_budget_the_oldest_finished_calls_are_forgotten(
+    anyio_backend: str,
+) -> None:
+    """Outcomes count too: finished calls no one reads go, oldest first, to fit."""
+    store = EmbeddedStore(max_total_bytes=3 * FIXED + 3000)
+    handles = []
+    for _ in range(5):
+        handle = store.open("a", START)
+        store.finish(handle, {"result": "x" * 1000}, size=1000)
+        handles.append(handle)
+    assert store.bytes <= store.max_total_bytes
+    assert len(store) == 3
+    with pytest.raises(UnknownHandle):
+        await read_all(store, handles[0], "a")
+    assert [s for s, _ in await read_all(store, handles[4], "a")] == [None]
+
+
+async def test_at_the_total_budget_a_producer_no_one_reads_waits(anyio_backend: str) -> None:
+    """Running calls' unread events are never dropped for the total budget: the
+    producer waits until a reader has had some (or a finished call's room is freed)."""
+    store = EmbeddedStore(max_total_bytes=2 * FIXED + 100)
+    first, second = store.open("a", START), store.open("a", START)
+    store.origin_gone(first)
+    store.origin_gone(second)
+    for n in range(1, 4):
+        await store.append(first, event(n), 20)
+    for n in range(1, 3):
+        await store.append(second, event(n), 20)
+    done: list[int] = []
+
+    async def producer() -> None:
+        done.append(await store.append(second, event(3), 20))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(producer)
+        await anyio.sleep(0.05)
+        assert done == []  # 100 bytes held, none of it read
+        reads = store.read(first, "a", after=0)
+        await reads.__anext__()  # the start
+        await reads.__anext__()  # 1 is on its way
+        await reads.__anext__()  # 1 was had: it goes, and there is room
+    await reads.aclose()
+    assert done == [3]
+    assert store.bytes <= store.max_total_bytes

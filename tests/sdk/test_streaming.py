@@ -68,7 +68,9 @@ async def test_blocks_by_index_raw_binary_and_structured_deltas() -> None:
             async with mcp_ws.stream_tool(session, "mixed") as stream:
                 events = await collect(stream)
             deltas = check_shape(events)
-            assert events[0] == mcp_ws.Started(meta={"model": "test-1"})
+            assert isinstance(events[0], mcp_ws.Started)
+            assert isinstance(events[0].handle, str)  # every streamed call has one
+            assert events[0] == mcp_ws.Started(meta={"model": "test-1"}, handle=events[0].handle)
             image = deltas[1]
             # on mcp-ws binary travels as MessagePack bin: bytes, not base64 text
             assert image.blocks[0]["data"] == b"\x00\x01\xffPNG"

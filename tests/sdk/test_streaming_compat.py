@@ -107,9 +107,35 @@ async def test_stream_tool_over_stock_transports(stock_target: Any) -> None:
             async with mcp_ws.stream_tool(client, "mixed") as stream:
                 events = await collect(stream)
             mixed = check_shape(events)
-            assert events[0] == mcp_ws.Started(meta={"model": "test-1"})
+            assert isinstance(events[0], mcp_ws.Started)
+            assert isinstance(events[0].handle, str)  # every streamed call has one
+            assert events[0] == mcp_ws.Started(meta={"model": "test-1"}, handle=events[0].handle)
             assert mixed[1].data == b"\x00\x01\xffPNG"
             assert isinstance(mixed[1].blocks[0]["data"], str)
+
+
+async def test_attach_over_stock_transports(stock_target: Any) -> None:
+    """A second reader of a running call, by its handle, through the SDK's binding."""
+    with anyio.fail_after(30):
+        async with Client(stock_target, extensions=[mcp_ws.StreamingExtension()]) as client:
+            arguments = {"count": 40, "pause": 0.01}
+            async with mcp_ws.stream_tool(client, "generate", arguments) as stream:
+                started = await stream.__anext__()
+                assert isinstance(started, mcp_ws.Started)
+                assert started.handle
+                async with mcp_ws.attach(client, started.handle, after=0) as attached:
+                    events = await collect(attached)
+                rest = await collect(stream)
+            assert not attached.direct
+            assert events[0] == mcp_ws.Started(handle=started.handle)
+            deltas = check_shape(events)
+            assert "".join(d.text for d in deltas) == EXPECTED == text_of(attached.result)
+            assert attached.result == stream.result
+            assert isinstance(rest[-1], mcp_ws.Completed)
+            async with mcp_ws.attach(client, "no-such-handle") as unknown:
+                failed = await collect(unknown)
+            assert isinstance(failed[0], mcp_ws.Failed)
+            assert failed[0].error.error.code == mcp_ws.UNKNOWN_HANDLE  # type: ignore[attr-defined]
 
 
 async def test_stream_tool_without_the_binding_is_a_single_completed() -> None:

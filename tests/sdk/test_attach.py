@@ -1,0 +1,274 @@
+"""Re-attach (docs/streaming.md, "Re-attach"): handles on streamed calls, reading a call
+again from a cursor, calls that outlive their session, and every documented error, over
+mcp-ws on asyncio and trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.shared.exceptions import MCPError
+
+import mcp_ws
+from mcp_ws.sdk.store import EmbeddedStore
+from mcp_ws.transport import bearer_token
+
+from ..apps import Probe, build_app
+from ..cutproxy import cut_proxy
+from .test_streaming import collect, text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+TOKENS = [f"t{i} " for i in range(60)]
+
+
+@asynccontextmanager
+async def server_of(
+    probe: Probe, *, grace: float = 5.0, **options: Any
+) -> AsyncIterator[mcp_ws.McpWsServer]:
+    async with mcp_ws.serving(build_app(probe), port=0, resume_grace=grace, **options) as s:
+        yield s
+
+
+@asynccontextmanager
+async def client(url: str, token: str | None = None) -> AsyncIterator[ClientSession]:
+    async with (
+        mcp_ws.connect(url, token=token, resume=False) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+async def vanish_after(
+    server: mcp_ws.McpWsServer, deltas: int, arguments: dict[str, Any], token: str | None = None
+) -> tuple[str, list[mcp_ws.StreamEvent]]:
+    """Start ``generate`` through a relay, read ``deltas`` deltas, then drop the link
+    (no cancel reaches the server: a killed client, a reloaded page). Returns the
+    call's handle and the events the vanished client saw."""
+    seen: list[mcp_ws.StreamEvent] = []
+    async with cut_proxy(server.port) as proxy, client(proxy.url(), token) as session:
+        async with mcp_ws.stream_tool(session, "generate", arguments) as stream:
+            async for event in stream:
+                seen.append(event)
+                if len(seen) == deltas + 1:
+                    proxy.cut()
+                    break
+            handle = stream.handle
+    assert isinstance(handle, str)
+    assert stream.last_seq == deltas
+    return handle, seen
+
+
+def deltas(events: list[mcp_ws.StreamEvent]) -> list[mcp_ws.Delta]:
+    return [e for e in events if isinstance(e, mcp_ws.Delta)]
+
+
+async def failure_of(session: ClientSession, handle: Any, after: Any = None) -> MCPError:
+    async with mcp_ws.attach(session, handle, after) as stream:
+        events = await collect(stream)
+    assert len(events) == 1, events
+    assert isinstance(events[0], mcp_ws.Failed)
+    assert isinstance(events[0].error, MCPError)
+    return events[0].error
+
+
+async def test_a_streamed_call_has_a_handle_and_an_attach_reads_it_whole(
+    anyio_backend: str,
+) -> None:
+    probe = Probe()
+    async with server_of(probe) as server, client(server.url) as session:
+        async with mcp_ws.stream_tool(session, "generate", {"count": 5}) as stream:
+            events = await collect(stream)
+        assert isinstance(events[0], mcp_ws.Started)
+        handle = events[0].handle
+        assert isinstance(handle, str)
+        assert len(handle) >= 32
+        assert stream.handle == handle
+        async with client(server.url) as other:
+            async with mcp_ws.attach(other, handle) as attached:
+                again = await collect(attached)
+        assert attached.direct  # on the attach request's own stream, with its credit
+        assert again[0] == mcp_ws.Started(handle=handle)
+        assert [(d.seq, d.text) for d in deltas(again)] == [(d.seq, d.text) for d in deltas(events)]
+        assert isinstance(again[-1], mcp_ws.Completed)
+        assert again[-1].result == stream.result  # the outcome as the caller got it
+
+
+async def test_a_call_outlives_its_vanished_client_and_a_new_one_reads_on(
+    anyio_backend: str,
+) -> None:
+    probe = Probe()
+    async with server_of(probe, grace=0.5) as server:
+        handle, seen = await vanish_after(server, 5, {"count": 60, "pause": 0.01})
+        async with client(server.url) as session:
+            async with mcp_ws.attach(session, handle, after=5) as stream:
+                events = await collect(stream)
+    assert events[0] == mcp_ws.Started(handle=handle)
+    after = deltas(events)
+    assert [d.seq for d in after] == list(range(6, 61))
+    assert len(after) == len(events) - 2
+    assert isinstance(events[-1], mcp_ws.Completed)
+    shown = "".join(d.text for d in deltas(seen) + after)
+    assert shown == "".join(TOKENS) == text_of(events[-1].result)  # no token twice
+    assert not probe.stream_cancelled.is_set()
+
+
+async def test_after_none_starts_at_the_first_kept_event_and_after_past_the_end_waits(
+    anyio_backend: str,
+) -> None:
+    probe = Probe()
+    async with server_of(probe) as server, client(server.url) as session:
+        handle, _ = await vanish_after(server, 2, {"count": 30, "pause": 0.02})
+        async with mcp_ws.attach(session, handle, after=29) as late:
+            events = await collect(late)
+        async with mcp_ws.attach(session, handle) as whole:
+            every = await collect(whole)
+    assert [type(e) for e in events] == [mcp_ws.Started, mcp_ws.Delta, mcp_ws.Completed]
+    assert [d.seq for d in deltas(events)] == [30]
+    assert [d.seq for d in deltas(every)] == list(range(1, 31))
+
+
+async def test_no_reader_within_the_grace_cancels_the_call(anyio_backend: str) -> None:
+    probe = Probe()
+    async with server_of(probe, grace=0.3) as server:
+        handle, _ = await vanish_after(server, 1, {"count": 1000, "pause": 0.01})
+        with anyio.fail_after(10):
+            await probe.stream_cancelled.wait()  # resume grace, then the call's grace
+        async with client(server.url) as session, mcp_ws.attach(session, handle) as stream:
+            events = await collect(stream)
+    outcome = events[-1]
+    assert isinstance(outcome, mcp_ws.Failed)
+    assert isinstance(outcome.error, MCPError)
+    assert outcome.error.error.code == -32003
+    assert outcome.error.error.message == "the call was cancelled"
+    assert [type(e) for e in events[1:-1]] == [mcp_ws.Delta] * (len(events) - 2)
+
+
+async def test_an_attached_reader_keeps_the_call_running(anyio_backend: str) -> None:
+    probe = Probe()
+    async with server_of(probe, grace=0.2) as server:
+        handle, _ = await vanish_after(server, 1, {"count": 60, "pause": 0.02})
+        async with client(server.url) as session:
+            async with mcp_ws.attach(session, handle, after=1) as stream:
+                events = await collect(stream)  # ~1.2 s, far past both graces
+    assert isinstance(events[-1], mcp_ws.Completed)
+    assert not probe.stream_cancelled.is_set()
+
+
+async def test_leaving_an_attach_early_detaches_and_cancel_cancels_the_call(
+    anyio_backend: str,
+) -> None:
+    probe = Probe()
+    async with server_of(probe) as server, client(server.url) as session:
+        async with mcp_ws.stream_tool(session, "generate", {"count": 200, "pause": 0.01}) as call:
+            started = await call.__anext__()
+            assert isinstance(started, mcp_ws.Started)
+            assert started.handle is not None
+            async with client(server.url) as other:
+                async with mcp_ws.attach(other, started.handle) as reader:
+                    async for event in reader:
+                        if isinstance(event, mcp_ws.Delta) and event.seq == 3:
+                            break  # leaves: only this reader goes
+                await anyio.sleep(0.1)
+                assert not probe.stream_cancelled.is_set()
+                async with mcp_ws.attach(other, started.handle, after=5) as reader:
+                    async for event in reader:
+                        if isinstance(event, mcp_ws.Delta):
+                            reader.cancel()  # the call itself
+                            break
+                    events = await collect(reader)
+            rest = await collect(call)
+    assert isinstance(events[-1], mcp_ws.Failed)
+    assert events[-1].error.error.code == -32003  # type: ignore[attr-defined]
+    assert probe.stream_cancelled.is_set()
+    assert isinstance(rest[-1], mcp_ws.Failed)  # the caller sees its call end too
+
+
+async def test_bad_handles_and_cursors_get_documented_errors(anyio_backend: str) -> None:
+    probe = Probe()
+    auth = bearer_token("alice-token", "bob-token")
+    async with server_of(probe, auth=auth) as server:
+        async with client(server.url, "alice-token") as alice:
+            async with mcp_ws.stream_tool(alice, "generate", {"count": 3}) as stream:
+                await collect(stream)
+            handle = stream.handle
+            assert handle is not None
+            unknown = await failure_of(alice, "x" * 32)
+            malformed = await failure_of(alice, 12345)
+            negative = await failure_of(alice, handle, -1)
+            not_an_int = await failure_of(alice, handle, "3")
+            # nothing else is affected: the same session still reads the call
+            async with mcp_ws.attach(alice, handle, after=2) as fine:
+                assert isinstance((await collect(fine))[-1], mcp_ws.Completed)
+        async with client(server.url, "bob-token") as bob:
+            foreign = await failure_of(bob, handle)
+    for error in (unknown, malformed, foreign):
+        assert (error.error.code, error.error.message) == (mcp_ws.UNKNOWN_HANDLE, "unknown handle")
+        assert error.error.data is None
+    assert negative.error.code == not_an_int.error.code == -32602
+
+
+async def test_events_gone_and_expiry(anyio_backend: str) -> None:
+    probe = Probe()
+    store = EmbeddedStore(max_call_bytes=2000, retain=0.5)
+    async with server_of(probe, store=store) as server, client(server.url) as session:
+        async with mcp_ws.stream_tool(session, "bulk", {"chunks": 40, "size": 100}) as stream:
+            await collect(stream)
+        handle = stream.handle
+        assert handle is not None
+        gone = await failure_of(session, handle, 0)
+        assert gone.error.code == mcp_ws.EVENTS_GONE
+        earliest = gone.error.data["earliestSeq"]
+        assert 20 < earliest <= 40  # about 2000 bytes of 130-byte events kept
+        async with mcp_ws.attach(session, handle, after=earliest - 1) as kept:
+            events = await collect(kept)
+        assert [d.seq for d in deltas(events)] == list(range(earliest, 41))
+        async with mcp_ws.attach(session, handle) as first_kept:
+            assert len(await collect(first_kept)) == len(events)
+        await anyio.sleep(0.6)
+        expired = await failure_of(session, handle)
+        assert expired.error.code == mcp_ws.UNKNOWN_HANDLE
+
+
+async def test_a_paused_reader_slows_only_the_producer(anyio_backend: str) -> None:
+    """No reader reads: the producer waits at the per-call budget, and other calls on
+    the same connection go on."""
+    probe = Probe()
+    store = EmbeddedStore(max_call_bytes=20_000)
+    async with server_of(probe, store=store, grace=0.2) as server:
+        handle, _ = await vanish_after(server, 1, {"count": 100_000})
+        async with client(server.url) as session:
+            async with mcp_ws.attach(session, handle) as stream:  # the first kept on
+                first = await stream.__anext__()  # Started, then nothing is read
+                assert isinstance(first, mcp_ws.Started), first
+                await anyio.sleep(0.3)
+                held = probe.sent
+                await anyio.sleep(0.3)
+                assert probe.sent == held < 100_000  # the producer waits
+                assert store.bytes <= 20_000 + 1024  # its events, its start and bookkeeping
+                result = await session.call_tool("echo", {"text": "still here"})
+                assert text_of(result) == "still here"
+                read = 0
+                async for _event in stream:
+                    read += 1
+                    if read == 2000:
+                        break
+                assert read == 2000
+                assert probe.sent > held  # reading let it go on
+
+
+async def test_store_false_keeps_no_calls(anyio_backend: str) -> None:
+    probe = Probe()
+    async with server_of(probe, store=False) as server, client(server.url) as session:
+        async with mcp_ws.stream_tool(session, "generate", {"count": 3}) as stream:
+            events = await collect(stream)
+        assert events[0] == mcp_ws.Started()  # no handle
+        assert stream.handle is None
+        assert isinstance(events[-1], mcp_ws.Completed)
+        error = await failure_of(session, "x" * 32)
+        assert error.error.code == mcp_ws.UNKNOWN_HANDLE
