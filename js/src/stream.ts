@@ -14,9 +14,9 @@
  * single `completed`. The same rules as the Python `stream_tool` (docs/streaming.md).
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { type CallToolResult, CallToolResultSchema, EmptyResultSchema } from "@modelcontextprotocol/sdk/types.js";
 
-import { type DirectSubscriber, McpWsTransport, PARTIAL_RESULT } from "./transport.js";
+import { ATTACH, CANCEL, type DirectSubscriber, McpWsTransport, PARTIAL_RESULT } from "./transport.js";
 
 /** The extension's identifier in capabilities and in the final result's `_meta`. */
 export const EXTENSION_ID = "io.github.mcp-ws/streaming";
@@ -25,10 +25,16 @@ export const EXTENSION_ID = "io.github.mcp-ws/streaming";
 export type ContentBlock = { type: string } & Record<string, unknown>;
 
 export type StreamEvent =
-  | { type: "start"; meta?: unknown }
+  | { type: "start"; meta?: unknown; handle?: string }
   | { type: "delta"; seq: number; text?: string; content?: ContentBlock[]; structuredContent?: unknown }
   | { type: "completed"; result: CallToolResult }
   | { type: "failed"; error: Error; result?: CallToolResult };
+
+/** JSON-RPC code: no call with this handle that you may read (docs/streaming.md). */
+export const UNKNOWN_HANDLE = -32005;
+
+/** JSON-RPC code: the events after the cursor are no longer kept (data: `earliestSeq`). */
+export const EVENTS_GONE = -32006;
 
 export interface StreamToolOptions {
   /** Aborting cancels the call on the server; the stream ends with `failed`. */
@@ -95,6 +101,10 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
   readonly token = `mcpws-js-${prefix}-${++counter}`;
   /** The text received so far. */
   text = "";
+  /** The call's handle (from its `start` event), to read it again with `attachStream`. */
+  handle: string | undefined;
+  /** The seq of the last event the iteration yielded (re-attach `after` it). */
+  lastSeq = 0;
   private readonly controller = new AbortController();
   private readonly pending = new Map<number, Delivery>();
   private readonly queue: Pending[] = [];
@@ -108,10 +118,10 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
   private routes: Map<string | number, DirectSubscriber> | undefined;
 
   constructor(
-    private readonly client: Client,
+    protected readonly client: Client,
     readonly name: string,
     private readonly args: Record<string, unknown> | undefined,
-    private readonly options: StreamToolOptions = {},
+    protected readonly options: StreamToolOptions = {},
   ) {
     const signal = options.signal;
     if (signal) {
@@ -192,14 +202,8 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
     const transport = this.client.transport;
     if (transport instanceof McpWsTransport) transport.subscribe(this.token, this);
     else (this.routes = routeFallback(this.client)).set(this.token, this);
-    const params = {
-      name: this.name,
-      arguments: this.args,
-      _meta: { ...this.options.meta, partialResultToken: this.token },
-    };
     const timeout = this.options.timeoutMs ?? NO_TIMEOUT_MS;
-    this.client
-      .callTool(params, undefined, { signal: this.controller.signal, timeout })
+    this.request(this.controller.signal, timeout)
       .then(
         (result) => {
           const r = result as CallToolResult;
@@ -226,6 +230,16 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
       });
   }
 
+  /** Send the request whose answer ends the stream. */
+  protected async request(signal: AbortSignal, timeout: number): Promise<CallToolResult> {
+    const params = {
+      name: this.name,
+      arguments: this.args,
+      _meta: { ...this.options.meta, partialResultToken: this.token },
+    };
+    return (await this.client.callTool(params, undefined, { signal, timeout })) as CallToolResult;
+  }
+
   private absorb(item: Pending): void {
     if (item.kind === "end") return; // the terminal is read from this.terminal
     const { params, size } = item.delivery;
@@ -240,8 +254,9 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
   private event({ params, size }: Delivery): StreamEvent | undefined {
     if (size) this.ack?.(size); // taken: the server may send that much more
     const seq = this.nextSeq++;
+    this.lastSeq = seq;
     const kind = params["event"];
-    if (kind === "start") return params["meta"] === undefined ? { type: "start" } : { type: "start", meta: params["meta"] };
+    if (kind === "start") return this.startEvent(params);
     if (kind !== "delta") return undefined; // an event this version does not know
     const raw = params["content"];
     const content = Array.isArray(raw) ? (raw.filter((b) => typeof b === "object" && b !== null) as ContentBlock[]) : [];
@@ -250,6 +265,19 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
     const event: StreamEvent = { type: "delta", seq, content };
     if (text) event.text = text;
     if (params["structuredContent"] !== undefined) event.structuredContent = params["structuredContent"];
+    return event;
+  }
+
+  private startEvent(params: Record<string, unknown>): StreamEvent {
+    const event: StreamEvent = { type: "start" };
+    if (params["meta"] !== undefined) event.meta = params["meta"];
+    const handle = params["handle"];
+    if (typeof handle === "string") this.handle = event.handle = handle;
+    const after = params["after"]; // a re-attach: the events continue after it
+    if (typeof after === "number" && Number.isInteger(after) && after >= this.nextSeq) {
+      this.nextSeq = after + 1;
+      this.lastSeq = after;
+    }
     return event;
   }
 
@@ -313,4 +341,55 @@ export function streamTool(
   options?: StreamToolOptions,
 ): ToolStream {
   return new ToolStream(client, name, args, options);
+}
+
+export interface AttachOptions {
+  /** Read the deltas with seq > `after` (default: from the first one the server keeps). */
+  after?: number;
+  /** Aborting detaches this reader (as leaving the loop does); the call goes on. */
+  signal?: AbortSignal;
+  /** Bounds the whole read (default: none). */
+  timeoutMs?: number;
+}
+
+/** A `ToolStream` reading a call started elsewhere, by its handle; get one from `attachStream`. */
+export class AttachedStream extends ToolStream {
+  constructor(
+    client: Client,
+    readonly callHandle: string,
+    private readonly after: number | undefined,
+    options: AttachOptions = {},
+  ) {
+    const { signal, timeoutMs } = options;
+    super(client, `attached call ${String(callHandle).slice(0, 8)}…`, undefined, { signal, timeoutMs });
+    this.handle = callHandle;
+  }
+
+  /** Cancel the call itself on the server (not just this reader); the iteration ends with
+   * the call's outcome: `failed` with code -32003 once the cancel took effect. */
+  override cancel(): void {
+    void this.client
+      .request({ method: CANCEL, params: { handle: this.callHandle } }, EmptyResultSchema)
+      .catch(() => undefined); // the attach's own answer says how the call ended
+  }
+
+  protected override async request(signal: AbortSignal, timeout: number): Promise<CallToolResult> {
+    const params: Record<string, unknown> = {
+      handle: this.callHandle,
+      _meta: { partialResultToken: this.token },
+    };
+    if (this.after !== undefined) params["after"] = this.after;
+    return await this.client.request({ method: ATTACH, params }, CallToolResultSchema, { signal, timeout });
+  }
+}
+
+/**
+ * Read the streamed call `handle` (a `start` event's `handle`) again: its kept deltas with
+ * seq > `after`, then the live ones, then its outcome, as `streamTool` yields them. Every
+ * error arrives as `failed` with an `McpError`: -32005 unknown handle (also another
+ * principal's, past its retention, or malformed), -32006 events gone (`error.data.earliestSeq`),
+ * -32602 a negative `after`. Leaving the loop early detaches; `cancel()` cancels the call.
+ */
+export function attachStream(client: Client, handle: string, options: AttachOptions = {}): AttachedStream {
+  return new AttachedStream(client, handle, options.after, options);
 }

@@ -69,6 +69,12 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 80 * 1024 * 1024;
 /** The JSON-RPC method of a partial result (the streaming extension). */
 export const PARTIAL_RESULT = "notifications/tools/partial_result";
 
+/** The extension method that reads a streamed call again by its handle (`attachStream`). */
+export const ATTACH = "io.github.mcp-ws/attach";
+
+/** The extension method that cancels a streamed call by its handle. */
+export const CANCEL = "io.github.mcp-ws/cancel";
+
 /** The parts of the WebSocket API this transport uses (the browser's, Node's, or `ws`). */
 export interface WebSocketLike {
   binaryType: string;
@@ -254,7 +260,8 @@ class Link {
     const params = message["params"] as { _meta?: { partialResultToken?: unknown } } | undefined;
     const token = params?._meta?.partialResultToken;
     const subscriber = isRequestId(token) ? this.host.subscribers.get(token) : undefined;
-    if (message["method"] === "tools/call" && subscriber) {
+    const method = message["method"];
+    if ((method === "tools/call" || method === ATTACH) && subscriber) {
       this.direct.set(sid, subscriber);
       subscriber.attach((size) => this.acknowledge(sid, size));
     }

@@ -219,14 +219,59 @@ describe("the chat page", { timeout: 120000 }, () => {
     await b.close();
   });
 
-  test("closing a tab mid-answer leaves the server healthy, its handler cancelled", async () => {
+  test("a reload mid-answer shows the answer so far at once, reads on, and no token twice", async () => {
+    const page = await openChat(server.page);
+    await connected(page);
+    await ask(page, "reload me");
+    await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").split(" ").length > 12, undefined, POLL);
+    // a second tab opened now picks up the same answer and follows it live
+    const second = await openChat(server.page);
+    await second.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 0, undefined, POLL);
+    await page.bringToFront();
+    const before = (await page.textContent(".turn .answer")) ?? "";
+    await page.reload({ waitUntil: "domcontentloaded" });
+    // at once: the answer so far is on the page before the connection is even up
+    const atOnce = await page.evaluate(() => [document.querySelector(".turn .answer")?.textContent ?? "", document.querySelector("#status")?.getAttribute("data-state")]);
+    assert.ok(atOnce[0]!.length > 0 && before.startsWith(atOnce[0]!.slice(0, 20)), `shown at once: ${JSON.stringify(atOnce)}`);
+    // record every text the answer shows from now on: it only ever grows
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { seen: string[] }).seen = seen;
+      new MutationObserver(() => seen.push(document.querySelector(".turn:last-child .answer")?.textContent ?? "")).observe(document.querySelector("#log")!, { childList: true, subtree: true, characterData: true });
+    });
+    await page.waitForSelector('.turn[data-state="completed"]', { timeout: 30000 });
+    await second.bringToFront();
+    await second.waitForSelector('.turn[data-state="completed"]', { timeout: 30000 });
+    const { client } = await connectClient(server.ws);
+    const result = await client.callTool({ name: "chat", arguments: { prompt: "reload me", pace: 0 } });
+    await client.close();
+    assert.equal(await page.textContent(".turn .answer"), textOf(result)); // nothing lost, nothing twice
+    assert.equal(await second.textContent(".turn .answer"), textOf(result));
+    const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.startsWith(seen[i - 1]!), "the answer only grew");
+    assert.equal(await page.$$eval(".turn", (turns) => turns.length), 1);
+    // done: a reload now starts afresh
+    await page.reload();
+    await connected(page);
+    assert.equal(await page.$$eval(".turn", (turns) => turns.length), 0);
+    await page.close();
+    await second.close();
+  });
+
+  test("closing a tab mid-answer leaves the server healthy; Stop after a reload cancels the call", async () => {
     const page = await openChat(server.page);
     await connected(page);
     await ask(page, "close me");
     await page.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 20, undefined, POLL);
     await page.close();
+    const again = await openChat(server.page); // the answer is picked up where it was
+    await connected(again);
+    await again.waitForFunction(() => (document.querySelector(".turn .answer")?.textContent ?? "").length > 40, undefined, POLL);
+    await again.click("#stop");
+    await again.waitForSelector('.turn[data-state="failed"]');
+    assert.equal(await again.textContent(".turn .meta"), "stopped");
     await until(async () => (await serverProgress(server.ws)).cancelled);
-    const again = await openChat(server.page);
+    await again.reload();
     await connected(again);
     await ask(again, "still alive?");
     await again.waitForSelector('.turn[data-state="completed"]', { timeout: 20000 });

@@ -59,7 +59,9 @@ describe("streamTool over McpWsTransport", { timeout: 120000 }, () => {
     const { client } = await connectClient(server.url);
     const events = await collect(streamTool(client, "mixed"));
     const deltas = checkShape(events);
-    assert.deepEqual(events[0], { type: "start", meta: { model: "test-1" } });
+    const handle = (events[0] as { handle?: unknown }).handle;
+    assert.ok(typeof handle === "string", "every streamed call has a handle");
+    assert.deepEqual(events[0], { type: "start", meta: { model: "test-1" }, handle });
     assert.deepEqual(deltas[1]!.content, [{ type: "image", data: "AAH/UE5H", mimeType: "image/png" }]);
     assert.deepEqual(deltas.slice(-2).map((d) => d.structuredContent), [{ rows: 1 }, { done: true }]);
     await client.close();

@@ -1,13 +1,44 @@
 // The chat page's script (mcp_ws/web/index.html): connect with the TypeScript client's
 // browser bundle, list the tools that stream, render each answer as its tokens arrive.
-import { Client, McpWsTransport, streamTool } from "./mcp-ws-client.browser.js";
+// The answer in progress is kept in localStorage (its handle, the text shown and the seq
+// of its last token): a reload shows it at once and reads on by the handle
+// (docs/streaming.md, "Re-attach"), and another tab opened meanwhile picks it up too.
+import { Client, McpWsTransport, attachStream, streamTool } from "./mcp-ws-client.browser.js";
 
 const $ = (id) => document.getElementById(id);
 const STREAMING = "io.github.mcp-ws/streaming";
 const path = document.querySelector('meta[name="mcp-ws-path"]').content;
 const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
-const chat = { client: undefined, tools: [], current: undefined };
-window.mcpWsChat = { chat, streamTool }; // for the curious (and the browser tests)
+const chat = { client: undefined, tools: [], current: undefined, kept: undefined };
+window.mcpWsChat = { chat, streamTool, attachStream }; // for the curious (and the browser tests)
+const KEPT = "mcp-ws-chat:answer"; // {handle, asked, text, lastSeq, tokens}
+const SAVE_EVERY_MS = 200;
+let savedAt = 0;
+
+function keep(entry, now = false) {
+  chat.kept = entry;
+  if (!now && performance.now() - savedAt < SAVE_EVERY_MS) return; // and on pagehide
+  savedAt = performance.now();
+  try {
+    localStorage.setItem(KEPT, JSON.stringify(entry));
+  } catch {
+    // storage full or off: a reload then starts afresh
+  }
+}
+
+function kept() {
+  try {
+    const entry = JSON.parse(localStorage.getItem(KEPT) ?? "null");
+    return typeof entry?.handle === "string" && Number.isInteger(entry?.lastSeq) ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function forget(handle) {
+  if (chat.kept?.handle === handle) chat.kept = undefined;
+  if (kept()?.handle === handle) localStorage.removeItem(KEPT);
+}
 
 function status(text, state) {
   $("status").textContent = text;
@@ -63,6 +94,8 @@ async function connect() {
   status(`connected to ${url}`, "connected");
   idle(true);
   $("prompt").focus();
+  const entry = kept();
+  if (entry && !chat.current) await readOn(entry);
 }
 
 function argumentsFor(tool, prompt) {
@@ -76,32 +109,54 @@ async function send() {
   const tool = chat.tools.find((t) => t.name === $("tool").value);
   if (!tool || !chat.client || chat.current) return;
   const prompt = $("prompt").value.trim();
+  const asked = `${tool.name}${prompt ? `: ${prompt}` : ""}`;
+  $("prompt").value = "";
+  await follow(streamTool(chat.client, tool.name, argumentsFor(tool, prompt)), newTurn(asked), asked);
+}
+
+/** Read on the answer a reload (or another tab) left in progress, by its handle. */
+async function readOn(entry) {
+  const turn = chat.resumed ?? newTurn(entry.asked);
+  chat.resumed = undefined;
+  turn.answer.replaceChildren(document.createTextNode(entry.text)); // another tab may be further
+  await follow(attachStream(chat.client, entry.handle, { after: entry.lastSeq }), turn, entry.asked, entry);
+}
+
+function newTurn(asked, text = "") {
   const turn = document.createElement("article");
   turn.className = "turn";
   turn.dataset.state = "streaming";
-  const asked = document.createElement("p");
-  asked.className = "prompt";
-  asked.textContent = `${tool.name}${prompt ? `: ${prompt}` : ""}`;
+  const question = document.createElement("p");
+  question.className = "prompt";
+  question.textContent = asked;
   const answer = document.createElement("div");
   answer.className = "answer";
+  if (text) answer.append(document.createTextNode(text));
   const meta = document.createElement("p");
   meta.className = "meta";
-  turn.append(asked, answer, meta);
+  turn.append(question, answer, meta);
   $("log").append(turn);
-  $("prompt").value = "";
+  return { turn, answer, meta };
+}
+
+async function follow(stream, { turn, answer, meta }, asked, entry) {
   $("send").disabled = true;
   $("stop").disabled = false;
   const started = performance.now();
   let first;
-  let tokens = 0;
-  const stream = streamTool(chat.client, tool.name, argumentsFor(tool, prompt));
+  let tokens = entry?.tokens ?? 0;
+  let handle = entry?.handle;
   chat.current = stream;
   try {
     for await (const event of stream) {
-      if (event.type === "delta") {
+      if (event.type === "start" && event.handle) {
+        handle = event.handle;
+        keep({ handle, asked, text: answer.textContent, lastSeq: stream.lastSeq, tokens }, true);
+      } else if (event.type === "delta") {
         first ??= performance.now() - started;
         tokens += 1;
         render(answer, event);
+        if (handle) keep({ handle, asked, text: answer.textContent, lastSeq: stream.lastSeq, tokens });
         const seconds = (performance.now() - started) / 1000;
         $("figures").textContent = `first token ${first.toFixed(0)} ms · ${(tokens / seconds).toFixed(0)} tokens/s`;
         turn.scrollIntoView({ block: "end" });
@@ -110,13 +165,22 @@ async function send() {
         meta.textContent = `done: ${tokens} tokens, first after ${(first ?? 0).toFixed(0)} ms`;
       } else if (event.type === "failed") {
         turn.dataset.state = "failed";
-        meta.textContent = event.error.name === "CallCancelledError" ? "stopped" : `failed: ${event.error.message}`;
+        meta.textContent = failure(event.error);
       }
     }
   } finally {
+    if (handle && turn.dataset.state !== "streaming") forget(handle);
     chat.current = undefined;
     idle(Boolean(chat.client));
   }
+}
+
+function failure(error) {
+  if (error.name === "CallCancelledError") return "stopped";
+  if (error.code === -32003) return "stopped";
+  if (error.code === -32005) return "this answer is no longer kept by the server";
+  if (error.code === -32006) return "the rest of this answer is no longer kept by the server";
+  return `failed: ${error.message}`;
 }
 
 function render(answer, event) {
@@ -156,4 +220,9 @@ document.addEventListener("keydown", (event) => {
 $("stop").addEventListener("click", stop);
 $("retry").addEventListener("click", connect);
 $("connect").addEventListener("click", connect);
+addEventListener("pagehide", () => {
+  if (chat.kept) keep(chat.kept, true); // the latest token shown, for a reload
+});
+const left = kept();
+if (left) chat.resumed = newTurn(left.asked, left.text); // the answer so far, at once
 connect();
