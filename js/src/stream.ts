@@ -14,9 +14,9 @@
  * single `completed`. The same rules as the Python `stream_tool` (docs/streaming.md).
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { type CallToolResult, CallToolResultSchema, EmptyResultSchema } from "@modelcontextprotocol/sdk/types.js";
+import { type CallToolResult, CallToolResultSchema, EmptyResultSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 
-import { ATTACH, CANCEL, type DirectSubscriber, McpWsTransport, PARTIAL_RESULT } from "./transport.js";
+import { ATTACH, CANCEL, type DirectSubscriber, McpWsTransport, OUTCOME_UNKNOWN, PARTIAL_RESULT } from "./transport.js";
 
 /** The extension's identifier in capabilities and in the final result's `_meta`. */
 export const EXTENSION_ID = "io.github.mcp-ws/streaming";
@@ -191,6 +191,10 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
       if (size) this.ack?.(size);
       return;
     }
+    const fields = params as Record<string, unknown>;
+    if (this.handle === undefined && fields["seq"] === 0 && typeof fields["handle"] === "string") {
+      this.handle = fields["handle"]; // known before the start is read: see readOn
+    }
     this.queue.push({ kind: "partial", delivery: { params: params as Record<string, unknown>, size } });
     this.wake();
   }
@@ -230,14 +234,34 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
       });
   }
 
-  /** Send the request whose answer ends the stream. */
+  /** Send the request whose answer ends the stream; if its connection's resume was
+   * refused, read the call on by its handle (`readOn`). */
   protected async request(signal: AbortSignal, timeout: number): Promise<CallToolResult> {
     const params = {
       name: this.name,
       arguments: this.args,
       _meta: { ...this.options.meta, partialResultToken: this.token },
     };
-    return (await this.client.callTool(params, undefined, { signal, timeout })) as CallToolResult;
+    try {
+      return (await this.client.callTool(params, undefined, { signal, timeout })) as CallToolResult;
+    } catch (error) {
+      if (!(error instanceof McpError) || error.code !== OUTCOME_UNKNOWN || this.handle === undefined) throw error;
+      return await this.readOn(error, signal, timeout);
+    }
+  }
+
+  /** The connection that carried the call is gone and its resume was refused, but the
+   * server may still run (and keep) the call: read it on by its handle, after the last
+   * event handed out, over the transport's new connection (events that came twice are
+   * dropped by seq). Fails with `lost` if the server no longer has it. */
+  private async readOn(lost: McpError, signal: AbortSignal, timeout: number): Promise<CallToolResult> {
+    const params = { handle: this.handle, after: this.nextSeq - 1, _meta: { partialResultToken: this.token } };
+    try {
+      return await this.client.request({ method: ATTACH, params }, CallToolResultSchema, { signal, timeout });
+    } catch (error) {
+      if (error instanceof McpError && (error.code === UNKNOWN_HANDLE || error.code === EVENTS_GONE)) throw lost;
+      throw error;
+    }
   }
 
   private absorb(item: Pending): void {

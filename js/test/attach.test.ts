@@ -130,3 +130,30 @@ describe("attachStream over McpWsTransport", { timeout: 120000 }, () => {
     await client.close();
   });
 });
+
+describe("a refused resume reads streamed calls on by their handles", { timeout: 60000 }, () => {
+  test("the answer completes once over a new connection; the tool ran once", async () => {
+    const server = await startServer(["--refuse-resumes"]); // keeps no detached connection
+    const relay = await new CutRelay(Number(new URL(server.url).port)).listen();
+    try {
+      const { client, transport } = await connectClient(relay.url());
+      const states: string[] = [];
+      transport.onlinkstate = (state) => states.push(state);
+      const events: StreamEvent[] = [];
+      for await (const event of streamTool(client, "tagged", { tag: "j", count: 60, pause: 0.01 })) {
+        events.push(event);
+        if (events.length === 6) relay.cut();
+      }
+      assert.equal(events.at(-1)?.type, "completed", JSON.stringify(events.at(-1)));
+      assert.deepEqual(deltas(events).map((d) => d.seq), Array.from({ length: 60 }, (_, i) => i + 1));
+      assert.equal(deltas(events).map((d) => d.text).join(""), Array.from({ length: 60 }, (_, i) => `j.${i} `).join(""));
+      assert.ok(states.includes("lost"), `the resume was refused: ${states.join(", ")}`);
+      const runs = JSON.parse(textOf(await client.callTool({ name: "runs", arguments: {} }))) as Record<string, number>;
+      assert.deepEqual(runs, { j: 1 });
+      await client.close();
+    } finally {
+      await relay.close();
+      await server.stop();
+    }
+  });
+});

@@ -26,9 +26,8 @@ import anyio
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, EmptyResult
 
-from .retained import ATTACH, AttachParams, AttachRequest, CancelParams, CancelRequest
+from .retained import AttachParams, AttachRequest, CancelParams, CancelRequest
 from .stream_tool import ToolStream
-from .streaming import token_of_call
 
 __all__ = ["AttachedStream", "attach"]
 
@@ -44,11 +43,7 @@ class AttachedStream(ToolStream):
         self.handle = handle
         self.after = after
 
-    def claims(self, method: str, params: Any) -> bool:
-        """The attach request with this stream's token."""
-        return method == ATTACH and token_of_call(params) == self.token
-
-    async def _request(self) -> CallToolResult:
+    async def _request(self) -> CallToolResult:  # no fallback: it is the attach
         params = {"handle": self.handle, "after": self.after, "_meta": self._meta}
         request = AttachRequest(params=AttachParams.model_validate(params))
         result: CallToolResult = await self._session.send_request(

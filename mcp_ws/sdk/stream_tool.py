@@ -40,7 +40,10 @@ from mcp_types import CallToolResult, ContentBlock, TextContent
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from ..protocol.errors import CallCancelledError, McpWsError, ToolCallError
+from .bridge import OUTCOME_UNKNOWN
 from .calls import routing
+from .retained import ATTACH, AttachParams, AttachRequest
+from .store import EVENTS_GONE, UNKNOWN_HANDLE
 from .streaming import (
     EXTENSION_ID,
     PARTIAL_RESULT,
@@ -73,6 +76,8 @@ LATE_DELTA_GRACE = 1.0
 """Seconds to wait, on transports without ordering, for deltas the result says were sent."""
 
 _blocks_adapter: TypeAdapter[list[ContentBlock]] = TypeAdapter(list[ContentBlock])
+
+_CLAIMED = ("tools/call", ATTACH)  # the requests whose partial results a stream takes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,8 +155,8 @@ class PartialResultRoute:
     _ack: Callable[[int], None] | None
 
     def claims(self, method: str, params: Mapping[str, Any] | None) -> bool:
-        """The ``tools/call`` with this token."""
-        return method == "tools/call" and token_of_call(params) == self.token
+        """The ``tools/call`` with this token (or the attach that reads it on)."""
+        return method in _CLAIMED and token_of_call(params) == self.token
 
     def attach(self, acknowledge: Callable[[int], None]) -> None:
         """mcp-ws carries this call; ``acknowledge(size)`` returns credit."""
@@ -316,6 +321,9 @@ class ToolStream(PartialResultRoute):
 
     def deliver(self, params: Any, size: int = 0) -> None:
         """A partial result for this call (from its route or the SDK binding)."""
+        if self.handle is None and type(params) is dict and params.get("seq") == 0:
+            handle = params.get("handle")  # known before the start is read: see _read_on
+            self.handle = handle if isinstance(handle, str) else None
         try:
             self._inbox_send.send_nowait(("partial", params, size, self._ack))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -366,10 +374,33 @@ class ToolStream(PartialResultRoute):
             _give_back(size, ack)
 
     async def _request(self) -> CallToolResult:
-        """Send the request whose answer ends the stream."""
-        result: CallToolResult = await self._session.call_tool(
-            self.name, self._arguments, read_timeout_seconds=self._read_timeout, meta=self._meta
-        )
+        """Send the request whose answer ends the stream; if its connection's resume
+        was refused, read the call on by its handle (`_read_on`)."""
+        try:
+            result: CallToolResult = await self._session.call_tool(
+                self.name, self._arguments, read_timeout_seconds=self._read_timeout, meta=self._meta
+            )
+        except MCPError as exc:
+            if exc.error.code != OUTCOME_UNKNOWN or self.handle is None:
+                raise
+            return await self._read_on(exc)
+        return result
+
+    async def _read_on(self, lost: MCPError) -> CallToolResult:
+        """The connection that carried the call is gone and its resume was refused, but
+        the server may still run (and keep) the call: read it on by its handle, after
+        the last event handed out, over the session's new connection (events that came
+        twice are dropped by seq). Fails with ``lost`` if the server no longer has it."""
+        params = {"handle": self.handle, "after": self._next_seq - 1, "_meta": self._meta}
+        request = AttachRequest(params=AttachParams.model_validate(params))
+        try:
+            result: CallToolResult = await self._session.send_request(
+                request, CallToolResult, request_read_timeout_seconds=self._read_timeout
+            )
+        except MCPError as exc:
+            if exc.error.code in (UNKNOWN_HANDLE, EVENTS_GONE):
+                raise lost from None
+            raise
         return result
 
     async def _call(self) -> None:

@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 import mcp_ws
 from mcp_ws.sdk.store import EmbeddedStore
 from mcp_ws.transport import bearer_token
+from mcp_ws.transport.resume import ResumeLimits
 
 from ..apps import Probe, build_app
 from ..cutproxy import cut_proxy
@@ -272,3 +273,57 @@ async def test_store_false_keeps_no_calls(anyio_backend: str) -> None:
         assert isinstance(events[-1], mcp_ws.Completed)
         error = await failure_of(session, "x" * 32)
         assert error.error.code == mcp_ws.UNKNOWN_HANDLE
+
+
+async def test_a_refused_resume_reads_a_streamed_call_on_by_its_handle(
+    anyio_backend: str,
+) -> None:
+    """The server keeps no detached connection (``max_detached=0``), so the client's
+    resume is refused; the streamed call runs on, kept by the server, and the client
+    reads it on by its handle over a new connection instead of failing it with -32004:
+    every delta once, the tool run once."""
+    probe = Probe()
+    limits = ResumeLimits(max_detached=0)
+    async with (
+        server_of(probe, resume_limits=limits) as server,
+        cut_proxy(server.port) as proxy,
+        mcp_ws.connect(proxy.url()) as (read, write),  # resume on
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        events: list[mcp_ws.StreamEvent] = []
+        arguments = {"tag": "r", "count": 60, "pause": 0.01}
+        async with mcp_ws.stream_tool(session, "tagged", arguments) as stream:
+            async for event in stream:
+                events.append(event)
+                if len(events) == 6:
+                    proxy.cut()
+    assert isinstance(events[-1], mcp_ws.Completed), events[-1]
+    assert [d.seq for d in deltas(events)] == list(range(1, 61))
+    assert "".join(d.text for d in deltas(events)) == "".join(f"r.{i} " for i in range(60))
+    assert probe.runs == {"r": 1}
+    assert server.resume is not None
+    assert server.resume.refused >= 1  # it was a refused resume, not a resumed one
+
+
+async def test_a_refused_resume_with_the_call_gone_is_outcome_unknown(anyio_backend: str) -> None:
+    probe = Probe()
+    limits = ResumeLimits(max_detached=0)
+    async with (
+        server_of(probe, resume_limits=limits, store=False) as server,
+        cut_proxy(server.port) as proxy,
+        mcp_ws.connect(proxy.url()) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        events: list[mcp_ws.StreamEvent] = []
+        arguments = {"tag": "g", "count": 60, "pause": 0.01}
+        async with mcp_ws.stream_tool(session, "tagged", arguments) as stream:
+            async for event in stream:
+                events.append(event)
+                if len(events) == 3:
+                    proxy.cut()
+    outcome = events[-1]
+    assert isinstance(outcome, mcp_ws.Failed)
+    assert isinstance(outcome.error, MCPError)
+    assert outcome.error.error.code == mcp_ws.OUTCOME_UNKNOWN
