@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from .calls import handling_bridge
 from .streaming import PARTIAL_RESULT, as_json_safe
 
-__all__ = ["PartialEmitter", "event_size"]
+__all__ = ["PartialEmitter"]
 
 
 class _Notification(BaseModel):
@@ -20,23 +20,6 @@ class _Notification(BaseModel):
 
     method: str
     params: dict[str, Any]
-
-
-def event_size(fields: Mapping[str, Any]) -> int:
-    """About how many bytes an event holds (for the store's budgets; cheap, not exact)."""
-    size = 32
-    for block in fields.get("content") or ():
-        size += 32
-        for key in ("text", "data"):
-            value = block.get(key)
-            if value is not None:
-                size += len(value)
-        resource = block.get("resource")
-        if isinstance(resource, Mapping):
-            size += len(resource.get("blob") or resource.get("text") or "")
-    if "structuredContent" in fields:
-        size += len(repr(fields["structuredContent"]))
-    return size
 
 
 class PartialEmitter:

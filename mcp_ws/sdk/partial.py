@@ -29,9 +29,9 @@ from pydantic import BaseModel
 
 from ..protocol.errors import CallClosedError
 from .bridge import SessionBridge
-from .emit import PartialEmitter, event_size
+from .emit import PartialEmitter
 from .retained import Production, current_production, retained_calls
-from .streaming import EXTENSION_ID, Aggregate, binary_block
+from .streaming import EXTENSION_ID, PARTIAL_RESULT, Aggregate, binary_block
 
 __all__ = ["PartialResults", "advertise_streaming", "partial_results"]
 
@@ -93,6 +93,7 @@ class PartialResults:
         self.token: str | int | None = token if valid else None
         self._progress_token = meta.get("progressToken", meta.get("progress_token"))
         self._session = request.session
+        self._request_id = request.request_id
         self._emitter = PartialEmitter(ctx, self.token) if self.token is not None else None
         self._bridge: SessionBridge | None = self._emitter.bridge if self._emitter else None
         self._production: Production | None = current_production() if self._emitter else None
@@ -211,26 +212,37 @@ class PartialResults:
             raise RuntimeError("use partial results inside 'async with partial_results(ctx)'")
 
     async def _emit(self, fields: dict[str, Any]) -> None:
+        # The hot path of a streamed call: one event kept (if the app keeps calls), then
+        # sent to the caller on its own stream (or as a notification off mcp-ws).
         seq = self._seq
-        self._seq += 1
-        assert self._emitter is not None
+        self._seq = seq + 1
         production = self._production
-        if production is None:
-            await self._emitter.emit(seq, fields)
-            return
-        if seq:
-            await production.keep(fields, event_size(fields))  # may wait at the budget
-        if not production.origin:
-            # kept for readers that come back; its caller is gone (a checkpoint: the
-            # producer stays cancellable and fair while nothing else makes it wait)
-            await anyio.lowlevel.checkpoint()
-            return
+        if production is not None:
+            handle = production.handle
+            store = production.retained.store
+            if seq and handle is not None and store.append_nowait(handle, fields) is None:
+                await store.append(handle, fields)  # waits at the budget
+            if not production.origin:
+                # kept for readers that come back; its caller is gone (a checkpoint: the
+                # producer stays cancellable and fair while nothing else makes it wait)
+                await anyio.lowlevel.checkpoint()
+                return
+        bridge = self._bridge
         try:
-            await self._emitter.emit(seq, fields, detachable=True)
+            if bridge is not None:
+                params = {"partialResultToken": self.token, "seq": seq, **fields}
+                message = {"jsonrpc": "2.0", "method": PARTIAL_RESULT, "params": params}
+                # the start and the first delta go out at once; later ones may coalesce
+                await bridge.send_related(
+                    self._request_id, message, urgent=seq <= 1, wait_for_cancel=not production
+                )
+            else:
+                assert self._emitter is not None
+                await self._emitter.emit(seq, fields)
         except (CallClosedError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if production is None:
+                raise
             production.lose_origin()  # the session ended: the call runs on for readers
-            return
-        production.delivered(seq)
 
     async def _report_progress(self) -> None:
         self._progress_count += 1

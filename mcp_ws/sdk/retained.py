@@ -137,10 +137,12 @@ class Production:
             self.retained._running[self.handle] = self
         return self.handle
 
-    async def keep(self, event: Mapping[str, Any], size: int) -> int:
-        """Keep one event (``size``: about its bytes); its seq. Waits at the budget."""
+    async def keep(self, event: Mapping[str, Any]) -> int:
+        """Keep one event; its seq. Waits at the budget."""
         assert self.handle is not None
-        return await self.retained.store.append(self.handle, event, size)
+        store = self.retained.store
+        seq = store.append_nowait(self.handle, event)  # no coroutine when it fits
+        return seq if seq is not None else await store.append(self.handle, event)
 
     def delivered(self, seq: int) -> None:
         """The call's own caller has had the events up to ``seq``."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import msgpack
 
 from ..protocol.errors import EventsGone, InvalidCursor, UnknownHandle
 
@@ -75,14 +76,29 @@ EVENTS_GONE = EventsGone.code
 _ORIGIN = "origin"  # the cursor of the call's own caller
 
 
+_packer = msgpack.Packer(use_bin_type=True)  # one for all: packb would make one per call
+
+
+def _encode(event: Mapping[str, Any]) -> bytes:
+    data: bytes = _packer.pack(event)
+    return data
+
+
+def _decode(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)
+
+
 @dataclass(eq=False)
 class _Call:
     principal: str
-    events: deque[tuple[int, Mapping[str, Any], int]] = field(default_factory=deque)
-    bytes: int = 0  # of its kept events
+    # The kept events, encoded (exact sizes; bytes are nothing for the garbage collector
+    # to scan, however many are kept), seqs first_seq, first_seq + 1, ...
+    events: deque[bytes] = field(default_factory=deque)
+    first_seq: int = 1
+    size: int = 0  # bytes of its kept events
     fixed: int = 0  # of what it keeps until it expires: its start, outcome, bookkeeping
     next_seq: int = 0  # the seq the next event gets
-    outcome: Mapping[str, Any] | None = None
+    outcome: bytes | None = None
     finished_at: float | None = None
     # How far each reader has had the events: the call's own caller (key ``ORIGIN``,
     # until it is gone) and each attached read. Only what all have had may be trimmed.
@@ -103,7 +119,14 @@ class _Call:
 
     @property
     def earliest(self) -> int:
-        return self.events[0][0] if self.events else self.next_seq
+        return self.first_seq if self.events else self.next_seq
+
+    def drop_oldest(self) -> int:
+        """Drop the oldest kept event; its size."""
+        size = len(self.events.popleft())
+        self.first_seq += 1
+        self.size -= size
+        return size
 
 
 class EmbeddedStore:
@@ -127,11 +150,13 @@ class EmbeddedStore:
         self.bytes = 0
         """Bytes kept now, every call together (see `CALL_OVERHEAD`)."""
         self._room: anyio.Event | None = None  # made only when a producer waits for room
+        self._finished: deque[tuple[float, str]] = deque()  # in the order they finished
 
     def open(self, principal: str, start: Mapping[str, Any]) -> str:
         """A new call of ``principal`` whose ``start`` event (seq 0) is kept with it: its
         handle. Its events are numbered from 1. Its caller counts as a reader (it reads
-        the call directly) until `origin_gone`; `delivered` says how far it got."""
+        the call directly) until `origin_gone`: each `append` says it had the events
+        before (they are sent to it in order), or `delivered` says how far it got."""
         self._expire()
         handle = secrets.token_urlsafe(24)
         call = _Call(principal=principal, next_seq=1, start=start)
@@ -145,7 +170,10 @@ class EmbeddedStore:
         """The call's own caller has had the events up to ``seq``."""
         call = self._calls.get(handle)
         if call is not None and _ORIGIN in call.cursors:
-            self._mark_read(call, _ORIGIN, seq)
+            call.cursors[_ORIGIN] = seq  # per event: only a waiting producer is woken
+            if call._changed is not None or self._room is not None:
+                call.notify()
+                self._room_changed()
 
     def origin_gone(self, handle: str) -> None:
         """The call's own caller reads no more (its session ended, or it has its
@@ -155,13 +183,42 @@ class EmbeddedStore:
             call.notify()
             self._room_changed()
 
-    async def append(self, handle: str, event: Mapping[str, Any], size: int) -> int:
-        """Keep one event of a running call; returns its seq. Waits while the call is at
-        its byte budget and no reader has had its oldest events, and while the store is
-        at its total budget and only running calls' unread events hold it."""
+    def append_nowait(self, handle: str, event: Mapping[str, Any] | bytes) -> int | None:
+        """`append` if the event fits at once (its seq), else ``None``."""
         call = self._calls[handle]
+        data = event if isinstance(event, bytes) else _encode(event)
+        size = len(data)
+        if call.size + size > self.max_call_bytes or self.bytes + size > self.max_total_bytes:
+            return None
+        return self._add(call, data)
+
+    def _add(self, call: _Call, data: bytes) -> int:
+        seq = call.next_seq
+        cursors = call.cursors
+        if _ORIGIN in cursors:  # the caller is sent events in order: it had the one before
+            cursors[_ORIGIN] = seq - 1
+        if not call.events:
+            call.first_seq = seq
+        call.next_seq = seq + 1
+        call.events.append(data)
+        call.size += len(data)
+        self.bytes += len(data)
+        if call._changed is not None:
+            call.notify()
+        return seq
+
+    async def append(self, handle: str, event: Mapping[str, Any] | bytes) -> int:
+        """Keep one event of a running call (a mapping, or already encoded); returns
+        its seq. Waits while the call is at its byte budget and no reader has had its
+        oldest events, and while the store is at its total budget and only running
+        calls' unread events hold it."""
+        call = self._calls[handle]
+        data = event if isinstance(event, bytes) else _encode(event)
+        size = len(data)
+        if _ORIGIN in call.cursors:  # it had the one before (see _add)
+            self._mark_read(call, _ORIGIN, call.next_seq - 1)
         while True:
-            if call.bytes + size > self.max_call_bytes and call.events:
+            if call.size + size > self.max_call_bytes and call.events:
                 if not self._trim_read(call):
                     await call.changed()  # a reader will take them, or the call ends
                 continue
@@ -169,25 +226,18 @@ class EmbeddedStore:
                 await self._room_freed()  # a reader, an outcome or an expiry frees some
                 continue
             break
-        seq = call.next_seq
-        call.next_seq += 1
-        call.events.append((seq, event, size))
-        call.bytes += size
-        self.bytes += size
-        call.notify()
-        return seq
+        return self._add(call, data)
 
-    def finish(self, handle: str, outcome: Mapping[str, Any], size: int | None = None) -> None:
-        """The call's one outcome (its final result, or its error); ``size``: about its
-        bytes (by default, the length of its ``repr``)."""
+    def finish(self, handle: str, outcome: Mapping[str, Any]) -> None:
+        """The call's one outcome (its final result, or its error)."""
         call = self._calls.get(handle)
         if call is None or call.outcome is not None:
             return
-        call.outcome = outcome
+        call.outcome = _encode(outcome)
         call.finished_at = self._clock()
-        grown = size if size is not None else len(repr(outcome))
-        call.fixed += grown
-        self.bytes += grown
+        self._finished.append((call.finished_at, handle))
+        call.fixed += len(call.outcome)
+        self.bytes += len(call.outcome)
         self.origin_gone(handle)  # the caller has its answer
         call.notify()
         self._make_room(0)  # the outcome counts too
@@ -216,15 +266,14 @@ class EmbeddedStore:
             while True:
                 if cursor + 1 < call.earliest:
                     raise EventsGone(call.earliest)  # trimmed for the total budget
-                pending = [(s, e) for s, e, _ in call.events if s > cursor]
-                for seq, event in pending:
-                    yield seq, event
+                if cursor + 1 < call.next_seq:  # the next one is kept: by its index
+                    seq = cursor + 1
+                    yield seq, _decode(call.events[seq - call.first_seq])
                     cursor = seq
                     self._mark_read(call, reader, seq)
-                if pending:
                     continue
                 if call.outcome is not None:
-                    yield None, call.outcome
+                    yield None, _decode(call.outcome)
                     return
                 await call.changed()
         finally:
@@ -265,10 +314,8 @@ class EmbeddedStore:
 
     def _trim_read(self, call: _Call) -> bool:
         """Drop the call's oldest event if every reader has had it; whether one went."""
-        if call.cursors and call.events and call.events[0][0] <= min(call.cursors.values()):
-            _, _, size = call.events.popleft()
-            call.bytes -= size
-            self.bytes -= size
+        if call.cursors and call.events and call.first_seq <= min(call.cursors.values()):
+            self.bytes -= call.drop_oldest()
             return True
         return False
 
@@ -281,15 +328,10 @@ class EmbeddedStore:
         if self.bytes <= limit:
             return True
         self._expire()
-        finished = sorted(
-            ((h, c) for h, c in self._calls.items() if c.finished_at is not None),
-            key=lambda item: item[1].finished_at or 0.0,
-        )
+        finished = [(h, c) for _, h in self._finished if (c := self._calls.get(h)) is not None]
         for _, call in finished:
             while self.bytes > limit and call.events:
-                _, _, dropped = call.events.popleft()
-                call.bytes -= dropped
-                self.bytes -= dropped
+                self.bytes -= call.drop_oldest()
             call.notify()
             if self.bytes <= limit:
                 return True
@@ -316,15 +358,26 @@ class EmbeddedStore:
         await self._room.wait()
 
     def _expire(self) -> None:
+        """Forget the calls whose retention ended (oldest first; one being read waits)."""
         now = self._clock()
-        for handle, call in list(self._calls.items()):
-            finished = call.finished_at
-            if finished is not None and now - finished >= self.retain and not call.cursors:
-                self._forget(handle)
+        finished = self._finished
+        being_read = []
+        while finished and now - finished[0][0] >= self.retain:
+            _, handle = finished.popleft()
+            call = self._calls.get(handle)
+            if call is None:
+                continue  # forgotten already, for the total budget
+            if call.cursors:
+                being_read.append((now, handle))  # looked at again later
+                continue
+            self._forget(handle)
+        finished.extend(being_read)
 
     def _forget(self, handle: str) -> None:
-        call = self._calls.pop(handle)
-        self.bytes -= call.bytes + call.fixed
+        call = self._calls.pop(handle, None)
+        if call is None:
+            return
+        self.bytes -= call.size + call.fixed
         self._room_changed()
 
     def __len__(self) -> int:

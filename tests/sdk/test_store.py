@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import msgpack
 import pytest
 
 from mcp_ws.sdk.store import (
@@ -26,7 +27,12 @@ FIXED = CALL_OVERHEAD + len(repr(START))  # what a call is counted for beyond it
 
 
 def event(n: int) -> dict[str, Any]:
-    return {"text": f"t{n}"}
+    """An event that is 20 bytes encoded (the store counts encoded bytes)."""
+    return {"text": f"t{n:02d}" + "x" * 10}
+
+
+def test_an_event_is_counted_by_its_encoded_size() -> None:
+    assert {len(msgpack.packb(event(n))) for n in range(100)} == {20}
 
 
 async def read_all(
@@ -48,7 +54,7 @@ async def test_a_reader_gets_the_events_after_its_cursor_then_the_outcome(
     store = EmbeddedStore()
     handle = store.open("alice", START)
     for n in range(1, 5):
-        assert await store.append(handle, event(n), 10) == n  # seq 0 is the start
+        assert await store.append(handle, event(n)) == n  # seq 0 is the start
     store.finish(handle, {"result": "done"})
     outcome = (None, {"result": "done"})
     every = [(n, event(n)) for n in range(1, 5)]
@@ -65,7 +71,7 @@ async def test_a_reader_gets_the_events_after_its_cursor_then_the_outcome(
 async def test_live_events_reach_a_reader_and_after_the_last_waits(anyio_backend: str) -> None:
     store = EmbeddedStore()
     handle = store.open("alice", START)
-    await store.append(handle, event(1), 10)
+    await store.append(handle, event(1))
     seen: list[Any] = []
 
     async def reader() -> None:
@@ -76,8 +82,8 @@ async def test_live_events_reach_a_reader_and_after_the_last_waits(anyio_backend
         await anyio.sleep(0.05)
         assert seen == []
         assert store.readers(handle) == 2  # the caller and this read
-        await store.append(handle, event(2), 10)
-        await store.append(handle, event(3), 10)
+        await store.append(handle, event(2))
+        await store.append(handle, event(3))
         store.finish(handle, {"error": {"code": -32000}})
     assert seen == [(2, event(2)), (3, event(3)), (None, {"error": {"code": -32000}})]
     assert store.readers(handle) == 0  # the caller has its outcome, the read ended
@@ -106,7 +112,7 @@ async def test_a_call_at_its_budget_trims_what_its_caller_has_read(anyio_backend
     store = EmbeddedStore(max_call_bytes=100)
     handle = store.open("alice", START)
     for n in range(1, 11):
-        await store.append(handle, event(n), 20)
+        await store.append(handle, event(n))
         store.delivered(handle, n)  # the caller reads as it goes
     assert store.bytes <= 100 + FIXED
     with pytest.raises(EventsGone) as gone:
@@ -124,17 +130,17 @@ async def test_only_what_every_reader_has_had_is_trimmed(anyio_backend: str) -> 
     store = EmbeddedStore(max_call_bytes=100)
     handle = store.open("alice", START)
     for n in range(1, 4):
-        await store.append(handle, event(n), 20)
+        await store.append(handle, event(n))
     seen: list[Any] = []
     reads = store.read(handle, "alice", after=0)
     seen.append(await reads.__anext__())  # the start: this reader is at 0
     for n in range(4, 6):
-        await store.append(handle, event(n), 20)
+        await store.append(handle, event(n))
         store.delivered(handle, n)  # the caller has had everything
     blocked: list[int] = []
 
     async def producer() -> None:
-        blocked.append(await store.append(handle, event(6), 20))
+        blocked.append(await store.append(handle, event(6)))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(producer)
@@ -154,12 +160,12 @@ async def test_with_no_reader_the_producer_waits_at_the_budget(anyio_backend: st
     handle = store.open("alice", START)
     store.origin_gone(handle)  # the caller's session ended
     for n in range(1, 6):
-        await store.append(handle, event(n), 20)
+        await store.append(handle, event(n))
     produced: list[int] = []
 
     async def producer() -> None:
         for n in range(6, 9):
-            produced.append(await store.append(handle, event(n), 20))
+            produced.append(await store.append(handle, event(n)))
         store.finish(handle, {"result": "end"})
 
     async with anyio.create_task_group() as tg:
@@ -191,10 +197,10 @@ async def test_the_total_budget_trims_the_oldest_finished_call_first(anyio_backe
     store = EmbeddedStore(max_total_bytes=100 + 2 * FIXED + 20)
     old, new = store.open("a", START), store.open("a", START)
     for n in range(1, 5):
-        await store.append(old, event(n), 20)
-    store.finish(old, {"result": "old"}, size=20)
+        await store.append(old, event(n))
+    store.finish(old, {"result": "old"})
     for n in range(1, 4):
-        await store.append(new, event(n), 20)
+        await store.append(new, event(n))
     assert store.bytes <= store.max_total_bytes
     with pytest.raises(EventsGone) as gone:
         await read_all(store, old, "a", after=0)
@@ -207,7 +213,7 @@ async def test_a_finished_call_is_kept_for_retain_seconds(anyio_backend: str) ->
     now = [0.0]
     store = EmbeddedStore(retain=300, clock=lambda: now[0])
     handle = store.open("alice", START)
-    await store.append(handle, event(1), 10)
+    await store.append(handle, event(1))
     store.finish(handle, {"result": 1})
     now[0] = 299.0
     assert [s for s, _ in await read_all(store, handle, "alice")] == [1, None]
@@ -222,11 +228,12 @@ async def test_past_the_total_budget_the_oldest_finished_calls_are_forgotten(
     anyio_backend: str,
 ) -> None:
     """Outcomes count too: finished calls no one reads go, oldest first, to fit."""
-    store = EmbeddedStore(max_total_bytes=3 * FIXED + 3000)
+    outcome = len(msgpack.packb({"result": "x" * 1000}))
+    store = EmbeddedStore(max_total_bytes=3 * (FIXED + outcome))
     handles = []
     for _ in range(5):
         handle = store.open("a", START)
-        store.finish(handle, {"result": "x" * 1000}, size=1000)
+        store.finish(handle, {"result": "x" * 1000})
         handles.append(handle)
     assert store.bytes <= store.max_total_bytes
     assert len(store) == 3
@@ -243,13 +250,13 @@ async def test_at_the_total_budget_a_producer_no_one_reads_waits(anyio_backend: 
     store.origin_gone(first)
     store.origin_gone(second)
     for n in range(1, 4):
-        await store.append(first, event(n), 20)
+        await store.append(first, event(n))
     for n in range(1, 3):
-        await store.append(second, event(n), 20)
+        await store.append(second, event(n))
     done: list[int] = []
 
     async def producer() -> None:
-        done.append(await store.append(second, event(3), 20))
+        done.append(await store.append(second, event(3)))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(producer)

@@ -1,0 +1,178 @@
+"""What keeping streamed calls for re-attach costs, and how fast a re-attach is
+(docs/streaming.md, "Re-attach").
+
+Run: ``python bench/attach.py [--repeats 3] [--streams 6] [--firsts 200] [--attaches 200]``.
+
+Two servers of the bench app (``mcp_ws.bench.app``) run as ``mcp-ws serve`` in child
+processes: one with the embedded store (the default), one with ``--no-store``. This
+process holds a session to each, and they take turns:
+
+- **deltas per second**: a 20,000-delta stream (``stream``), one per session in turn;
+- **first delta**: from entering ``stream_tool`` to the first delta of a 1-delta
+  stream, in blocks of 20 per session, who goes first alternating; the median of each;
+- **re-attach**: against the server with the store, a second session attaches to a
+  call a first one is streaming (``paced``, 200 deltas a second), ``after`` the seq
+  before the last one it saw, so the first delta it gets is already kept: from entering
+  ``attach`` to that delta (the handshake, the store's read and the catch-up), and to
+  the outcome of a finished 1,000-delta call read whole (``after=0``).
+
+The machine's speed drifts within a minute (bench/RESULTS.md), so the sessions alternate
+and the ratios are taken within each repeat. Every loop is bounded in count and in
+time; the servers end with this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from mcp.client.session import ClientSession
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import mcp_ws  # noqa: E402
+
+BLOCK = 20
+
+
+@asynccontextmanager
+async def served(*options: str) -> AsyncIterator[str]:
+    """The bench app under ``mcp-ws serve OPTIONS``, killed on the way out."""
+    command = [sys.executable, "-m", "mcp_ws", "serve", "mcp_ws.bench.app:build_bench_app"]
+    process = await anyio.open_process(
+        [*command, "--port", "0", "--log-level", "warning", *options]
+    )
+    try:
+        assert process.stdout is not None
+        with anyio.fail_after(20):
+            line = (await process.stdout.receive()).decode()
+        yield line.split(" at ", 1)[1].split()[0]
+    finally:
+        process.kill()
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+
+
+@asynccontextmanager
+async def session_to(url: str) -> AsyncIterator[ClientSession]:
+    async with (
+        mcp_ws.connect(url) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+async def deltas_per_second(sessions: dict[str, ClientSession], streams: int) -> dict[str, float]:
+    """Median deltas per second of a 20,000-delta stream, the sessions taking turns."""
+    rates: dict[str, list[float]] = {name: [] for name in sessions}
+    names = list(sessions)
+    for turn in range(streams):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            started = time.perf_counter()
+            count = 0
+            async with mcp_ws.stream_tool(sessions[name], "stream", {"count": 20000}) as stream:
+                async for event in stream:
+                    count += isinstance(event, mcp_ws.Delta)
+            assert count == 20000
+            rates[name].append(count / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+async def first_deltas(sessions: dict[str, ClientSession], calls: int) -> dict[str, float]:
+    """Median seconds from entering ``stream_tool`` to the first delta."""
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    names = list(sessions)
+    for block in range(max(calls // BLOCK, 1)):
+        for name in names if block % 2 == 0 else names[::-1]:
+            for _ in range(BLOCK):
+                started = time.perf_counter()
+                async with mcp_ws.stream_tool(sessions[name], "stream", {"count": 1}) as stream:
+                    async for event in stream:
+                        if isinstance(event, mcp_ws.Delta):
+                            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+async def reattaches(url: str, attaches: int) -> tuple[list[float], list[float]]:
+    """Seconds from entering ``attach`` to the first delta of a running call (one kept
+    already), and to the outcome of a finished 1,000-delta call read whole."""
+    to_delta: list[float] = []
+    to_outcome: list[float] = []
+    async with session_to(url) as producer, session_to(url) as reader:
+        async with mcp_ws.stream_tool(producer, "stream", {"count": 1000}) as finished:
+            async for _ in finished:
+                pass
+        assert finished.handle is not None
+        for _ in range(attaches):
+            started = time.perf_counter()
+            async with mcp_ws.attach(reader, finished.handle, 0) as again:
+                async for _ in again:
+                    pass
+            assert isinstance(again.outcome, mcp_ws.Completed)
+            to_outcome.append(time.perf_counter() - started)
+        arguments = {"count": 10**6, "rate": 200.0}
+        async with mcp_ws.stream_tool(producer, "paced", arguments) as running:
+            async for event in running:
+                if len(to_delta) == attaches:
+                    break
+                if not isinstance(event, mcp_ws.Delta) or event.seq < 2:
+                    continue
+                assert running.handle is not None
+                started = time.perf_counter()
+                async with mcp_ws.attach(reader, running.handle, event.seq - 1) as attached:
+                    async for seen in attached:
+                        if isinstance(seen, mcp_ws.Delta):
+                            assert seen.seq == event.seq
+                            to_delta.append(time.perf_counter() - started)
+                            break
+    return to_delta, to_outcome
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with served() as url_on, served("--no-store") as url_off:
+        async with session_to(url_on) as on, session_to(url_off) as off:
+            sessions = {"store on": on, "store off": off}
+            for repeat in range(args.repeats):
+                rate = await deltas_per_second(sessions, args.streams)
+                first = await first_deltas(sessions, args.firsts)
+                on_rate, off_rate = rate["store on"], rate["store off"]
+                on_first, off_first = first["store on"], first["store off"]
+                print(
+                    f"repeat {repeat + 1}: deltas/s {on_rate:,.0f} on, {off_rate:,.0f} off "
+                    f"({on_rate / off_rate:.3f}x); first delta {on_first * 1e3:.3f} ms on, "
+                    f"{off_first * 1e3:.3f} ms off ({on_first / off_first:.3f}x)",
+                    flush=True,
+                )
+        to_delta, to_outcome = await reattaches(url_on, args.attaches)
+        for name, values in (
+            ("re-attach to a running call, to its first kept delta", to_delta),
+            ("re-attach to a finished 1,000-delta call, to its outcome", to_outcome),
+        ):
+            p50, p99 = percentile(values, 0.5) * 1e3, percentile(values, 0.99) * 1e3
+            print(f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(values)})", flush=True)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--streams", type=int, default=6, help="streams per session")
+    parser.add_argument("--firsts", type=int, default=200, help="first deltas per session")
+    parser.add_argument("--attaches", type=int, default=200, help="re-attaches of each kind")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    anyio.run(main, parse())
