@@ -1,11 +1,13 @@
 """What keeping streamed calls for re-attach costs, and how fast a re-attach is
 (docs/streaming.md, "Re-attach").
 
-Run: ``python bench/attach.py [--repeats 3] [--streams 6] [--firsts 200] [--attaches 200]``.
+Run: ``python bench/attach.py [--repeats 3] [--streams 6] [--firsts 200] [--attaches 200]
+[--redis]``.
 
-Two servers of the bench app (``mcp_ws.bench.app``) run as ``mcp-ws serve`` in child
-processes: one with the embedded store (the default), one with ``--no-store``. This
-process holds a session to each, and they take turns:
+Servers of the bench app (``mcp_ws.bench.app``) run as ``mcp-ws serve`` in child
+processes: one with the embedded store (the default), one with ``--no-store``, and with
+``--redis`` a third with ``--store redis://`` on a redis-server this bench starts on
+loopback (no persistence). This process holds a session to each, and they take turns:
 
 - **deltas per second**: a 20,000-delta stream (``stream``), one per session in turn;
 - **first delta**: from entering ``stream_tool`` to the first delta of a 1-delta
@@ -24,11 +26,14 @@ time; the servers end with this process.
 from __future__ import annotations
 
 import argparse
+import shutil
+import socket
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -58,6 +63,33 @@ async def served(*options: str) -> AsyncIterator[str]:
         process.kill()
         with anyio.CancelScope(shield=True):
             await process.aclose()
+
+
+@asynccontextmanager
+async def redis_server() -> AsyncIterator[str]:
+    """A redis-server on a free loopback port, in a temporary folder, no persistence."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with tempfile.TemporaryDirectory(prefix="mcp-ws-bench-redis-") as folder:
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", folder]
+        process = await anyio.open_process([binary, *args])
+        try:
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        stream = await anyio.connect_tcp("127.0.0.1", port)
+                    except OSError:
+                        await anyio.sleep(0.05)
+                        continue
+                    await stream.aclose()
+                    break
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
 
 
 @asynccontextmanager
@@ -142,20 +174,33 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with served() as url_on, served("--no-store") as url_off:
-        async with session_to(url_on) as on, session_to(url_off) as off:
-            sessions = {"store on": on, "store off": off}
-            for repeat in range(args.repeats):
-                rate = await deltas_per_second(sessions, args.streams)
-                first = await first_deltas(sessions, args.firsts)
-                on_rate, off_rate = rate["store on"], rate["store off"]
-                on_first, off_first = first["store on"], first["store off"]
-                print(
-                    f"repeat {repeat + 1}: deltas/s {on_rate:,.0f} on, {off_rate:,.0f} off "
-                    f"({on_rate / off_rate:.3f}x); first delta {on_first * 1e3:.3f} ms on, "
-                    f"{off_first * 1e3:.3f} ms off ({on_first / off_first:.3f}x)",
-                    flush=True,
-                )
+    async with AsyncExitStack() as stack:
+        url_on = await stack.enter_async_context(served())
+        urls = {
+            "store on": url_on,
+            "store off": await stack.enter_async_context(served("--no-store")),
+        }
+        if args.redis:
+            redis = await stack.enter_async_context(redis_server())
+            urls["redis"] = await stack.enter_async_context(served("--store", redis))
+        sessions = {
+            name: await stack.enter_async_context(session_to(url)) for name, url in urls.items()
+        }
+        for repeat in range(args.repeats):
+            rate = await deltas_per_second(sessions, args.streams)
+            first = await first_deltas(sessions, args.firsts)
+            off_rate, off_first = rate["store off"], first["store off"]
+            figures = [
+                f"{name}: deltas/s {rate[name]:,.0f} ({rate[name] / off_rate:.3f}x), first "
+                f"delta {first[name] * 1e3:.3f} ms ({first[name] / off_first:.3f}x)"
+                for name in sessions
+                if name != "store off"
+            ]
+            print(
+                f"repeat {repeat + 1}: store off: deltas/s {off_rate:,.0f}, first delta "
+                f"{off_first * 1e3:.3f} ms; " + "; ".join(figures),
+                flush=True,
+            )
         to_delta, to_outcome = await reattaches(url_on, args.attaches)
         for name, values in (
             ("re-attach to a running call, to its first kept delta", to_delta),
@@ -171,6 +216,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=6, help="streams per session")
     parser.add_argument("--firsts", type=int, default=200, help="first deltas per session")
     parser.add_argument("--attaches", type=int, default=200, help="re-attaches of each kind")
+    parser.add_argument("--redis", action="store_true", help="also a server storing in Redis")
     return parser.parse_args(argv)
 
 

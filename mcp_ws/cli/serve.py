@@ -16,7 +16,8 @@ from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
 from ..sdk.proxy import stdio_bridge
-from ..sdk.retained import RetainedCalls, retained_calls
+from ..sdk.redis_store import RedisStore, StoreUnavailable
+from ..sdk.retained import CallStore, RetainedCalls, retained_calls
 from ..sdk.server import SessionRunner, serving_sessions, session_runner
 from ..sdk.store import (
     DEFAULT_MAX_CALL_BYTES,
@@ -159,6 +160,12 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
         "waits (default: %(default)s)",
     )
     store.add_argument(
+        "--store",
+        metavar="redis://HOST:PORT/DB",
+        help="keep streamed calls in Redis, so that any server sharing it serves a "
+        "re-attach (needs the redis extra and asyncio; default: in this process)",
+    )
+    store.add_argument(
         "--no-store",
         action="store_true",
         help="keep no streamed calls: no handles, no re-attach (calls end with their session)",
@@ -173,11 +180,17 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _store(args: argparse.Namespace) -> EmbeddedStore:
+def _store(args: argparse.Namespace) -> CallStore:
     if args.retain < 0:
         fail("--retain must not be negative", exit_code=2)
     if args.retain_bytes < 1 or args.retain_total_bytes < 1:
         fail("--retain-bytes and --retain-total-bytes must be at least 1", exit_code=2)
+    if args.store is not None:
+        if not args.store.startswith(("redis://", "rediss://", "unix://")):
+            fail(f"--store takes a redis:// URL, got {args.store!r}", exit_code=2)
+        if args.backend != "asyncio":
+            fail("--store redis:// needs asyncio (redis-py's async client)", exit_code=2)
+        return RedisStore(args.store, retain=args.retain, max_call_bytes=args.retain_bytes)
     return EmbeddedStore(
         retain=args.retain,
         max_call_bytes=args.retain_bytes,
@@ -303,7 +316,10 @@ async def serve_command(args: argparse.Namespace) -> int:
     }
     async with contextlib.AsyncExitStack() as stack:
         if retained is not None:  # streamed calls outlive their sessions
-            await stack.enter_async_context(retained.hosting())
+            try:
+                await stack.enter_async_context(retained.hosting())
+            except StoreUnavailable as exc:
+                fail(str(exc))
         try:
             server = await stack.enter_async_context(serving_sessions(run_session, **options))
         except OSError as exc:

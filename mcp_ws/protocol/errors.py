@@ -15,6 +15,7 @@ from ``McpWsError``, and every class here is raised somewhere::
     ├── UnknownHandle                 a call store's read: no such call for you (``code``)
     ├── EventsGone                    a call store's read below what is kept (``code``)
     ├── InvalidCursor                 a call store's read with a negative ``after``
+    ├── StoreUnavailable              the Redis call store cannot be used (extra, loop)
     └── UsageError                    the local application misused the API (a bug)
         ├── StreamStateError          send on a stream that cannot send
         ├── StreamLimitError          opening past max_streams
@@ -50,6 +51,7 @@ __all__ = [
     "MessageTooLargeForPeer",
     "ProtocolError",
     "ProtocolTimeoutError",
+    "StoreUnavailable",
     "StreamLimitError",
     "StreamStateError",
     "ToolCallError",
@@ -168,6 +170,11 @@ class InvalidCursor(McpWsError):
 
     def __init__(self, after: object) -> None:
         super().__init__(f"invalid cursor: after must be an integer >= 0, got {after!r}")
+
+
+class StoreUnavailable(McpWsError):
+    """The Redis call store (mcp_ws/sdk/redis_store.py) cannot be used here: the
+    ``redis`` extra is missing, the event loop is not asyncio, or Redis does not answer."""
 
 
 class UsageError(McpWsError):

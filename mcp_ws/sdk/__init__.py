@@ -13,7 +13,8 @@ from .bridge import (
 )
 from .client import client_streams, connect
 from .partial import PartialResults, advertise_streaming, partial_results
-from .retained import ATTACH, CANCEL, RetainedCalls, retained_calls
+from .redis_store import RedisStore, StoreUnavailable
+from .retained import ATTACH, CANCEL, CallStore, RetainedCalls, retained_calls
 from .server import DEFAULT_SETTINGS, McpWsServer, serve, serving
 from .store import EVENTS_GONE, UNKNOWN_HANDLE, EmbeddedStore
 from .stream_tool import (
@@ -46,6 +47,7 @@ __all__ = [
     "AttachedStream",
     "CallCancelledError",
     "CallClosedError",
+    "CallStore",
     "Completed",
     "Delta",
     "EmbeddedStore",
@@ -53,9 +55,11 @@ __all__ = [
     "LinkState",
     "McpWsServer",
     "PartialResults",
+    "RedisStore",
     "RetainedCalls",
     "SessionBridge",
     "Started",
+    "StoreUnavailable",
     "StreamEvent",
     "StreamingExtension",
     "ToolCallError",

@@ -147,7 +147,7 @@ class PartialResults:
             if self._start_meta is not None:
                 start["meta"] = self._start_meta
             if self._production is not None:
-                self.handle = self._production.open(dict(start))
+                self.handle = await self._production.open(dict(start))
                 start["handle"] = self.handle
             await self._emit(start)
         return self
@@ -242,7 +242,7 @@ class PartialResults:
         except (CallClosedError, anyio.ClosedResourceError, anyio.BrokenResourceError):
             if production is None:
                 raise
-            production.lose_origin()  # the session ended: the call runs on for readers
+            await production.lose_origin()  # the session ended: runs on for readers
 
     async def _report_progress(self) -> None:
         self._progress_count += 1

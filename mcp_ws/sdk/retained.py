@@ -45,12 +45,14 @@ from ..protocol.errors import EventsGone, InvalidCursor, UnknownHandle
 from ..transport.resume import DEFAULT_GRACE, principal_of
 from .bridge import REQUEST_REFUSED
 from .emit import PartialEmitter
+from .redis_store import RedisStore
 from .store import EmbeddedStore
 
 __all__ = [
     "ATTACH",
     "CANCEL",
     "CANCELLED_MESSAGE",
+    "CallStore",
     "ClientLink",
     "Production",
     "RetainedCalls",
@@ -130,10 +132,11 @@ class Production:
         self.origin = True
         """Whether the call's own caller still reads it (its session is alive)."""
 
-    def open(self, start: Mapping[str, Any]) -> str:
+    async def open(self, start: Mapping[str, Any]) -> str:
         """Give the call its handle; ``start`` is its start event (seq 0)."""
         if self.handle is None:
-            self.handle = self.retained.store.open(self.principal, start)
+            store = self.retained.store
+            self.handle = await store.open(self.principal, start, on_cancel=self.cancel)
             self.retained._running[self.handle] = self
         return self.handle
 
@@ -149,17 +152,17 @@ class Production:
         if self.handle is not None:
             self.retained.store.delivered(self.handle, seq)
 
-    def lose_origin(self) -> None:
+    async def lose_origin(self) -> None:
         """The call's own caller reads no more."""
         if self.origin:
             self.origin = False
             if self.handle is not None:
-                self.retained.store.origin_gone(self.handle)
+                await self.retained.store.origin_gone(self.handle)
 
-    def finish(self, outcome: Mapping[str, Any]) -> None:
+    async def finish(self, outcome: Mapping[str, Any]) -> None:
         """Keep the call's one outcome (``{"result": ...}`` or ``{"error": ...}``)."""
         if self.handle is not None:
-            self.retained.store.finish(self.handle, outcome)
+            await self.retained.store.finish(self.handle, outcome)
             self.retained._running.pop(self.handle, None)
 
     def cancel(self) -> None:
@@ -168,7 +171,7 @@ class Production:
 
     async def outlive(self, grace: float) -> None:
         """The session is gone: run on while a reader reads, else ``grace`` seconds."""
-        self.lose_origin()
+        await self.lose_origin()
         assert self.handle is not None
         if await self.retained.store.unread_for(self.handle, grace):
             self.scope.cancel()
@@ -205,6 +208,9 @@ class CancelRequest(Request[CancelParams, str]):
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
+CallStore = EmbeddedStore | RedisStore
+"""Where an app keeps its streamed calls: in its own memory, or in Redis for several."""
+
 
 class RetainedCalls:
     """The streamed calls of one app: the store, and the task group they run in.
@@ -213,8 +219,8 @@ class RetainedCalls:
     ended runs on with no reader (`mcp_ws.serve` passes its resume grace).
     """
 
-    def __init__(self, store: EmbeddedStore | None = None, *, grace: float = DEFAULT_GRACE):
-        self.store = store if store is not None else EmbeddedStore()
+    def __init__(self, store: CallStore | None = None, *, grace: float = DEFAULT_GRACE):
+        self.store: CallStore = store if store is not None else EmbeddedStore()
         self.grace = grace
         self.keeping = True
         """Whether streamed calls are kept (``store=False`` turns it off: no handles)."""
@@ -228,7 +234,7 @@ class RetainedCalls:
         if self._host is not None:
             yield  # already hosted (a server inside another, say)
             return
-        async with anyio.create_task_group() as host:
+        async with self.store, anyio.create_task_group() as host:
             self._host = host
             try:
                 yield
@@ -296,14 +302,14 @@ class RetainedCalls:
             try:
                 result = await original(ctx, params)
             except MCPError as exc:
-                production.finish({"error": _error_dict(exc.error)})
+                await production.finish({"error": _error_dict(exc.error)})
                 raise
             except Exception as exc:
-                production.finish({"error": {"code": INTERNAL_ERROR, "message": str(exc)}})
+                await production.finish({"error": {"code": INTERNAL_ERROR, "message": str(exc)}})
                 raise
-            production.finish({"result": _result_dict(result)})
+            await production.finish({"result": _result_dict(result)})
             return result
-        production.finish({"error": {"code": REQUEST_REFUSED, "message": CANCELLED_MESSAGE}})
+        await production.finish({"error": {"code": REQUEST_REFUSED, "message": CANCELLED_MESSAGE}})
         raise MCPError(REQUEST_REFUSED, CANCELLED_MESSAGE)
 
     # ------------------------------------------------------------------ attach, cancel
@@ -334,8 +340,11 @@ class RetainedCalls:
         handle = params.handle
         production = self._running.get(handle) if isinstance(handle, str) else None
         if production is None:
-            # Finished (and kept) calls of this principal are fine; the rest unknown.
-            if not isinstance(handle, str) or not self.store.owns(handle, principal):
+            # Running on another server sharing the store: it is told. Finished (and
+            # kept) calls of this principal are left alone; the rest is unknown.
+            if isinstance(handle, str) and await self.store.request_cancel(handle, principal):
+                return EmptyResult()
+            if not isinstance(handle, str) or not await self.store.owns(handle, principal):
                 error = UnknownHandle()
                 raise MCPError(error.code, str(error))
             return EmptyResult()
@@ -381,7 +390,7 @@ def _outcome(outcome: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def retained_calls(
-    app: object, *, store: EmbeddedStore | bool | None = None, grace: float | None = None
+    app: object, *, store: CallStore | bool | None = None, grace: float | None = None
 ) -> RetainedCalls:
     """``app``'s `RetainedCalls`, installed on first use (`advertise_streaming` does).
     ``store`` and ``grace``, when given, replace the current ones; ``store=False`` keeps

@@ -44,8 +44,7 @@ from .bridge import DEFAULT_SEND_BUDGET, SessionBridge
 from .calls import handling
 from .compat import json_text_streams
 from .partial import advertise_streaming
-from .retained import ClientLink, retained_calls, serving_client
-from .store import EmbeddedStore
+from .retained import CallStore, ClientLink, retained_calls, serving_client
 
 __all__ = [
     "DEFAULT_HEALTH_PATH",
@@ -330,7 +329,7 @@ async def serving(
     resume_grace: float = DEFAULT_GRACE,
     resume_limits: ResumeLimits | None = None,
     node: str | None = None,
-    store: EmbeddedStore | bool | None = None,
+    store: CallStore | bool | None = None,
 ) -> AsyncIterator[McpWsServer]:
     """Serve ``app`` while the block runs; leaving it shuts down gracefully.
 
@@ -346,8 +345,9 @@ async def serving(
     ``resume_limits``; ``node`` is the name clients resume with (default: the address
     the server listens on, ``host:port``).
     ``store`` keeps streamed calls for re-attach (default: an `EmbeddedStore`, see
-    docs/streaming.md; ``False``: none); a call whose session ended runs on for
-    ``resume_grace`` seconds with no reader attached.
+    docs/streaming.md; a `RedisStore` to share them with other servers; ``False``:
+    none); a call whose session ended runs on for ``resume_grace`` seconds with no
+    reader attached.
     Raises ``OSError`` if it cannot listen (the port is in use, say).
     """
     retained = retained_calls(app, store=store, grace=resume_grace)

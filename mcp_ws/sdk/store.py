@@ -152,11 +152,24 @@ class EmbeddedStore:
         self._room: anyio.Event | None = None  # made only when a producer waits for room
         self._finished: deque[tuple[float, str]] = deque()  # in the order they finished
 
-    def open(self, principal: str, start: Mapping[str, Any]) -> str:
+    async def __aenter__(self) -> EmbeddedStore:
+        return self  # nothing to open: `RedisStore` has a connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
+
+    async def open(
+        self,
+        principal: str,
+        start: Mapping[str, Any],
+        on_cancel: Callable[[], None] | None = None,
+    ) -> str:
         """A new call of ``principal`` whose ``start`` event (seq 0) is kept with it: its
         handle. Its events are numbered from 1. Its caller counts as a reader (it reads
         the call directly) until `origin_gone`: each `append` says it had the events
-        before (they are sent to it in order), or `delivered` says how far it got."""
+        before (they are sent to it in order), or `delivered` says how far it got.
+        ``on_cancel`` is for stores shared by servers; here a call is cancelled where it
+        runs."""
         self._expire()
         handle = secrets.token_urlsafe(24)
         call = _Call(principal=principal, next_seq=1, start=start)
@@ -175,9 +188,12 @@ class EmbeddedStore:
                 call.notify()
                 self._room_changed()
 
-    def origin_gone(self, handle: str) -> None:
+    async def origin_gone(self, handle: str) -> None:
         """The call's own caller reads no more (its session ended, or it has its
         outcome)."""
+        self._origin_gone(handle)
+
+    def _origin_gone(self, handle: str) -> None:
         call = self._calls.get(handle)
         if call is not None and call.cursors.pop(_ORIGIN, None) is not None:
             call.notify()
@@ -228,7 +244,7 @@ class EmbeddedStore:
             break
         return self._add(call, data)
 
-    def finish(self, handle: str, outcome: Mapping[str, Any]) -> None:
+    async def finish(self, handle: str, outcome: Mapping[str, Any]) -> None:
         """The call's one outcome (its final result, or its error)."""
         call = self._calls.get(handle)
         if call is None or call.outcome is not None:
@@ -238,7 +254,7 @@ class EmbeddedStore:
         self._finished.append((call.finished_at, handle))
         call.fixed += len(call.outcome)
         self.bytes += len(call.outcome)
-        self.origin_gone(handle)  # the caller has its answer
+        self._origin_gone(handle)  # the caller has its answer
         call.notify()
         self._make_room(0)  # the outcome counts too
         self._room_changed()  # its events may go now, for calls still running
@@ -281,10 +297,14 @@ class EmbeddedStore:
             call.notify()
             self._room_changed()
 
-    def owns(self, handle: str, principal: str) -> bool:
+    async def owns(self, handle: str, principal: str) -> bool:
         """Whether ``handle`` is a call of ``principal`` the store still keeps."""
         call = self._calls.get(handle)
         return call is not None and hmac.compare_digest(call.principal, principal)
+
+    async def request_cancel(self, handle: str, principal: str) -> bool:
+        """False: a call in this store runs in this process, and is cancelled there."""
+        return False
 
     def readers(self, handle: str) -> int:
         """How many read the call now (its own caller included, until `origin_gone`)."""

@@ -52,10 +52,10 @@ async def test_a_reader_gets_the_events_after_its_cursor_then_the_outcome(
     anyio_backend: str,
 ) -> None:
     store = EmbeddedStore()
-    handle = store.open("alice", START)
+    handle = await store.open("alice", START)
     for n in range(1, 5):
         assert await store.append(handle, event(n)) == n  # seq 0 is the start
-    store.finish(handle, {"result": "done"})
+    await store.finish(handle, {"result": "done"})
     outcome = (None, {"result": "done"})
     every = [(n, event(n)) for n in range(1, 5)]
     assert await read_all(store, handle, "alice") == [*every, outcome]
@@ -70,7 +70,7 @@ async def test_a_reader_gets_the_events_after_its_cursor_then_the_outcome(
 
 async def test_live_events_reach_a_reader_and_after_the_last_waits(anyio_backend: str) -> None:
     store = EmbeddedStore()
-    handle = store.open("alice", START)
+    handle = await store.open("alice", START)
     await store.append(handle, event(1))
     seen: list[Any] = []
 
@@ -84,18 +84,18 @@ async def test_live_events_reach_a_reader_and_after_the_last_waits(anyio_backend
         assert store.readers(handle) == 2  # the caller and this read
         await store.append(handle, event(2))
         await store.append(handle, event(3))
-        store.finish(handle, {"error": {"code": -32000}})
+        await store.finish(handle, {"error": {"code": -32000}})
     assert seen == [(2, event(2)), (3, event(3)), (None, {"error": {"code": -32000}})]
     assert store.readers(handle) == 0  # the caller has its outcome, the read ended
 
 
 async def test_unknown_foreign_and_malformed_handles_are_refused_alike(anyio_backend: str) -> None:
     store = EmbeddedStore()
-    handle = store.open("alice", START)
+    handle = await store.open("alice", START)
     assert len(handle) == 32  # 24 random bytes, URL-safe base64
-    assert len({store.open("alice", START) for _ in range(50)}) == 50
-    assert store.owns(handle, "alice")
-    assert not store.owns(handle, "bob")
+    assert len({await store.open("alice", START) for _ in range(50)}) == 50
+    assert await store.owns(handle, "alice")
+    assert not await store.owns(handle, "bob")
     messages = []
     for who, which in (("bob", handle), ("alice", "x" * 32), ("alice", "")):
         with pytest.raises(UnknownHandle) as caught:
@@ -110,7 +110,7 @@ async def test_unknown_foreign_and_malformed_handles_are_refused_alike(anyio_bac
 
 async def test_a_call_at_its_budget_trims_what_its_caller_has_read(anyio_backend: str) -> None:
     store = EmbeddedStore(max_call_bytes=100)
-    handle = store.open("alice", START)
+    handle = await store.open("alice", START)
     for n in range(1, 11):
         await store.append(handle, event(n))
         store.delivered(handle, n)  # the caller reads as it goes
@@ -119,7 +119,7 @@ async def test_a_call_at_its_budget_trims_what_its_caller_has_read(anyio_backend
         await read_all(store, handle, "alice", after=0)
     assert gone.value.code == EVENTS_GONE
     assert gone.value.data == {"earliestSeq": 6}
-    store.finish(handle, {"result": 1})
+    await store.finish(handle, {"result": 1})
     assert [s for s, _ in await read_all(store, handle, "alice", after=5)] == [6, 7, 8, 9, 10, None]
     # after=None: from the first kept event
     assert [s for s, _ in await read_all(store, handle, "alice")] == [6, 7, 8, 9, 10, None]
@@ -128,7 +128,7 @@ async def test_a_call_at_its_budget_trims_what_its_caller_has_read(anyio_backend
 async def test_only_what_every_reader_has_had_is_trimmed(anyio_backend: str) -> None:
     """The caller ran ahead; an attached reader behind it keeps the events it has not had."""
     store = EmbeddedStore(max_call_bytes=100)
-    handle = store.open("alice", START)
+    handle = await store.open("alice", START)
     for n in range(1, 4):
         await store.append(handle, event(n))
     seen: list[Any] = []
@@ -157,8 +157,8 @@ async def test_with_no_reader_the_producer_waits_at_the_budget(anyio_backend: st
     """Nothing a client could still come back for is dropped: the producer waits until
     a reader (coming back) has had the oldest events."""
     store = EmbeddedStore(max_call_bytes=100)
-    handle = store.open("alice", START)
-    store.origin_gone(handle)  # the caller's session ended
+    handle = await store.open("alice", START)
+    await store.origin_gone(handle)  # the caller's session ended
     for n in range(1, 6):
         await store.append(handle, event(n))
     produced: list[int] = []
@@ -166,7 +166,7 @@ async def test_with_no_reader_the_producer_waits_at_the_budget(anyio_backend: st
     async def producer() -> None:
         for n in range(6, 9):
             produced.append(await store.append(handle, event(n)))
-        store.finish(handle, {"result": "end"})
+        await store.finish(handle, {"result": "end"})
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(producer)
@@ -179,8 +179,8 @@ async def test_with_no_reader_the_producer_waits_at_the_budget(anyio_backend: st
 
 async def test_unread_for_says_when_a_call_went_unread(anyio_backend: str) -> None:
     store = EmbeddedStore()
-    handle = store.open("alice", START)
-    store.origin_gone(handle)
+    handle = await store.open("alice", START)
+    await store.origin_gone(handle)
     with anyio.fail_after(5):
         assert await store.unread_for(handle, 0.05)  # nobody reads
         reads = store.read(handle, "alice")
@@ -188,33 +188,33 @@ async def test_unread_for_says_when_a_call_went_unread(anyio_backend: str) -> No
         async with anyio.create_task_group() as tg:
             tg.start_soon(store.unread_for, handle, 0.05)
             await anyio.sleep(0.2)  # a reader is attached: it keeps waiting
-            store.finish(handle, {"result": 1})
+            await store.finish(handle, {"result": 1})
         assert not await store.unread_for(handle, 0.05)  # finished
         await reads.aclose()
 
 
 async def test_the_total_budget_trims_the_oldest_finished_call_first(anyio_backend: str) -> None:
     store = EmbeddedStore(max_total_bytes=100 + 2 * FIXED + 20)
-    old, new = store.open("a", START), store.open("a", START)
+    old, new = await store.open("a", START), await store.open("a", START)
     for n in range(1, 5):
         await store.append(old, event(n))
-    store.finish(old, {"result": "old"})
+    await store.finish(old, {"result": "old"})
     for n in range(1, 4):
         await store.append(new, event(n))
     assert store.bytes <= store.max_total_bytes
     with pytest.raises(EventsGone) as gone:
         await read_all(store, old, "a", after=0)
     assert gone.value.earliest_seq == 3
-    store.finish(new, {"result": "new"})
+    await store.finish(new, {"result": "new"})
     assert [s for s, _ in await read_all(store, new, "a", after=None)] == [1, 2, 3, None]
 
 
 async def test_a_finished_call_is_kept_for_retain_seconds(anyio_backend: str) -> None:
     now = [0.0]
     store = EmbeddedStore(retain=300, clock=lambda: now[0])
-    handle = store.open("alice", START)
+    handle = await store.open("alice", START)
     await store.append(handle, event(1))
-    store.finish(handle, {"result": 1})
+    await store.finish(handle, {"result": 1})
     now[0] = 299.0
     assert [s for s, _ in await read_all(store, handle, "alice")] == [1, None]
     now[0] = 300.0
@@ -232,8 +232,8 @@ async def test_past_the_total_budget_the_oldest_finished_calls_are_forgotten(
     store = EmbeddedStore(max_total_bytes=3 * (FIXED + outcome))
     handles = []
     for _ in range(5):
-        handle = store.open("a", START)
-        store.finish(handle, {"result": "x" * 1000})
+        handle = await store.open("a", START)
+        await store.finish(handle, {"result": "x" * 1000})
         handles.append(handle)
     assert store.bytes <= store.max_total_bytes
     assert len(store) == 3
@@ -246,9 +246,9 @@ async def test_at_the_total_budget_a_producer_no_one_reads_waits(anyio_backend: 
     """Running calls' unread events are never dropped for the total budget: the
     producer waits until a reader has had some (or a finished call's room is freed)."""
     store = EmbeddedStore(max_total_bytes=2 * FIXED + 100)
-    first, second = store.open("a", START), store.open("a", START)
-    store.origin_gone(first)
-    store.origin_gone(second)
+    first, second = await store.open("a", START), await store.open("a", START)
+    await store.origin_gone(first)
+    await store.origin_gone(second)
     for n in range(1, 4):
         await store.append(first, event(n))
     for n in range(1, 3):

@@ -114,9 +114,15 @@ class Backend:
     """``mcp-ws serve tests.apps:build_app`` on a fixed port; restartable."""
 
     def __init__(
-        self, port: int, tg: anyio.abc.TaskGroup, workers: int = 1, runs: Path | None = None
+        self,
+        port: int,
+        tg: anyio.abc.TaskGroup,
+        workers: int = 1,
+        runs: Path | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.port = port
+        self.extra = extra  # more options of `mcp-ws serve`
         self.runs = runs  # where `tagged` calls are counted, by every process
         self.tg = tg
         self.workers = workers
@@ -139,6 +145,7 @@ class Backend:
             "warning",
             "--workers",
             str(self.workers),
+            *self.extra,
         ]
         env = {**os.environ, "MCP_WS_TEST_RUNS": str(self.runs)} if self.runs else None
         process = await anyio.open_process(command, cwd=ROOT, env=env)
@@ -178,14 +185,14 @@ class Backend:
 
 @asynccontextmanager
 async def deployment(
-    tmp_path: Path, workers: int = 1, runs: Path | None = None
+    tmp_path: Path, workers: int = 1, runs: Path | None = None, extra: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[str, list[Backend]]]:
-    """Three backends (of ``workers`` processes each) and nginx in front; yields nginx's
-    URL and the backends."""
+    """Three backends (of ``workers`` processes each, ``extra`` options of ``mcp-ws
+    serve``) and nginx in front; yields nginx's URL and the backends."""
     assert INSTALLED, "nginx is not installed: apt-get install nginx-light"
     front, *ports = free_ports(4)
     async with anyio.create_task_group() as tg:
-        backends = [Backend(port, tg, workers, runs) for port in ports]
+        backends = [Backend(port, tg, workers, runs, extra) for port in ports]
         nginx: anyio.abc.Process | None = None
         try:
             for backend in backends:
