@@ -61,6 +61,10 @@ export class CallCancelledError extends Error {
   override name = "CallCancelledError";
 }
 
+/** Times a streamed call is read on by its handle, each over a new connection, when the
+ * connections keep being lost and their resumes refused. */
+const READ_ON_ATTEMPTS = 8;
+
 /** Seconds to wait, off mcp-ws, for deltas the result says were sent (no ordering there). */
 const LATE_DELTA_GRACE_MS = 1000;
 const NO_TIMEOUT_MS = 2 ** 31 - 1; // the largest delay setTimeout takes
@@ -253,15 +257,20 @@ export class ToolStream implements AsyncIterableIterator<StreamEvent>, DirectSub
   /** The connection that carried the call is gone and its resume was refused, but the
    * server may still run (and keep) the call: read it on by its handle, after the last
    * event handed out, over the transport's new connection (events that came twice are
-   * dropped by seq). Fails with `lost` if the server no longer has it. */
+   * dropped by seq); again if that connection is lost the same way, up to
+   * `READ_ON_ATTEMPTS` times. Fails with `lost` if the server no longer has it. */
   private async readOn(lost: McpError, signal: AbortSignal, timeout: number): Promise<CallToolResult> {
-    const params = { handle: this.handle, after: this.nextSeq - 1, _meta: { partialResultToken: this.token } };
-    try {
-      return await this.client.request({ method: ATTACH, params }, CallToolResultSchema, { signal, timeout });
-    } catch (error) {
-      if (error instanceof McpError && (error.code === UNKNOWN_HANDLE || error.code === EVENTS_GONE)) throw lost;
-      throw error;
+    for (let attempt = 0; attempt < READ_ON_ATTEMPTS; attempt++) {
+      const params = { handle: this.handle, after: this.nextSeq - 1, _meta: { partialResultToken: this.token } };
+      try {
+        return await this.client.request({ method: ATTACH, params }, CallToolResultSchema, { signal, timeout });
+      } catch (error) {
+        if (!(error instanceof McpError)) throw error;
+        if (error.code === UNKNOWN_HANDLE || error.code === EVENTS_GONE) throw lost;
+        if (error.code !== OUTCOME_UNKNOWN) throw error;
+      }
     }
+    throw lost;
   }
 
   private absorb(item: Pending): void {

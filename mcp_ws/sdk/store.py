@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_MAX_TOTAL_BYTES",
     "DEFAULT_RETAIN",
     "EVENTS_GONE",
+    "EVENT_OVERHEAD",
     "UNKNOWN_HANDLE",
     "EmbeddedStore",
     "EventsGone",
@@ -65,6 +66,11 @@ DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
 
 CALL_OVERHEAD = 256
 """Bytes a call is counted for beyond its events, start event and outcome."""
+
+EVENT_OVERHEAD = 48
+"""Bytes an event is counted for beyond its encoding: the ``bytes`` object's header and
+its slot in the call's deque (41 on 64-bit CPython), so that the budgets bound the
+memory the store really holds, however small the events."""
 
 UNKNOWN_HANDLE = UnknownHandle.code
 """JSON-RPC code: no call with this handle that you may read."""
@@ -123,7 +129,7 @@ class _Call:
 
     def drop_oldest(self) -> int:
         """Drop the oldest kept event; its size."""
-        size = len(self.events.popleft())
+        size = len(self.events.popleft()) + EVENT_OVERHEAD
         self.first_seq += 1
         self.size -= size
         return size
@@ -203,7 +209,7 @@ class EmbeddedStore:
         """`append` if the event fits at once (its seq), else ``None``."""
         call = self._calls[handle]
         data = event if isinstance(event, bytes) else _encode(event)
-        size = len(data)
+        size = len(data) + EVENT_OVERHEAD
         if call.size + size > self.max_call_bytes or self.bytes + size > self.max_total_bytes:
             return None
         return self._add(call, data)
@@ -217,8 +223,8 @@ class EmbeddedStore:
             call.first_seq = seq
         call.next_seq = seq + 1
         call.events.append(data)
-        call.size += len(data)
-        self.bytes += len(data)
+        call.size += len(data) + EVENT_OVERHEAD
+        self.bytes += len(data) + EVENT_OVERHEAD
         if call._changed is not None:
             call.notify()
         return seq
@@ -230,7 +236,7 @@ class EmbeddedStore:
         calls' unread events hold it."""
         call = self._calls[handle]
         data = event if isinstance(event, bytes) else _encode(event)
-        size = len(data)
+        size = len(data) + EVENT_OVERHEAD
         if _ORIGIN in call.cursors:  # it had the one before (see _add)
             self._mark_read(call, _ORIGIN, call.next_seq - 1)
         while True:

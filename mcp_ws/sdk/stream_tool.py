@@ -72,6 +72,10 @@ __all__ = [
 YIELD_INTERVAL = 0.001
 """Seconds the iteration may hand out waiting deltas before it lets other tasks run."""
 
+READ_ON_ATTEMPTS = 8
+"""Times a streamed call is read on by its handle, each over a new connection, when the
+connections keep being lost and their resumes refused."""
+
 LATE_DELTA_GRACE = 1.0
 """Seconds to wait, on transports without ordering, for deltas the result says were sent."""
 
@@ -390,18 +394,23 @@ class ToolStream(PartialResultRoute):
         """The connection that carried the call is gone and its resume was refused, but
         the server may still run (and keep) the call: read it on by its handle, after
         the last event handed out, over the session's new connection (events that came
-        twice are dropped by seq). Fails with ``lost`` if the server no longer has it."""
-        params = {"handle": self.handle, "after": self._next_seq - 1, "_meta": self._meta}
-        request = AttachRequest(params=AttachParams.model_validate(params))
-        try:
-            result: CallToolResult = await self._session.send_request(
-                request, CallToolResult, request_read_timeout_seconds=self._read_timeout
-            )
-        except MCPError as exc:
-            if exc.error.code in (UNKNOWN_HANDLE, EVENTS_GONE):
-                raise lost from None
-            raise
-        return result
+        twice are dropped by seq); again if that connection is lost the same way, up to
+        `READ_ON_ATTEMPTS` times. Fails with ``lost`` if the server no longer has it."""
+        for _ in range(READ_ON_ATTEMPTS):
+            params = {"handle": self.handle, "after": self._next_seq - 1, "_meta": self._meta}
+            request = AttachRequest(params=AttachParams.model_validate(params))
+            try:
+                result: CallToolResult = await self._session.send_request(
+                    request, CallToolResult, request_read_timeout_seconds=self._read_timeout
+                )
+            except MCPError as exc:
+                if exc.error.code in (UNKNOWN_HANDLE, EVENTS_GONE):
+                    raise lost from None
+                if exc.error.code != OUTCOME_UNKNOWN:
+                    raise
+                continue  # this connection went the same way: on a new one
+            return result
+        raise lost
 
     async def _call(self) -> None:
         outcome: Completed | Failed = Failed(error=CallCancelledError("cancelled by the caller"))

@@ -11,6 +11,7 @@ import pytest
 
 from mcp_ws.sdk.store import (
     CALL_OVERHEAD,
+    EVENT_OVERHEAD,
     EVENTS_GONE,
     UNKNOWN_HANDLE,
     EmbeddedStore,
@@ -26,13 +27,16 @@ START = {"event": "start", "meta": {"model": "m"}}
 FIXED = CALL_OVERHEAD + len(repr(START))  # what a call is counted for beyond its events
 
 
+EVENT = 100  # what the store counts for each event(n)
+
+
 def event(n: int) -> dict[str, Any]:
-    """An event that is 20 bytes encoded (the store counts encoded bytes)."""
-    return {"text": f"t{n:02d}" + "x" * 10}
+    """An event the store counts as `EVENT` bytes: its encoding, and `EVENT_OVERHEAD`."""
+    return {"text": f"t{n:02d}" + "x" * (EVENT - EVENT_OVERHEAD - 11)}
 
 
-def test_an_event_is_counted_by_its_encoded_size() -> None:
-    assert {len(msgpack.packb(event(n))) for n in range(100)} == {20}
+def test_an_event_is_counted_by_its_encoding_and_its_overhead() -> None:
+    assert {len(msgpack.packb(event(n))) + EVENT_OVERHEAD for n in range(100)} == {EVENT}
 
 
 async def read_all(
@@ -109,12 +113,12 @@ async def test_unknown_foreign_and_malformed_handles_are_refused_alike(anyio_bac
 
 
 async def test_a_call_at_its_budget_trims_what_its_caller_has_read(anyio_backend: str) -> None:
-    store = EmbeddedStore(max_call_bytes=100)
+    store = EmbeddedStore(max_call_bytes=5 * EVENT)
     handle = await store.open("alice", START)
     for n in range(1, 11):
         await store.append(handle, event(n))
         store.delivered(handle, n)  # the caller reads as it goes
-    assert store.bytes <= 100 + FIXED
+    assert store.bytes <= 5 * EVENT + FIXED
     with pytest.raises(EventsGone) as gone:
         await read_all(store, handle, "alice", after=0)
     assert gone.value.code == EVENTS_GONE
@@ -127,7 +131,7 @@ async def test_a_call_at_its_budget_trims_what_its_caller_has_read(anyio_backend
 
 async def test_only_what_every_reader_has_had_is_trimmed(anyio_backend: str) -> None:
     """The caller ran ahead; an attached reader behind it keeps the events it has not had."""
-    store = EmbeddedStore(max_call_bytes=100)
+    store = EmbeddedStore(max_call_bytes=5 * EVENT)
     handle = await store.open("alice", START)
     for n in range(1, 4):
         await store.append(handle, event(n))
@@ -156,7 +160,7 @@ async def test_only_what_every_reader_has_had_is_trimmed(anyio_backend: str) -> 
 async def test_with_no_reader_the_producer_waits_at_the_budget(anyio_backend: str) -> None:
     """Nothing a client could still come back for is dropped: the producer waits until
     a reader (coming back) has had the oldest events."""
-    store = EmbeddedStore(max_call_bytes=100)
+    store = EmbeddedStore(max_call_bytes=5 * EVENT)
     handle = await store.open("alice", START)
     await store.origin_gone(handle)  # the caller's session ended
     for n in range(1, 6):
@@ -194,7 +198,7 @@ async def test_unread_for_says_when_a_call_went_unread(anyio_backend: str) -> No
 
 
 async def test_the_total_budget_trims_the_oldest_finished_call_first(anyio_backend: str) -> None:
-    store = EmbeddedStore(max_total_bytes=100 + 2 * FIXED + 20)
+    store = EmbeddedStore(max_total_bytes=6 * EVENT + 2 * FIXED)
     old, new = await store.open("a", START), await store.open("a", START)
     for n in range(1, 5):
         await store.append(old, event(n))
@@ -245,7 +249,7 @@ async def test_past_the_total_budget_the_oldest_finished_calls_are_forgotten(
 async def test_at_the_total_budget_a_producer_no_one_reads_waits(anyio_backend: str) -> None:
     """Running calls' unread events are never dropped for the total budget: the
     producer waits until a reader has had some (or a finished call's room is freed)."""
-    store = EmbeddedStore(max_total_bytes=2 * FIXED + 100)
+    store = EmbeddedStore(max_total_bytes=2 * FIXED + 5 * EVENT)
     first, second = await store.open("a", START), await store.open("a", START)
     await store.origin_gone(first)
     await store.origin_gone(second)

@@ -2,7 +2,8 @@
 (``mcp-ws serve --store redis://``): a client process SIGKILLed mid-answer and a new
 client process that reads the answer on through nginx, on whichever backend it lands;
 a backend SIGKILLed mid-answer, and a reader on another backend told the outcome is
-unknown within the producer's lease."""
+unknown within the producer's lease; a client whose resume lands on another replica
+(no affinity), which reads its answers on from Redis."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 
 import mcp_ws
 
-from ..sdk.test_attach import client
+from ..cutproxy import cut_proxy
+from ..sdk.test_attach import client, deltas
 from ..sdk.test_redis_store import redis_url  # noqa: F401 - the fixture
+from ..sdk.test_streaming import collect
 from .test_nginx import ROOT, deployment
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -94,3 +98,45 @@ async def test_a_backend_killed_mid_answer_is_outcome_unknown_within_its_lease(
     assert isinstance(error, MCPError)
     assert error.error.code == mcp_ws.OUTCOME_UNKNOWN
     assert waited <= 5 + 1.5  # the lease, and a poll
+
+
+async def test_a_client_whose_resume_lands_on_another_replica_finishes_every_answer_once(
+    anyio_backend: str,
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> None:
+    """No affinity: every backend calls itself ``anywhere``, so nginx's map sends a resume
+    to any backend. The relay in front of nginx cuts the client's link twice mid-answer;
+    a resume that lands on another replica is refused, and the client reads each
+    streamed call on from Redis by its handle there: every delta once, each call run
+    once (all backends count runs in one file)."""
+    runs = tmp_path / "runs"
+    store = ("--store", redis_url, "--node", "anywhere", "--resume-grace", "10")
+    async with deployment(tmp_path, runs=runs, extra=store) as (url, _):
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        results: dict[str, list[mcp_ws.StreamEvent]] = {}
+        async with (
+            cut_proxy(port) as proxy,
+            mcp_ws.connect(proxy.url()) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+
+            async def one(tag: str) -> None:
+                arguments = {"tag": tag, "count": 60, "pause": 0.01}
+                async with mcp_ws.stream_tool(session, "tagged", arguments) as stream:
+                    results[tag] = await collect(stream)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for i in range(4):
+                        tg.start_soon(one, f"x{i}")
+                    for _ in range(2):
+                        await anyio.sleep(0.2)
+                        proxy.cut()
+    assert sorted(results) == ["x0", "x1", "x2", "x3"]
+    for tag, events in results.items():
+        assert isinstance(events[-1], mcp_ws.Completed), (tag, events[-1])
+        assert [d.seq for d in deltas(events)] == list(range(1, 61))
+        assert "".join(d.text for d in deltas(events)) == "".join(f"{tag}.{i} " for i in range(60))
+    assert sorted(runs.read_text().split()) == ["x0", "x1", "x2", "x3"]  # each ran once
