@@ -258,3 +258,27 @@ def test_a_lease_is_more_than_0_and_at_most_15_s() -> None:
         RedisStore("redis://127.0.0.1:1/0", lease=30)
     with pytest.raises(ValueError, match="lease"):
         RedisStore("redis://127.0.0.1:1/0", lease=0)
+
+
+@ASYNCIO
+async def test_events_trimmed_past_the_budget_are_gone_with_the_earliest_seq(
+    anyio_backend: str, redis_url: str
+) -> None:
+    """The caller reads as it goes, so the producer trims past ``max_call_bytes``: a
+    read from the start gets -32006 with the earliest seq kept, and a read from there
+    gets the rest, on another replica."""
+    store = {"max_call_bytes": 4000}
+    async with replica(redis_url, store=store) as a, replica(redis_url) as b:
+        async with client(a.url) as on_a, client(b.url) as on_b:
+            async with mcp_ws.stream_tool(on_a, "bulk", {"chunks": 200, "size": 100}) as stream:
+                await collect(stream)
+            handle = stream.handle
+            assert handle is not None
+            gone = await failure_of(on_b, handle, 0)
+            assert gone.error.code == mcp_ws.EVENTS_GONE
+            earliest = gone.error.data["earliestSeq"]
+            assert 150 < earliest <= 200  # about 4000 bytes of ~110-byte events kept
+            async with mcp_ws.attach(on_b, handle, after=earliest - 1) as kept:
+                events = await collect(kept)
+            assert [d.seq for d in deltas(events)] == list(range(earliest, 201))
+            assert isinstance(events[-1], mcp_ws.Completed)
