@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import mcp_ws  # noqa: E402
+from bench.resume import deltas_per_second, percentile  # noqa: E402 - the same turns
 
 BLOCK = 20
 
@@ -102,22 +103,6 @@ async def session_to(url: str) -> AsyncIterator[ClientSession]:
         yield session
 
 
-async def deltas_per_second(sessions: dict[str, ClientSession], streams: int) -> dict[str, float]:
-    """Median deltas per second of a 20,000-delta stream, the sessions taking turns."""
-    rates: dict[str, list[float]] = {name: [] for name in sessions}
-    names = list(sessions)
-    for turn in range(streams):
-        for name in names if turn % 2 == 0 else names[::-1]:
-            started = time.perf_counter()
-            count = 0
-            async with mcp_ws.stream_tool(sessions[name], "stream", {"count": 20000}) as stream:
-                async for event in stream:
-                    count += isinstance(event, mcp_ws.Delta)
-            assert count == 20000
-            rates[name].append(count / (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in rates.items()}
-
-
 async def first_deltas(sessions: dict[str, ClientSession], calls: int) -> dict[str, float]:
     """Median seconds from entering ``stream_tool`` to the first delta."""
     times: dict[str, list[float]] = {name: [] for name in sessions}
@@ -166,11 +151,6 @@ async def reattaches(url: str, attaches: int) -> tuple[list[float], list[float]]
                             to_delta.append(time.perf_counter() - started)
                             break
     return to_delta, to_outcome
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
 async def main(args: argparse.Namespace) -> None:

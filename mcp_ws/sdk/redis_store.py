@@ -43,7 +43,7 @@ import msgpack
 import sniffio
 
 from ..protocol.errors import EventsGone, InvalidCursor, StoreUnavailable, UnknownHandle
-from .store import DEFAULT_MAX_CALL_BYTES, DEFAULT_RETAIN
+from .store import DEFAULT_MAX_CALL_BYTES, DEFAULT_RETAIN, decode, encode
 
 __all__ = ["DEFAULT_LEASE", "RedisStore", "StoreUnavailable"]
 
@@ -56,17 +56,6 @@ OUTCOME_UNKNOWN = -32004  # as mcp_ws.sdk.bridge.OUTCOME_UNKNOWN (not imported: 
 
 READER_STALE = 3.0
 """Seconds after which a reader that has not said where it is counts as gone."""
-
-_packer = msgpack.Packer(use_bin_type=True)
-
-
-def _encode(value: Any) -> bytes:
-    data: bytes = _packer.pack(value)
-    return data
-
-
-def _decode(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False)
 
 
 class _Running:
@@ -172,7 +161,7 @@ class RedisStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._key(handle, "meta"),
-                mapping={"principal": principal, "start": _encode(dict(start)), "next": 1},
+                mapping={"principal": principal, "start": encode(dict(start)), "next": 1},
             )
             pipe.set(self._key(handle, "lease"), b"1", px=int(self.lease * 1000))
             await pipe.execute()
@@ -189,7 +178,7 @@ class RedisStore:
         Redis only at ``max_call_bytes``, until every live reader (and the call's own
         caller) has had the oldest events."""
         call = self._running[handle]
-        data = event if isinstance(event, bytes) else _encode(event)
+        data = event if isinstance(event, bytes) else encode(event)
         size = len(data)
         if call.origin:
             call.cursor = call.next_seq - 1  # sent in order: it had the one before
@@ -249,12 +238,6 @@ class RedisStore:
             await pipe.execute()
         return True
 
-    def delivered(self, handle: str, seq: int) -> None:
-        """The call's own caller has had the events up to ``seq``."""
-        call = self._running.get(handle)
-        if call is not None:
-            call.cursor = max(call.cursor, seq)
-
     async def origin_gone(self, handle: str) -> None:
         """The call's own caller reads no more."""
         call = self._running.get(handle)
@@ -271,7 +254,7 @@ class RedisStore:
         self._running.pop(handle, None)
         retain = max(int(self.retain * 1000), 1)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(handle, "meta"), "outcome", _encode(dict(outcome)))
+            pipe.hset(self._key(handle, "meta"), "outcome", encode(dict(outcome)))
             pipe.delete(self._key(handle, "lease"))
             for part in ("meta", "events", "readers", "cancel"):
                 pipe.pexpire(self._key(handle, part), retain)
@@ -323,11 +306,6 @@ class RedisStore:
                 live[reader] = int(cursor)
         return live
 
-    def readers(self, handle: str) -> int:
-        """Readers this server knows of: the call's own caller, while it reads."""
-        call = self._running.get(handle)
-        return int(call is not None and call.origin)
-
     async def unread_for(self, handle: str, seconds: float) -> bool:
         """Wait until the running call has had no live reader for ``seconds`` in a row
         (True), or until it ended (False)."""
@@ -365,7 +343,7 @@ class RedisStore:
         readers_key = self._key(handle, "readers")
         await self._say(readers_key, reader, cursor)
         try:
-            yield 0, {**_decode(meta[b"start"]), "after": cursor}
+            yield 0, {**decode(meta[b"start"]), "after": cursor}
             block = max(int(self.poll * 1000), 1)
             while True:
                 reply = await self._redis.xread({events_key: f"{cursor}-0"}, count=256, block=block)
@@ -388,7 +366,7 @@ class RedisStore:
                 if outcome is not None:
                     if await self._redis.xread({events_key: f"{cursor}-0"}, count=1):
                         continue  # events that came just before the outcome
-                    yield None, _decode(outcome)
+                    yield None, decode(outcome)
                     return
                 if not await self._redis.exists(self._key(handle, "lease")):
                     message = "outcome unknown: the server running the call is gone"

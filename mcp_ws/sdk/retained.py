@@ -140,18 +140,6 @@ class Production:
             self.retained._running[self.handle] = self
         return self.handle
 
-    async def keep(self, event: Mapping[str, Any]) -> int:
-        """Keep one event; its seq. Waits at the budget."""
-        assert self.handle is not None
-        store = self.retained.store
-        seq = store.append_nowait(self.handle, event)  # no coroutine when it fits
-        return seq if seq is not None else await store.append(self.handle, event)
-
-    def delivered(self, seq: int) -> None:
-        """The call's own caller has had the events up to ``seq``."""
-        if self.handle is not None:
-            self.retained.store.delivered(self.handle, seq)
-
     async def lose_origin(self) -> None:
         """The call's own caller reads no more."""
         if self.origin:

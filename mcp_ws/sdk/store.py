@@ -85,12 +85,14 @@ _ORIGIN = "origin"  # the cursor of the call's own caller
 _packer = msgpack.Packer(use_bin_type=True)  # one for all: packb would make one per call
 
 
-def _encode(event: Mapping[str, Any]) -> bytes:
+def encode(event: Mapping[str, Any]) -> bytes:
+    """An event, start or outcome as a store keeps it (MessagePack, bytes as ``bin``)."""
     data: bytes = _packer.pack(event)
     return data
 
 
-def _decode(data: bytes) -> Any:
+def decode(data: bytes) -> Any:
+    """What `encode` made, back."""
     return msgpack.unpackb(data, raw=False)
 
 
@@ -208,7 +210,7 @@ class EmbeddedStore:
     def append_nowait(self, handle: str, event: Mapping[str, Any] | bytes) -> int | None:
         """`append` if the event fits at once (its seq), else ``None``."""
         call = self._calls[handle]
-        data = event if isinstance(event, bytes) else _encode(event)
+        data = event if isinstance(event, bytes) else encode(event)
         size = len(data) + EVENT_OVERHEAD
         if call.size + size > self.max_call_bytes or self.bytes + size > self.max_total_bytes:
             return None
@@ -235,7 +237,7 @@ class EmbeddedStore:
         oldest events, and while the store is at its total budget and only running
         calls' unread events hold it."""
         call = self._calls[handle]
-        data = event if isinstance(event, bytes) else _encode(event)
+        data = event if isinstance(event, bytes) else encode(event)
         size = len(data) + EVENT_OVERHEAD
         if _ORIGIN in call.cursors:  # it had the one before (see _add)
             self._mark_read(call, _ORIGIN, call.next_seq - 1)
@@ -255,7 +257,7 @@ class EmbeddedStore:
         call = self._calls.get(handle)
         if call is None or call.outcome is not None:
             return
-        call.outcome = _encode(outcome)
+        call.outcome = encode(outcome)
         call.finished_at = self._clock()
         self._finished.append((call.finished_at, handle))
         call.fixed += len(call.outcome)
@@ -290,12 +292,12 @@ class EmbeddedStore:
                     raise EventsGone(call.earliest)  # trimmed for the total budget
                 if cursor + 1 < call.next_seq:  # the next one is kept: by its index
                     seq = cursor + 1
-                    yield seq, _decode(call.events[seq - call.first_seq])
+                    yield seq, decode(call.events[seq - call.first_seq])
                     cursor = seq
                     self._mark_read(call, reader, seq)
                     continue
                 if call.outcome is not None:
-                    yield None, _decode(call.outcome)
+                    yield None, decode(call.outcome)
                     return
                 await call.changed()
         finally:
