@@ -1,7 +1,7 @@
 """What keeping streamed calls for re-attach costs, and how fast a re-attach is
 (docs/streaming.md, "Re-attach").
 
-Run: ``python bench/attach.py [--repeats 3] [--streams 6] [--firsts 200] [--attaches 200]
+Run: ``python bench/attach.py [--repeats 3] [--streams 6] [--firsts 400] [--attaches 200]
 [--redis]``.
 
 Servers of the bench app (``mcp_ws.bench.app``) run as ``mcp-ws serve`` in child
@@ -11,7 +11,9 @@ loopback (no persistence). This process holds a session to each, and they take t
 
 - **deltas per second**: a 20,000-delta stream (``stream``), one per session in turn;
 - **first delta**: from entering ``stream_tool`` to the first delta of a 1-delta
-  stream, in blocks of 20 per session, who goes first alternating; the median of each;
+  stream, the sessions taking turns call by call (in blocks of 20, a drift of the
+  machine's speed within a block fell on one session: the ratio swung from 1.07x to
+  1.19x between repeats); the median of each;
 - **re-attach**: against the server with the store, a second session attaches to a
   call a first one is streaming (``paced``, 200 deltas a second), ``after`` the seq
   before the last one it saw, so the first delta it gets is already kept: from entering
@@ -44,8 +46,6 @@ sys.path.insert(0, str(ROOT))
 
 import mcp_ws  # noqa: E402
 from bench.resume import deltas_per_second, percentile  # noqa: E402 - the same turns
-
-BLOCK = 20
 
 
 @asynccontextmanager
@@ -104,17 +104,19 @@ async def session_to(url: str) -> AsyncIterator[ClientSession]:
 
 
 async def first_deltas(sessions: dict[str, ClientSession], calls: int) -> dict[str, float]:
-    """Median seconds from entering ``stream_tool`` to the first delta."""
+    """Median seconds from entering ``stream_tool`` to the first delta, the sessions
+    taking turns call by call (who goes first turning round each time), so that a
+    drift of the machine's speed falls on all alike."""
     times: dict[str, list[float]] = {name: [] for name in sessions}
     names = list(sessions)
-    for block in range(max(calls // BLOCK, 1)):
-        for name in names if block % 2 == 0 else names[::-1]:
-            for _ in range(BLOCK):
-                started = time.perf_counter()
-                async with mcp_ws.stream_tool(sessions[name], "stream", {"count": 1}) as stream:
-                    async for event in stream:
-                        if isinstance(event, mcp_ws.Delta):
-                            times[name].append(time.perf_counter() - started)
+    for turn in range(calls):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            async with mcp_ws.stream_tool(sessions[name], "stream", {"count": 1}) as stream:
+                async for event in stream:
+                    if isinstance(event, mcp_ws.Delta):
+                        times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -194,7 +196,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--streams", type=int, default=6, help="streams per session")
-    parser.add_argument("--firsts", type=int, default=200, help="first deltas per session")
+    parser.add_argument("--firsts", type=int, default=400, help="first deltas per session")
     parser.add_argument("--attaches", type=int, default=200, help="re-attaches of each kind")
     parser.add_argument("--redis", action="store_true", help="also a server storing in Redis")
     return parser.parse_args(argv)

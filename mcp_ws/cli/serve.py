@@ -324,6 +324,8 @@ async def serve_command(args: argparse.Namespace) -> int:
             server = await stack.enter_async_context(serving_sessions(run_session, **options))
         except OSError as exc:
             fail(f"cannot listen on {args.host}:{args.port}: {describe_os_error(exc)}")
+        if retained is not None:
+            server.when_drained(retained.stop)
         print(f"mcp-ws: serving {what} at {server.url}", flush=True)
         if server.page_url:
             print(f"mcp-ws: chat page at {server.page_url}", flush=True)

@@ -207,7 +207,8 @@ class SessionBridge:
     (with its route, if it had one)
     of ours the peer refused unprocessed (REFUSED_STREAM, or a GOAWAY that came first),
     instead of the SDK getting an error for it: it was never processed, so it is safe to
-    send again on another connection.
+    send again on another connection. ``on_closed`` is called once the connection is
+    gone, before the peer's requests are cancelled.
     """
 
     def __init__(
@@ -218,8 +219,10 @@ class SessionBridge:
         inbox: Inbox | None = None,
         on_goaway: Callable[[SessionBridge], None] | None = None,
         retry: Callable[[JSONRPCRequest, Route | None], None] | None = None,
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
         self.role = role
+        self.on_closed = on_closed
         self._server = role is Role.SERVER  # asked per message
         self.send_budget = send_budget
         self.mux: MuxConnection | None = None
@@ -380,6 +383,8 @@ class SessionBridge:
         if self._closed:
             return
         self._closed = True
+        if self.on_closed is not None:
+            self.on_closed()
         mux = self._core_mux
         error = mux.closed_error()
         code, text = CONNECTION_CLOSED, str(error)

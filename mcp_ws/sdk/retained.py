@@ -7,14 +7,16 @@ event carries it), each event is kept in the store before it goes to the caller,
 the call's one outcome is kept when it ends. Any client of the same principal can then
 read the call from a cursor with ``io.github.mcp-ws/attach``, over any transport.
 
-Where the calls run: `RetainedCalls.hosting` gives the app a task group of its own
-(`mcp_ws.serve` opens it), and a streamed call's handler runs there while the session's
-handler waits for it. So when the session ends (a reload, a killed client, a resume
-that never came), the call goes on: while a reader is attached, and otherwise for
-``grace`` seconds, then it is cancelled as before. An explicit cancel (the caller's
-``notifications/cancelled`` or mcp-ws CANCEL, or ``io.github.mcp-ws/cancel`` from an
-attached reader) cancels it at once. Without `hosting` (an app run over stdio by
-the SDK, say) calls run in their session's task and end with it; attach still works.
+Where the calls run: a streamed call's handler runs in its session's task, as any
+other. Under `RetainedCalls.hosting` (`mcp_ws.serve` opens it), once the call has its
+handle its cancel scope is shielded from the session's: an explicit cancel (the
+caller's ``notifications/cancelled`` or mcp-ws CANCEL, or ``io.github.mcp-ws/cancel``
+from an attached reader) cancels it at once, and when the client's connection ends (a
+reload, a killed client, a resume that never came) the call goes on: while a reader is
+attached, and otherwise for ``grace`` seconds, then it is cancelled as before (a
+watcher in the host's task group decides). Its session ends when it does. Without
+`hosting` (an app run over stdio by the SDK, say) calls end with their session;
+attach still works.
 
 The meeting point between a production and the tool's `PartialResults` is one
 ``ContextVar``, set in the production's own task (`current_production`).
@@ -34,6 +36,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
+    CancelledNotificationParams,
     EmptyResult,
     ErrorData,
     Request,
@@ -64,6 +67,8 @@ __all__ = [
 ATTACH = "io.github.mcp-ws/attach"
 """The extension method that reads a call by its handle (params ``handle``, ``after``)."""
 
+CANCELLED = "notifications/cancelled"
+
 CANCEL = "io.github.mcp-ws/cancel"
 """The extension method that cancels a running call by its handle (params ``handle``)."""
 
@@ -81,21 +86,53 @@ def current_production() -> Production | None:
 
 class ClientLink:
     """Who the client of a session is (its principal), and whether its connection is
-    gone: a call cancelled once it is gone was not cancelled by its client."""
+    gone: a call cancelled once it is gone was not cancelled by its client. The
+    server calls `end` when the connection goes and `cancelled` for each request the
+    client cancels; the streamed calls it watches outlive it or are cancelled."""
 
     def __init__(self, principal: str, gone: Callable[[], bool] | None = None) -> None:
         self.principal = principal
         self._gone = gone
         self._ended = False
+        self._calls: dict[object, Production] = {}
 
     def end(self) -> None:
-        """The connection is gone (for links without a ``gone`` test)."""
+        """The connection is gone: the calls it watches run on for their readers."""
+        if self._ended:
+            return
         self._ended = True
+        calls, self._calls = self._calls, {}
+        for production in calls.values():
+            production.retained._outlive(production)
 
     @property
     def gone(self) -> bool:
         """Whether the client's connection is gone."""
         return self._ended or (self._gone is not None and self._gone())
+
+    def cancelled(self, request_id: object) -> None:
+        """The client cancelled its request ``request_id`` (ignored once it is gone:
+        a lost connection cancels every request, and those calls outlive it)."""
+        if not self.gone:
+            production = self._calls.pop(_request_key(request_id), None)
+            if production is not None:
+                production.cancel()
+
+    def _watch(self, production: Production) -> bool:
+        if self.gone:
+            return False
+        self._calls[_request_key(production.request_id)] = production
+        return True
+
+    def _unwatch(self, production: Production) -> None:
+        key = _request_key(production.request_id)
+        if self._calls.get(key) is production:
+            del self._calls[key]
+
+
+def _request_key(request_id: object) -> object:
+    """A request id as a key: ``1`` and ``"1"`` are the same request (as the SDK has it)."""
+    return str(request_id) if isinstance(request_id, int) else request_id
 
 
 @contextmanager
@@ -120,24 +157,41 @@ def principal_of_request(ctx: Any) -> str:
     return ""
 
 
+FINISH_TIMEOUT = 5.0
+"""Seconds keeping a call's outcome may take (a shared store that does not answer)."""
+
+
 class Production:
     """One streamed call as the store sees it: its handle (once its tool entered
     ``partial_results``), whether its own caller still reads, and its cancel scope."""
 
-    def __init__(self, retained: RetainedCalls, principal: str) -> None:
+    def __init__(
+        self,
+        retained: RetainedCalls,
+        principal: str,
+        link: ClientLink | None = None,
+        request_id: object = None,
+    ) -> None:
         self.retained = retained
         self.principal = principal
+        self.link = link
+        """The client whose session runs the call, when the call may outlive it."""
+        self.request_id = request_id
         self.scope = anyio.CancelScope()
         self.handle: str | None = None
         self.origin = True
         """Whether the call's own caller still reads it (its session is alive)."""
 
     async def open(self, start: Mapping[str, Any]) -> str:
-        """Give the call its handle; ``start`` is its start event (seq 0)."""
+        """Give the call its handle; ``start`` is its start event (seq 0). Under
+        `RetainedCalls.hosting`, the call is shielded from its session from now on."""
         if self.handle is None:
             store = self.retained.store
             self.handle = await store.open(self.principal, start, on_cancel=self.cancel)
             self.retained._running[self.handle] = self
+            link = self.link
+            if link is not None and self.retained._host is not None and link._watch(self):
+                self.scope.shield = True  # the session's end no longer ends the call
         return self.handle
 
     async def lose_origin(self) -> None:
@@ -148,9 +202,13 @@ class Production:
                 await self.retained.store.origin_gone(self.handle)
 
     async def finish(self, outcome: Mapping[str, Any]) -> None:
-        """Keep the call's one outcome (``{"result": ...}`` or ``{"error": ...}``)."""
+        """Keep the call's one outcome (``{"result": ...}`` or ``{"error": ...}``),
+        even in a session being cancelled."""
+        if self.link is not None:
+            self.link._unwatch(self)
         if self.handle is not None:
-            await self.retained.store.finish(self.handle, outcome)
+            with anyio.move_on_after(FINISH_TIMEOUT, shield=True):
+                await self.retained.store.finish(self.handle, outcome)
             self.retained._running.pop(self.handle, None)
 
     def cancel(self) -> None:
@@ -217,8 +275,9 @@ class RetainedCalls:
 
     @asynccontextmanager
     async def hosting(self) -> AsyncIterator[None]:
-        """Run streamed calls in a task group of this block (they outlive sessions);
-        leaving it cancels the calls still running."""
+        """Let streamed calls outlive their sessions while the block runs (their
+        watchers run in a task group of its own); leaving it cancels the calls still
+        running (`stop`)."""
         if self._host is not None:
             yield  # already hosted (a server inside another, say)
             return
@@ -228,10 +287,25 @@ class RetainedCalls:
                 yield
             finally:
                 self._host = None
+                self.stop()
                 host.cancel_scope.cancel()
 
+    def stop(self) -> None:
+        """Cancel every call running here (a server at the end of its drain)."""
+        for production in list(self._running.values()):
+            production.cancel()
+
+    def _outlive(self, production: Production) -> None:
+        """``production``'s client is gone: watch it for readers (or cancel it)."""
+        host = self._host
+        if host is None:
+            production.cancel()
+        else:
+            host.start_soon(production.outlive, self.grace)
+
     def install(self, server: Server[Any]) -> None:
-        """Wrap ``server``'s ``tools/call`` handler and add the attach and cancel methods."""
+        """Wrap ``server``'s ``tools/call`` handler, add the attach and cancel methods,
+        and learn of the client's cancels (``notifications/cancelled``)."""
         entry = server.get_request_handler("tools/call")
         if entry is not None:
             original = entry.handler
@@ -242,6 +316,16 @@ class RetainedCalls:
             server.add_request_handler("tools/call", entry.params_type, call_tool)
         server.add_request_handler(ATTACH, AttachParams, self.attach)
         server.add_request_handler(CANCEL, CancelParams, self.cancel)
+        previous = server.get_notification_handler(CANCELLED)
+
+        async def on_cancelled(ctx: Any, params: Any) -> None:
+            link = _client.get()
+            if link is not None:
+                link.cancelled(getattr(params, "request_id", None))
+            if previous is not None:
+                await previous.handler(ctx, params)
+
+        server.add_notification_handler(CANCELLED, CancelledNotificationParams, on_cancelled)
 
     # ------------------------------------------------------------------ tools/call
 
@@ -249,39 +333,14 @@ class RetainedCalls:
         """Run a ``tools/call`` handler; as a production if it asks for partial results."""
         if not self.keeping or _token(params) is None:
             return await original(ctx, params)
-        production = Production(self, principal_of_request(ctx))
-        host = self._host
-        if host is None:
-            reset = _production.set(production)
-            try:
-                return await self._produce(production, original, ctx, params)
-            finally:
-                _production.reset(reset)
-        done = anyio.Event()
-        box: list[tuple[bool, Any]] = []
-
-        async def run() -> None:
-            _production.set(production)  # this task's own context
-            try:
-                box.append((True, await self._produce(production, original, ctx, params)))
-            except Exception as exc:
-                box.append((False, exc))
-            finally:
-                done.set()
-
-        host.start_soon(run)
+        link = _client.get()
+        principal = link.principal if link is not None else principal_of_request(ctx)
+        production = Production(self, principal, link, getattr(ctx, "request_id", None))
+        reset = _production.set(production)
         try:
-            await done.wait()
+            return await self._produce(production, original, ctx, params)
         finally:
-            if not done.is_set():  # this handler was cancelled
-                if production.handle is None or _explicit_cancel():
-                    production.cancel()
-                else:
-                    host.start_soon(production.outlive, self.grace)
-        ok, value = box[0] if box else (False, MCPError(REQUEST_REFUSED, CANCELLED_MESSAGE))
-        if ok:
-            return value
-        raise value
+            _production.reset(reset)
 
     async def _produce(
         self, production: Production, original: Handler, ctx: Any, params: Any
@@ -348,13 +407,6 @@ def _token(params: Any) -> str | int | None:
     meta = getattr(params, "meta", None)
     token = meta.get("partialResultToken") if isinstance(meta, Mapping) else None
     return token if isinstance(token, str | int) and not isinstance(token, bool) else None
-
-
-def _explicit_cancel() -> bool:
-    """Whether the client cancelled the request, rather than its connection ending (the
-    connection is marked gone before its session cancels the handlers)."""
-    link = _client.get()
-    return link is None or not link.gone
 
 
 def _error_dict(error: ErrorData) -> dict[str, Any]:

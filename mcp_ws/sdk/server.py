@@ -128,6 +128,7 @@ class McpWsServer:
         self._idle = anyio.Event()
         self._idle.set()
         self._accepting: anyio.CancelScope | None = None
+        self._drained: list[Callable[[], None]] = []
 
     @property
     def url(self) -> str:
@@ -157,8 +158,16 @@ class McpWsServer:
             mux.close(ErrorCode.NO_ERROR, "server shutting down")
         with anyio.move_on_after(grace):
             await self._idle.wait()
+        for callback in self._drained:
+            callback()
         if self._accepting is not None:
             self._accepting.cancel()
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once `shutdown`'s grace is over, before the connections
+        still open are cancelled (`mcp_ws.serve` cancels the streamed calls that
+        outlive their sessions there)."""
+        self._drained.append(callback)
 
     async def _serve_stream(self, stream: anyio.abc.ByteStream) -> None:
         self._active += 1
@@ -270,11 +279,17 @@ class McpWsServer:
         bridge.attach(mux)
         self._muxes.add(mux)
         session_done = anyio.Event()
+        link = ClientLink(principal, gone=lambda: bridge.closed)
+        bridge.on_closed = link.end
         try:
             async with anyio.create_task_group() as tg:
 
                 async def pump() -> None:
                     await mux.run(first)
+                    # over: calls that outlive the session may hold it a while longer
+                    self._muxes.discard(mux)
+                    if table is not None:
+                        table.forget(mux)
                     # The session sees the end of its read stream; give it a moment.
                     with anyio.move_on_after(5):
                         await session_done.wait()
@@ -283,11 +298,11 @@ class McpWsServer:
                 tg.start_soon(pump)
                 try:
                     # the session's handlers inherit both
-                    link = ClientLink(principal, gone=lambda: bridge.closed)
                     with handling(bridge), serving_client(link):
                         await self._run_session(bridge.read_stream, bridge.write_stream)
                 finally:
                     session_done.set()
+                    link.end()
                     mux.close()
         finally:
             self._muxes.discard(mux)
@@ -373,6 +388,7 @@ async def serving(
             node=node,
         ) as server,
     ):
+        server.when_drained(retained.stop)
         yield server
 
 

@@ -36,9 +36,12 @@ async def server_of(
 
 
 @asynccontextmanager
-async def client(url: str, token: str | None = None) -> AsyncIterator[ClientSession]:
+async def client(
+    url: str, token: str | None = None, subprotocols: list[str] | None = None
+) -> AsyncIterator[ClientSession]:
+    offer = subprotocols or ["mcp-ws.v1", "mcp"]
     async with (
-        mcp_ws.connect(url, token=token, resume=False) as (read, write),
+        mcp_ws.connect(url, token=token, resume=False, subprotocols=offer) as (read, write),
         ClientSession(read, write) as session,
     ):
         await session.initialize()
@@ -46,13 +49,20 @@ async def client(url: str, token: str | None = None) -> AsyncIterator[ClientSess
 
 
 async def vanish_after(
-    server: mcp_ws.McpWsServer, deltas: int, arguments: dict[str, Any], token: str | None = None
+    server: mcp_ws.McpWsServer,
+    deltas: int,
+    arguments: dict[str, Any],
+    token: str | None = None,
+    subprotocols: list[str] | None = None,
 ) -> tuple[str, list[mcp_ws.StreamEvent]]:
     """Start ``generate`` through a relay, read ``deltas`` deltas, then drop the link
     (no cancel reaches the server: a killed client, a reloaded page). Returns the
     call's handle and the events the vanished client saw."""
     seen: list[mcp_ws.StreamEvent] = []
-    async with cut_proxy(server.port) as proxy, client(proxy.url(), token) as session:
+    async with (
+        cut_proxy(server.port) as proxy,
+        client(proxy.url(), token, subprotocols) as session,
+    ):
         async with mcp_ws.stream_tool(session, "generate", arguments) as stream:
             async for event in stream:
                 seen.append(event)
@@ -117,6 +127,79 @@ async def test_a_call_outlives_its_vanished_client_and_a_new_one_reads_on(
     shown = "".join(d.text for d in deltas(seen) + after)
     assert shown == "".join(TOKENS) == text_of(events[-1].result)  # no token twice
     assert not probe.stream_cancelled.is_set()
+
+
+SUBPROTOCOLS = pytest.mark.parametrize("subprotocol", ["mcp-ws.v1", "mcp"])
+
+
+@SUBPROTOCOLS
+async def test_a_vanished_clients_call_runs_on_for_its_readers_then_the_grace(
+    anyio_backend: str, subprotocol: str
+) -> None:
+    """The connection's end is not a cancel, on either subprotocol: the call runs on
+    while a reader reads, and is cancelled once it had none for the grace."""
+    probe = Probe()
+    async with server_of(probe, grace=0.5) as server:
+        arguments = {"count": 100_000, "pause": 0.01}
+        handle, _ = await vanish_after(server, 3, arguments, subprotocols=[subprotocol])
+        async with client(server.url, subprotocols=[subprotocol]) as session:
+            async with mcp_ws.attach(session, handle, after=3) as stream:
+                read = []
+                async for event in stream:
+                    if isinstance(event, mcp_ws.Delta):
+                        read.append(event.seq)
+                        if len(read) == 10:
+                            break
+            assert not probe.stream_cancelled.is_set()
+            with anyio.fail_after(10):
+                await probe.stream_cancelled.wait()  # no reader for the grace
+            async with mcp_ws.attach(session, handle, after=13) as stream:
+                rest = await collect(stream)
+    assert read == list(range(4, 14))
+    assert isinstance(rest[-1], mcp_ws.Failed)
+    assert rest[-1].error.error.code == -32003  # type: ignore[attr-defined]
+    assert [d.seq for d in deltas(rest)] == list(range(14, 14 + len(rest) - 2))
+
+
+@SUBPROTOCOLS
+async def test_the_callers_own_cancel_stops_a_kept_call_at_once(
+    anyio_backend: str, subprotocol: str
+) -> None:
+    """Leaving ``stream_tool`` early cancels the call (CANCEL over mcp-ws, a
+    ``notifications/cancelled`` over JSON text): not taken for a lost connection, whose
+    call would run on for the grace (30 s here)."""
+    probe = Probe()
+    async with (
+        server_of(probe, grace=30) as server,
+        client(server.url, subprotocols=[subprotocol]) as session,
+    ):
+        arguments = {"count": 100_000, "pause": 0.01}
+        async with mcp_ws.stream_tool(session, "generate", arguments) as stream:
+            async for event in stream:
+                if isinstance(event, mcp_ws.Delta) and event.seq == 3:
+                    break
+        with anyio.fail_after(5):
+            await probe.stream_cancelled.wait()
+        assert stream.handle is not None
+        async with mcp_ws.attach(session, stream.handle) as reader:
+            events = await collect(reader)
+        result = await session.call_tool("echo", {"text": "the session goes on"})
+    assert isinstance(events[-1], mcp_ws.Failed)
+    assert events[-1].error.error.code == -32003  # type: ignore[attr-defined]
+    assert text_of(result) == "the session goes on"
+
+
+async def test_leaving_serving_cancels_the_calls_that_outlive_their_session(
+    anyio_backend: str,
+) -> None:
+    """A server's drain waits ``shutdown_grace`` for the calls of vanished clients, then
+    cancels them: leaving the block does not wait for their resume grace (30 s)."""
+    probe = Probe()
+    with anyio.fail_after(15):
+        async with server_of(probe, grace=30, shutdown_grace=0.3) as server:
+            await vanish_after(server, 2, {"count": 100_000, "pause": 0.01})
+            assert not probe.stream_cancelled.is_set()
+    assert probe.stream_cancelled.is_set()
 
 
 async def test_after_none_starts_at_the_first_kept_event_and_after_past_the_end_waits(
