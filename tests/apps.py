@@ -163,14 +163,17 @@ def build_app(probe: Probe | None = None) -> MCPServer:
         return dict(probe.runs)
 
     @app.tool()
-    async def bulk(chunks: int, size: int, ctx: Context) -> str:
-        """Stream ``chunks`` text deltas of ``size`` characters; return a summary only."""
+    async def bulk(chunks: int, size: int, ctx: Context, pause: float = 0.0) -> str:
+        """Stream ``chunks`` text deltas of ``size`` characters (``pause`` seconds apart);
+        return a summary only."""
         probe.sent = 0
         async with mcp_ws.partial_results(ctx) as out:
             probe.stream_started.set()
             for _ in range(chunks):
                 await out.send_text("b" * size)
                 probe.sent += 1
+                if pause:
+                    await anyio.sleep(pause)
         return f"{probe.sent} chunks"
 
     @app.tool()

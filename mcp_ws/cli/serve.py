@@ -178,13 +178,25 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
         help="bytes kept for every call together, oldest finished trimmed first "
         "(default: %(default)s)",
     )
+    store.add_argument(
+        "--retain-unread-bytes",
+        type=int,
+        metavar="N",
+        help="bytes of events the running calls no one reads (their client gone) keep "
+        "together; past it their producers wait (default: a quarter of "
+        "--retain-total-bytes)",
+    )
 
 
 def _store(args: argparse.Namespace) -> CallStore:
     if args.retain < 0:
         fail("--retain must not be negative", exit_code=2)
-    if args.retain_bytes < 1 or args.retain_total_bytes < 1:
-        fail("--retain-bytes and --retain-total-bytes must be at least 1", exit_code=2)
+    unread = args.retain_unread_bytes
+    if min(args.retain_bytes, args.retain_total_bytes, 1 if unread is None else unread) < 1:
+        fail(
+            "--retain-bytes, --retain-total-bytes and --retain-unread-bytes must be at least 1",
+            exit_code=2,
+        )
     if args.store is not None:
         if not args.store.startswith(("redis://", "rediss://", "unix://")):
             fail(f"--store takes a redis:// URL, got {args.store!r}", exit_code=2)
@@ -195,6 +207,7 @@ def _store(args: argparse.Namespace) -> CallStore:
         retain=args.retain,
         max_call_bytes=args.retain_bytes,
         max_total_bytes=args.retain_total_bytes,
+        max_unread_bytes=unread,
     )
 
 

@@ -19,8 +19,12 @@ Bounds: a call's kept bytes stay within ``max_call_bytes`` (the oldest events go
 once every reader has had them; with a reader behind, or none, `append` waits instead,
 so nothing a client could still come back for is dropped), and the store's within
 ``max_total_bytes``: the oldest finished calls' events go first, then the oldest
-finished calls no one reads, then running calls' events every reader has had; past
-that, producers wait.
+finished calls no one reads, then running calls' events every reader has had (for a
+call no one reads now, those its own caller had before it went); past that, producers
+wait. Running calls no one reads (their client gone, no reader attached) keep at most
+``max_unread_bytes`` of events their caller never had, together: their producers wait
+past it, so that vanished clients' calls cannot fill the whole store and stall the
+calls of everyone else for the resume grace.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ StoreError = UnknownHandle | EventsGone | InvalidCursor
 __all__ = [
     "DEFAULT_MAX_CALL_BYTES",
     "DEFAULT_MAX_TOTAL_BYTES",
+    "DEFAULT_MAX_UNREAD_BYTES",
     "DEFAULT_RETAIN",
     "EVENTS_GONE",
     "EVENT_OVERHEAD",
@@ -63,6 +68,10 @@ DEFAULT_MAX_CALL_BYTES = 8 * 1024 * 1024
 
 DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
 """Bytes kept for every call together: events, start events, outcomes, bookkeeping."""
+
+DEFAULT_MAX_UNREAD_BYTES = DEFAULT_MAX_TOTAL_BYTES // 4
+"""Bytes of events kept for the running calls no one reads, together (by default a
+quarter of the total budget, whatever it is)."""
 
 CALL_OVERHEAD = 256
 """Bytes a call is counted for beyond its events, start event and outcome."""
@@ -112,6 +121,11 @@ class _Call:
     # until it is gone) and each attached read. Only what all have had may be trimmed.
     cursors: dict[object, int] = field(default_factory=dict)
     start: Mapping[str, Any] = field(default_factory=dict)  # seq 0, kept while the call is
+    # What its own caller had when it went (its last cursor), and those events' bytes
+    # still kept: they may go for the total budget once no reader is left, and they do
+    # not count as unread.
+    had: int = 0
+    had_bytes: int = 0
     _changed: anyio.Event | None = None  # made only when someone waits (appends are hot)
 
     def notify(self) -> None:
@@ -132,9 +146,16 @@ class _Call:
     def drop_oldest(self) -> int:
         """Drop the oldest kept event; its size."""
         size = len(self.events.popleft()) + EVENT_OVERHEAD
+        if self.first_seq <= self.had:
+            self.had_bytes -= size
         self.first_seq += 1
         self.size -= size
         return size
+
+    @property
+    def unread(self) -> int:
+        """Bytes of its kept events its own caller had not had when it went."""
+        return self.size - self.had_bytes
 
 
 class EmbeddedStore:
@@ -146,19 +167,24 @@ class EmbeddedStore:
         retain: float = DEFAULT_RETAIN,
         max_call_bytes: int = DEFAULT_MAX_CALL_BYTES,
         max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+        max_unread_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if retain < 0 or max_call_bytes < 1 or max_total_bytes < 1:
+        if max_unread_bytes is None:
+            max_unread_bytes = max(max_total_bytes // 4, 1)
+        if retain < 0 or min(max_call_bytes, max_total_bytes, max_unread_bytes) < 1:
             raise ValueError("retain must be >= 0 and the byte budgets >= 1")
         self.retain = retain
         self.max_call_bytes = max_call_bytes
         self.max_total_bytes = max_total_bytes
+        self.max_unread_bytes = max_unread_bytes
         self._clock = clock
         self._calls: dict[str, _Call] = {}
         self.bytes = 0
         """Bytes kept now, every call together (see `CALL_OVERHEAD`)."""
         self._room: anyio.Event | None = None  # made only when a producer waits for room
         self._finished: deque[tuple[float, str]] = deque()  # in the order they finished
+        self._unread: set[_Call] = set()  # running calls with no reader at all
 
     async def __aenter__(self) -> EmbeddedStore:
         return self  # nothing to open: `RedisStore` has a connection
@@ -203,9 +229,27 @@ class EmbeddedStore:
 
     def _origin_gone(self, handle: str) -> None:
         call = self._calls.get(handle)
-        if call is not None and call.cursors.pop(_ORIGIN, None) is not None:
+        if call is None:
+            return
+        had = call.cursors.pop(_ORIGIN, None)
+        if had is not None:
+            call.had = had
+            count = max(0, min(had - call.first_seq + 1, len(call.events)))
+            call.had_bytes = sum(len(call.events[i]) for i in range(count))
+            call.had_bytes += count * EVENT_OVERHEAD
+            self._no_reader(call)
             call.notify()
             self._room_changed()
+
+    def _no_reader(self, call: _Call) -> None:
+        if not call.cursors and call.outcome is None:
+            self._unread.add(call)
+
+    @property
+    def unread_bytes(self) -> int:
+        """Bytes of events kept now for the running calls no one reads, beyond what
+        their own callers had had."""
+        return sum(call.unread for call in self._unread)
 
     def append_nowait(self, handle: str, event: Mapping[str, Any] | bytes) -> int | None:
         """`append` if the event fits at once (its seq), else ``None``."""
@@ -213,6 +257,8 @@ class EmbeddedStore:
         data = event if isinstance(event, bytes) else encode(event)
         size = len(data) + EVENT_OVERHEAD
         if call.size + size > self.max_call_bytes or self.bytes + size > self.max_total_bytes:
+            return None
+        if not call.cursors and self.unread_bytes + size > self.max_unread_bytes:
             return None
         return self._add(call, data)
 
@@ -249,6 +295,9 @@ class EmbeddedStore:
             if self.bytes + size > self.max_total_bytes and not self._make_room(size):
                 await self._room_freed()  # a reader, an outcome or an expiry frees some
                 continue
+            if not call.cursors and self.unread_bytes + size > self.max_unread_bytes:
+                await self._room_freed()  # a reader comes, or another such call ends
+                continue
             break
         return self._add(call, data)
 
@@ -258,6 +307,7 @@ class EmbeddedStore:
         if call is None or call.outcome is not None:
             return
         call.outcome = encode(outcome)
+        self._unread.discard(call)
         call.finished_at = self._clock()
         self._finished.append((call.finished_at, handle))
         call.fixed += len(call.outcome)
@@ -284,6 +334,9 @@ class EmbeddedStore:
             raise EventsGone(call.earliest)
         reader = object()
         call.cursors[reader] = cursor
+        if self._unread:
+            self._unread.discard(call)
+            self._room_changed()  # it may go on past the share of calls no one reads
         call.notify()
         try:
             yield 0, {**call.start, "after": cursor}
@@ -302,6 +355,7 @@ class EmbeddedStore:
                 await call.changed()
         finally:
             del call.cursors[reader]
+            self._no_reader(call)
             call.notify()
             self._room_changed()
 
@@ -347,11 +401,20 @@ class EmbeddedStore:
             return True
         return False
 
+    def _trim_had(self, call: _Call) -> bool:
+        """Drop the oldest event of a running call no one reads if its own caller had
+        it (a client that comes back below it gets `EventsGone`); whether one went."""
+        if not call.cursors and call.events and call.first_seq <= call.had:
+            self.bytes -= call.drop_oldest()
+            return True
+        return False
+
     def _make_room(self, size: int) -> bool:
         """Free room for ``size`` more bytes within the total budget, in this order: the
         oldest finished calls' events, then the oldest finished calls no one reads, then
-        running calls' events every reader has had. Whether it fits now. A running
-        call's unread events are never dropped: their producers wait instead."""
+        running calls' events every reader has had (for a call no one reads now, those
+        its own caller had). Whether it fits now. A running call's unread events are
+        never dropped: their producers wait instead."""
         limit = self.max_total_bytes - size
         if self.bytes <= limit:
             return True
@@ -369,7 +432,7 @@ class EmbeddedStore:
                 if self.bytes <= limit:
                     return True
         for call in list(self._calls.values()):
-            while self.bytes > limit and self._trim_read(call):
+            while self.bytes > limit and (self._trim_read(call) or self._trim_had(call)):
                 pass
             if self.bytes <= limit:
                 return True
@@ -405,6 +468,7 @@ class EmbeddedStore:
         call = self._calls.pop(handle, None)
         if call is None:
             return
+        self._unread.discard(call)
         self.bytes -= call.size + call.fixed
         self._room_changed()
 

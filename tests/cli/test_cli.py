@@ -471,7 +471,7 @@ async def test_a_killed_call_process_and_a_new_one_that_attaches(anyio_backend: 
     """``mcp-ws call`` SIGKILLed mid-answer (no cancel reaches the server); a new
     ``mcp-ws attach`` process reads the rest by the handle ``call`` printed: every token
     once. ``serve`` hosts the call beyond its session; bad store options are refused."""
-    for bad in (["--retain", "-1"], ["--retain-bytes", "0"]):
+    for bad in (["--retain", "-1"], ["--retain-bytes", "0"], ["--retain-unread-bytes", "0"]):
         code, _, err = await run_command(anyio_backend, "serve", "tests.apps:build_app", *bad)
         assert code == 2, err
         assert bad[0] in err

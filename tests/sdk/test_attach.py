@@ -202,6 +202,50 @@ async def test_leaving_serving_cancels_the_calls_that_outlive_their_session(
     assert probe.stream_cancelled.is_set()
 
 
+async def test_vanished_clients_calls_keep_their_share_and_stall_no_other_call(
+    anyio_backend: str,
+) -> None:
+    """Four calls whose client vanished would keep more than the whole store (4 x 80 kB
+    against 200 kB); they keep at most the share of calls no one reads (a quarter), so
+    another client's call streams on at once instead of waiting out their grace (30 s)."""
+    probe = Probe()
+    store = EmbeddedStore(max_call_bytes=80_000, max_total_bytes=200_000)
+    limits = ResumeLimits(max_detached=0)  # a cut ends the session at once
+    options: dict[str, Any] = {"store": store, "resume_limits": limits, "shutdown_grace": 0.2}
+    async with server_of(probe, grace=30, **options) as server:
+        started = 0
+
+        async def vanishing(session: ClientSession) -> None:
+            nonlocal started
+            arguments = {"chunks": 1_000, "size": 1_000, "pause": 0.01}
+            async with mcp_ws.stream_tool(session, "bulk", arguments) as stream:
+                async for event in stream:
+                    if isinstance(event, mcp_ws.Delta) and event.seq == 1:
+                        started += 1
+
+        with anyio.fail_after(10):
+            async with cut_proxy(server.port) as proxy, client(proxy.url()) as session:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(4):
+                        tg.start_soon(vanishing, session)
+                    while started < 4:
+                        await anyio.sleep(0.01)
+                    proxy.cut()
+            while store.unread_bytes < store.max_unread_bytes - 4 * 1_100:
+                await anyio.sleep(0.01)  # their producers store what no one reads
+        await anyio.sleep(0.6)  # 400 kB/s together: past the whole store, if they could
+        assert store.unread_bytes <= store.max_unread_bytes == 50_000
+        with anyio.fail_after(10):
+            async with client(server.url) as session:
+                arguments = {"chunks": 300, "size": 1_000}  # 330 kB through a 200 kB store
+                async with mcp_ws.stream_tool(session, "bulk", arguments) as stream:
+                    events = await collect(stream)
+        assert len(deltas(events)) == 300
+        assert isinstance(events[-1], mcp_ws.Completed)
+        assert text_of(events[-1].result) == "300 chunks"
+        assert store.bytes <= store.max_total_bytes
+
+
 async def test_after_none_starts_at_the_first_kept_event_and_after_past_the_end_waits(
     anyio_backend: str,
 ) -> None:

@@ -249,7 +249,8 @@ async def test_past_the_total_budget_the_oldest_finished_calls_are_forgotten(
 async def test_at_the_total_budget_a_producer_no_one_reads_waits(anyio_backend: str) -> None:
     """Running calls' unread events are never dropped for the total budget: the
     producer waits until a reader has had some (or a finished call's room is freed)."""
-    store = EmbeddedStore(max_total_bytes=2 * FIXED + 5 * EVENT)
+    total = 2 * FIXED + 5 * EVENT
+    store = EmbeddedStore(max_total_bytes=total, max_unread_bytes=total)  # the total only
     first, second = await store.open("a", START), await store.open("a", START)
     await store.origin_gone(first)
     await store.origin_gone(second)
@@ -273,3 +274,59 @@ async def test_at_the_total_budget_a_producer_no_one_reads_waits(anyio_backend: 
     await reads.aclose()
     assert done == [3]
     assert store.bytes <= store.max_total_bytes
+
+
+async def test_calls_no_one_reads_hold_at_most_their_share_together(anyio_backend: str) -> None:
+    """Vanished clients' calls cannot fill the store: past ``max_unread_bytes`` their
+    producers wait (nothing dropped), while a call its client reads goes on, and a
+    reader coming back (or such a call ending) lets them go on."""
+    store = EmbeddedStore(max_unread_bytes=3 * EVENT)
+    first, second = await store.open("a", START), await store.open("a", START)
+    read = await store.open("b", START)
+    await store.origin_gone(first)
+    await store.origin_gone(second)
+    assert await store.append(first, event(1)) == 1
+    assert await store.append(first, event(2)) == 2
+    assert await store.append(second, event(1)) == 1
+    assert store.unread_bytes == 3 * EVENT
+    assert store.append_nowait(second, event(2)) is None  # past the share: not at once
+    done: list[tuple[str, int]] = []
+
+    async def produce(name: str, handle: str, n: int) -> None:
+        done.append((name, await store.append(handle, event(n))))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce, "second", second, 2)
+            await anyio.sleep(0.05)
+            assert done == []  # waits: the calls no one reads hold their share
+            for n in range(1, 11):  # a call its client reads is not held back
+                assert store.append_nowait(read, event(n)) == n
+            reads = store.read(first, "a")
+            await reads.__anext__()  # a reader came back for the first call
+            await anyio.sleep(0.05)
+            assert done == [("second", 2)]
+            assert store.unread_bytes == 2 * EVENT  # the second call's, the only one unread
+            tg.start_soon(produce, "second", second, 3)
+            tg.start_soon(produce, "second", second, 4)
+            await anyio.sleep(0.05)
+            assert done == [("second", 2), ("second", 3)]
+            await reads.aclose()  # gone again: the first call counts again
+            assert store.unread_bytes == 5 * EVENT
+            await store.finish(first, {"result": 1})  # ended: its events may go any time
+            assert store.unread_bytes == 3 * EVENT  # the second call's: still held
+            await anyio.sleep(0.05)
+            assert done == [("second", 2), ("second", 3)]
+            again = store.read(second, "a", after=3)
+            await again.__anext__()  # a reader for the second call: it goes on
+            await anyio.sleep(0.05)
+            assert done == [("second", 2), ("second", 3), ("second", 4)]
+            await again.aclose()
+    assert store.unread_bytes == 4 * EVENT
+
+
+async def test_the_share_of_calls_no_one_reads_is_a_quarter_of_the_total_by_default() -> None:
+    assert EmbeddedStore().max_unread_bytes == 64 * 1024 * 1024
+    assert EmbeddedStore(max_total_bytes=4000).max_unread_bytes == 1000
+    with pytest.raises(ValueError, match="budgets"):
+        EmbeddedStore(max_unread_bytes=0)
