@@ -296,10 +296,15 @@ async def _main(
     port: int = 0,
     resume_grace: float | None = None,
     refuse_resumes: bool = False,
+    store: str | None = None,
 ) -> None:
     """Serve the app on ``port`` (0: a free one) and print its URL (for subprocess tests);
-    ``refuse_resumes`` keeps no detached connection, so every resume is refused."""
+    ``refuse_resumes`` keeps no detached connection, so every resume is refused;
+    ``store`` is a ``redis://`` URL to keep streamed calls in (shared with other
+    servers)."""
     options: dict[str, Any] = {}
+    if store is not None:
+        options["store"] = mcp_ws.RedisStore(store)
     if refuse_resumes:
         options["resume_limits"] = ResumeLimits(max_detached=0)
     if token is not None:
@@ -338,6 +343,7 @@ if __name__ == "__main__":
         parser.add_argument("--port", type=int, default=0, help="the port (0: a free one)")
         parser.add_argument("--resume-grace", type=float, help="seconds a detached session waits")
         parser.add_argument("--refuse-resumes", action="store_true", help="keep no detached one")
+        parser.add_argument("--store", help="keep streamed calls in this Redis (redis://...)")
         args = parser.parse_args()
         anyio.run(
             _main,
@@ -349,5 +355,6 @@ if __name__ == "__main__":
             args.port,
             args.resume_grace,
             args.refuse_resumes,
+            args.store,
             backend=args.backend,
         )

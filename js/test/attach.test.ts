@@ -2,13 +2,18 @@
 // event's handle, reading a call again after a cursor from another client, a call that
 // outlives its vanished client, leaving early, cancelling through a reader, the errors.
 import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 
 import { EVENTS_GONE, type StreamEvent, UNKNOWN_HANDLE, attachStream, streamTool } from "../src/index.js";
 import { CutRelay } from "./relay.js";
-import { type PythonServer, connectClient, startServer, textOf } from "./server.js";
+import { type PythonServer, connectClient, startServer, stopChild, textOf } from "./server.js";
 
 type Delta = Extract<StreamEvent, { type: "delta" }>;
 
@@ -155,5 +160,100 @@ describe("a refused resume reads streamed calls on by their handles", { timeout:
       await relay.close();
       await server.stop();
     }
+  });
+});
+
+/** A free TCP port on loopback (redis-server takes no port 0). */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** Debian's redis-server on loopback, no persistence, in a folder of its own. */
+async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "mcp-ws-redis-"));
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+  const child: ChildProcess = spawn("redis-server", args, { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout?.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  const deadline = performance.now() + 20000;
+  while (!out.includes("Ready to accept connections")) {
+    if (performance.now() > deadline || child.exitCode !== null) throw new Error(`redis-server did not start: ${out}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    stop: async () => {
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe("attachStream across two servers sharing one Redis store", { timeout: 90000 }, () => {
+  let redis: { url: string; stop(): Promise<void> };
+  let first: PythonServer;
+  let second: PythonServer;
+  before(async () => {
+    redis = await startRedis();
+    [first, second] = await Promise.all([startServer(["--store", redis.url]), startServer(["--store", redis.url])]);
+  });
+  after(async () => {
+    await Promise.all([first?.stop(), second?.stop()]);
+    await redis?.stop();
+  });
+
+  test("a client that vanished from one server: a new one reads on through the other", async () => {
+    const relay = await new CutRelay(Number(new URL(first.url).port)).listen();
+    try {
+      const { client } = await connectClient(relay.url(), { resume: false });
+      const seen: StreamEvent[] = [];
+      const stream = streamTool(client, "generate", { count: 60, pause: 0.01 });
+      for await (const event of stream) {
+        seen.push(event);
+        if (seen.length === 6) {
+          relay.cut(); // no cancel reaches the first server
+          break;
+        }
+      }
+      const other = (await connectClient(second.url)).client;
+      const rest = await collect(attachStream(other, stream.handle!, { after: stream.lastSeq }));
+      assert.deepEqual(rest[0], { type: "start", handle: stream.handle });
+      assert.deepEqual(deltas(rest).map((d) => d.seq), Array.from({ length: 55 }, (_, i) => i + 6));
+      assert.equal(rest.at(-1)?.type, "completed");
+      assert.equal([...deltas(seen), ...deltas(rest)].map((d) => d.text).join(""), TOKENS);
+      assert.equal(textOf((rest.at(-1) as { result: unknown }).result), TOKENS);
+      await other.close();
+      await client.close().catch(() => undefined);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  test("cancel() through a reader on the other server cancels the call where it runs", async () => {
+    const { client } = await connectClient(first.url);
+    const other = (await connectClient(second.url)).client;
+    const call = streamTool(client, "generate", { count: 100000, pause: 0.01 });
+    const start = await call.next();
+    assert.equal(start.value?.type, "start");
+    const reader = attachStream(other, call.handle!, { after: 0 });
+    const events: StreamEvent[] = [];
+    for await (const event of reader) {
+      events.push(event);
+      if (events.length === 3) reader.cancel();
+    }
+    assert.equal(failureCode(events.at(-1)), -32003);
+    const rest = await collect(call);
+    assert.equal(failureCode(rest.at(-1)), -32003); // the caller sees its call cancelled
+    const unknown = await collect(attachStream(other, "x".repeat(32)));
+    assert.equal(failureCode(unknown[0]), UNKNOWN_HANDLE); // nothing else affected
+    await client.close();
+    await other.close();
   });
 });
