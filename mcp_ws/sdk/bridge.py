@@ -208,7 +208,8 @@ class SessionBridge:
     of ours the peer refused unprocessed (REFUSED_STREAM, or a GOAWAY that came first),
     instead of the SDK getting an error for it: it was never processed, so it is safe to
     send again on another connection. ``on_closed`` is called once the connection is
-    gone, before the peer's requests are cancelled.
+    gone, before the peer's requests are cancelled; ``on_peer_cancel`` with the id of each
+    request of the peer's that the peer cancelled (its CANCEL), as it arrives.
     """
 
     def __init__(
@@ -220,9 +221,11 @@ class SessionBridge:
         on_goaway: Callable[[SessionBridge], None] | None = None,
         retry: Callable[[JSONRPCRequest, Route | None], None] | None = None,
         on_closed: Callable[[], None] | None = None,
+        on_peer_cancel: Callable[[RequestId], None] | None = None,
     ) -> None:
         self.role = role
         self.on_closed = on_closed
+        self.on_peer_cancel = on_peer_cancel
         self._server = role is Role.SERVER  # asked per message
         self.send_budget = send_budget
         self.mux: MuxConnection | None = None
@@ -357,6 +360,8 @@ class SessionBridge:
                 call,
             )
         else:
+            if event.remote and self.on_peer_cancel is not None:
+                self.on_peer_cancel(call.request_id)
             self._cancel_peer_request(call.request_id, event.reason)
 
     def _cancel_peer_request(self, rid: RequestId, reason: str) -> None:

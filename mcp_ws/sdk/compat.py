@@ -11,7 +11,7 @@ TypeScript client does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import anyio
@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 from mcp_types import (
     JSONRPCError,
+    JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
     JSONRPCResponse,
@@ -44,9 +45,12 @@ async def json_text_streams(
     *,
     close_timeout: float = 5.0,
     on_end: Callable[[], None] | None = None,
+    on_cancel: Callable[[object], None] | None = None,
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], _RoutingWriter]]:
     """Yield the SDK's ``(read_stream, write_stream)`` over a JSON-text WebSocket;
-    ``on_end`` is called when the connection ends, before the read stream does."""
+    ``on_end`` is called when the connection ends, before the read stream does, and
+    ``on_cancel`` with the request id of each ``notifications/cancelled`` the peer sends,
+    as it arrives (before the SDK sees it)."""
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](
         _READ_AHEAD
     )
@@ -63,6 +67,8 @@ async def json_text_streams(
                     continue
                 if routes.take(message):
                     continue
+                if on_cancel is not None:
+                    _tell_cancel(message, on_cancel)
                 try:
                     await read_send.send(SessionMessage(message=message))
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -152,3 +158,11 @@ class _RoutingWriter(_ClosedOnExit):
     async def aclose(self) -> None:
         """Close the stream to the writer."""
         await self._inner.aclose()
+
+
+def _tell_cancel(message: JSONRPCMessage, on_cancel: Callable[[object], None]) -> None:
+    """``on_cancel(requestId)`` if ``message`` is the peer's ``notifications/cancelled``."""
+    if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+        params = message.params
+        if isinstance(params, Mapping) and "requestId" in params:
+            on_cancel(params["requestId"])

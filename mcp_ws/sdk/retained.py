@@ -112,7 +112,9 @@ class ClientLink:
 
     def cancelled(self, request_id: object) -> None:
         """The client cancelled its request ``request_id`` (ignored once it is gone:
-        a lost connection cancels every request, and those calls outlive it)."""
+        a lost connection cancels every request, and those calls outlive it). The
+        server calls it as the cancel arrives (before the connection's end, if that
+        follows at once); ``notifications/cancelled`` reaching the app calls it too."""
         if not self.gone:
             production = self._calls.pop(_request_key(request_id), None)
             if production is not None:

@@ -231,7 +231,8 @@ class McpWsServer:
         """Run one session in JSON text mode (subprotocol ``mcp``) until it ends."""
         request = getattr(channel, "request", None)
         link = ClientLink(principal_of(request.headers.get("Authorization") if request else None))
-        async with json_text_streams(channel, on_end=link.end) as (read, write):
+        streams = json_text_streams(channel, on_end=link.end, on_cancel=link.cancelled)
+        async with streams as (read, write):
             with serving_client(link):
                 await self._run_session(read, write)
 
@@ -281,6 +282,7 @@ class McpWsServer:
         session_done = anyio.Event()
         link = ClientLink(principal, gone=lambda: bridge.closed)
         bridge.on_closed = link.end
+        bridge.on_peer_cancel = link.cancelled
         try:
             async with anyio.create_task_group() as tg:
 

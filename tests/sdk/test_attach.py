@@ -4,6 +4,7 @@ mcp-ws on asyncio and trio."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ import mcp_ws
 from mcp_ws.sdk.store import EmbeddedStore
 from mcp_ws.transport import bearer_token
 from mcp_ws.transport.resume import ResumeLimits
+from mcp_ws.transport.websocket import open_websocket
 
 from ..apps import Probe, build_app
 from ..cutproxy import cut_proxy
@@ -187,6 +189,73 @@ async def test_the_callers_own_cancel_stops_a_kept_call_at_once(
     assert isinstance(events[-1], mcp_ws.Failed)
     assert events[-1].error.error.code == -32003  # type: ignore[attr-defined]
     assert text_of(result) == "the session goes on"
+
+
+@SUBPROTOCOLS
+async def test_a_cancel_then_a_close_at_once_is_still_a_cancel(
+    anyio_backend: str, subprotocol: str
+) -> None:
+    """The caller leaves its stream (a cancel) and closes its connection right after:
+    the cancel arrived first, so the call is cancelled, not kept for the grace (30 s)."""
+    probe = Probe()
+    async with server_of(probe, grace=30) as server:
+        for _ in range(3):  # the close follows the cancel as closely as it can
+            probe.stream_cancelled = anyio.Event()
+            async with client(server.url, subprotocols=[subprotocol]) as session:
+                arguments = {"count": 100_000, "pause": 0.01}
+                async with mcp_ws.stream_tool(session, "generate", arguments) as stream:
+                    async for event in stream:
+                        if isinstance(event, mcp_ws.Delta) and event.seq == 2:
+                            break
+            with anyio.fail_after(5):
+                await probe.stream_cancelled.wait()
+
+
+async def test_a_raw_cancel_sent_with_the_close_is_still_a_cancel(anyio_backend: str) -> None:
+    """A JSON-text client sends ``notifications/cancelled`` and closes in the same
+    breath: the server reads both before the app sees the cancel, and still takes it
+    for a cancel, not for a lost connection whose call runs on for the grace (30 s)."""
+    probe = Probe()
+    async with server_of(probe, grace=30) as server:
+        ws = await open_websocket(server.url, subprotocols=["mcp"])
+        try:
+            hello = {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            }
+            await ws.send(
+                [json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})]
+            )
+            with anyio.fail_after(5):
+                assert json.loads(await ws.receive() or "{}")["id"] == 1
+            call = {
+                "name": "generate",
+                "arguments": {"count": 100_000, "pause": 0.01},
+                "_meta": {"partialResultToken": "p"},
+            }
+            await ws.send(
+                [
+                    json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                    json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}),
+                ]
+            )
+            partials = 0
+            with anyio.fail_after(5):
+                while partials < 3:
+                    message = json.loads(await ws.receive() or "{}")
+                    partials += message.get("method") == "notifications/tools/partial_result"
+            cancel = {
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": 2, "reason": "stop"},
+            }
+            await ws.send([json.dumps(cancel)])
+        finally:
+            await ws.close()
+            await ws.aclose()
+        with anyio.fail_after(5):
+            await probe.stream_cancelled.wait()
 
 
 async def test_leaving_serving_cancels_the_calls_that_outlive_their_session(
