@@ -4,6 +4,10 @@ The ASGI server does the WebSocket framing; the mux works on whole messages, so 
 session is exactly the one `serving` runs. Handshake checks are the same too; a refusal
 is an HTTP answer when the server supports the ``websocket.http.response`` extension,
 otherwise a close (1008) before accepting.
+
+The endpoint also answers the ASGI lifespan: while the app runs, streamed calls outlive
+their sessions as under `serving` (`RetainedCalls.hosting`); at its shutdown the calls
+still running are cancelled.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from typing import Any
 import anyio
 
 from ..protocol.constants import COMPAT_SUBPROTOCOL
+from ..protocol.errors import StoreUnavailable
 from ..protocol.limits import Limits
 from ..protocol.reasons import close_reason
 from ..protocol.settings import Settings
 from ..transport.policy import Authenticator, HandshakePolicy, Refusal, select_subprotocol
 from ..transport.resume import DEFAULT_GRACE, ResumeLimits, ResumeTable, principal_of
 from .bridge import DEFAULT_SEND_BUDGET
+from .retained import CallStore, RetainedCalls, retained_calls
 from .server import DEFAULT_SETTINGS, McpWsServer, session_runner
 
 __all__ = ["AsgiChannel", "asgi"]
@@ -93,6 +99,7 @@ def asgi(
     resume_grace: float = DEFAULT_GRACE,
     resume_limits: ResumeLimits | None = None,
     node: str | None = None,
+    store: CallStore | bool | None = None,
 ) -> ASGIApp:
     """An ASGI app serving ``app`` (``Server`` or ``MCPServer``) over mcp-ws.
 
@@ -101,6 +108,12 @@ def asgi(
     `serving` (``resume_grace``, ``resume_limits``; 0 turns it off): a resume must reach
     this process, so with several ASGI worker processes give each a ``node`` name and
     route on it (README, "Behind nginx"); without one, clients resume on the same URL.
+    ``store`` keeps streamed calls for re-attach, as in `serving`. Run as the ASGI
+    server's app, the endpoint answers its lifespan: streamed calls then outlive their
+    sessions for ``resume_grace`` seconds with no reader (the server's shutdown waits
+    for them, up to its own graceful-shutdown timeout, then the lifespan's end cancels
+    them). Mounted in a framework that keeps the lifespan to itself, enter
+    ``mcp_ws.retained_calls(app).hosting()`` in the framework's lifespan for the same.
     """
     server = McpWsServer(
         session_runner(app),
@@ -112,8 +125,12 @@ def asgi(
     )
     if resume_grace > 0:
         server.resume = ResumeTable(grace=resume_grace, node=node or "", limits=resume_limits)
+    retained = retained_calls(app, store=store, grace=resume_grace)
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, retained)
+            return
         if scope["type"] == "http":
             await _http_answer(send, 426, "use a WebSocket (subprotocol mcp-ws.v1)", {})
             return
@@ -140,6 +157,24 @@ def asgi(
             await server.serve_mux(channel, principal=principal_of(headers.get("authorization")))
 
     return endpoint
+
+
+async def _lifespan(receive: Receive, send: Send, retained: RetainedCalls) -> None:
+    """The ASGI lifespan: host streamed calls from startup to shutdown."""
+    message = await receive()
+    if message["type"] != "lifespan.startup":
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(retained.hosting())
+        except StoreUnavailable as exc:  # a Redis store that does not answer, or trio
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+    # left hosting: the calls still running are cancelled
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:

@@ -183,6 +183,8 @@ class Production:
         self.handle: str | None = None
         self.origin = True
         """Whether the call's own caller still reads it (its session is alive)."""
+        self.finished = False
+        """Whether its outcome is kept (`finish`)."""
 
     async def open(self, start: Mapping[str, Any]) -> str:
         """Give the call its handle; ``start`` is its start event (seq 0). Under
@@ -206,6 +208,7 @@ class Production:
     async def finish(self, outcome: Mapping[str, Any]) -> None:
         """Keep the call's one outcome (``{"result": ...}`` or ``{"error": ...}``),
         even in a session being cancelled."""
+        self.finished = True
         if self.link is not None:
             self.link._unwatch(self)
         if self.handle is not None:
@@ -347,19 +350,25 @@ class RetainedCalls:
     async def _produce(
         self, production: Production, original: Handler, ctx: Any, params: Any
     ) -> Any:
-        with production.scope:
-            try:
-                result = await original(ctx, params)
-            except MCPError as exc:
-                await production.finish({"error": _error_dict(exc.error)})
-                raise
-            except Exception as exc:
-                await production.finish({"error": {"code": INTERNAL_ERROR, "message": str(exc)}})
-                raise
-            await production.finish({"result": _result_dict(result)})
-            return result
-        await production.finish({"error": {"code": REQUEST_REFUSED, "message": CANCELLED_MESSAGE}})
-        raise MCPError(REQUEST_REFUSED, CANCELLED_MESSAGE)
+        cancelled = {"error": {"code": REQUEST_REFUSED, "message": CANCELLED_MESSAGE}}
+        try:
+            with production.scope:
+                try:
+                    result = await original(ctx, params)
+                except MCPError as exc:
+                    await production.finish({"error": _error_dict(exc.error)})
+                    raise
+                except Exception as exc:
+                    error = {"code": INTERNAL_ERROR, "message": str(exc)}
+                    await production.finish({"error": error})
+                    raise
+                await production.finish({"result": _result_dict(result)})
+                return result
+            await production.finish(cancelled)
+            raise MCPError(REQUEST_REFUSED, CANCELLED_MESSAGE)
+        finally:
+            if not production.finished:  # its session cancelled it (not hosted)
+                await production.finish(cancelled)
 
     # ------------------------------------------------------------------ attach, cancel
 

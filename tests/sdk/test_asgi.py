@@ -14,8 +14,10 @@ from mcp_types import TextContent
 
 import mcp_ws
 from mcp_ws.sdk import client_streams
+from mcp_ws.transport.resume import ResumeLimits
 
-from ..apps import build_app
+from ..apps import Probe, build_app
+from .test_streaming import collect
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +110,94 @@ async def test_asgi_refusals_are_http_answers() -> None:
             assert (b"www-authenticate", b"Bearer") in first["headers"]
         async with asgi_websocket(endpoint, {"Authorization": "Bearer k"}, ["chat"]) as (first, _):
             assert first["status"] == 400
+
+
+@asynccontextmanager
+async def lifespan(endpoint: Any) -> AsyncIterator[None]:
+    """Run the ASGI lifespan of ``endpoint`` around the block, as an ASGI server does."""
+    to_app_send, to_app_recv = anyio.create_memory_object_stream[Any](10)
+    from_app_send, from_app_recv = anyio.create_memory_object_stream[Any](10)
+
+    async def run() -> None:
+        async with to_app_recv, from_app_send:
+            await endpoint({"type": "lifespan"}, to_app_recv.receive, from_app_send.send)
+
+    async with anyio.create_task_group() as tg, to_app_send, from_app_recv:
+        tg.start_soon(run)
+        await to_app_send.send({"type": "lifespan.startup"})
+        assert (await from_app_recv.receive()) == {"type": "lifespan.startup.complete"}
+        yield
+        await to_app_send.send({"type": "lifespan.shutdown"})
+        assert (await from_app_recv.receive()) == {"type": "lifespan.shutdown.complete"}
+
+
+async def vanish_and_attach(endpoint: Any) -> list[mcp_ws.StreamEvent]:
+    """A streamed call whose page goes after 3 deltas (no cancel reaches the app), then
+    a new session reading it on after seq 3."""
+    async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (_, channel):
+        async with client_streams(channel) as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            arguments = {"count": 40, "pause": 0.01}
+            async with mcp_ws.stream_tool(s, "generate", arguments) as stream:
+                async for event in stream:
+                    if isinstance(event, mcp_ws.Delta) and event.seq == 3:
+                        await channel.close()  # the page went
+                        break
+    assert stream.handle is not None
+    async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (_, channel):
+        async with client_streams(channel) as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            async with mcp_ws.attach(s, stream.handle, after=3) as again:
+                return await collect(again)
+
+
+async def test_under_the_lifespan_a_call_outlives_its_asgi_session() -> None:
+    """Under the ASGI lifespan, a call whose page went runs on and is read to its end;
+    without it (mounted, no lifespan), it ends with its session, and a reader gets its
+    outcome: cancelled."""
+    limits = ResumeLimits(max_detached=0)  # a dropped link ends its session at once
+    with anyio.fail_after(30):
+        probe = Probe()
+        endpoint = mcp_ws.asgi(build_app(probe), resume_grace=5, resume_limits=limits)
+        async with lifespan(endpoint):
+            hosted = await vanish_and_attach(endpoint)
+        assert [e.seq for e in hosted if isinstance(e, mcp_ws.Delta)] == list(range(4, 41))
+        assert isinstance(hosted[-1], mcp_ws.Completed)
+        assert not probe.stream_cancelled.is_set()
+        probe = Probe()
+        endpoint = mcp_ws.asgi(build_app(probe), resume_grace=5, resume_limits=limits)
+        alone = await vanish_and_attach(endpoint)
+        assert isinstance(alone[-1], mcp_ws.Failed)
+        assert alone[-1].error.error.code == -32003  # type: ignore[attr-defined]
+        assert probe.stream_cancelled.is_set()
+
+
+async def test_the_lifespans_end_cancels_the_calls_still_running() -> None:
+    """A call whose page went runs on for its grace (30 s), its WebSocket's handler with
+    it; the lifespan's end cancels it, and that handler returns."""
+    probe = Probe()
+    limits = ResumeLimits(max_detached=0)
+    endpoint = mcp_ws.asgi(build_app(probe), resume_grace=30, resume_limits=limits)
+    vanished = anyio.Event()
+
+    async def page() -> None:
+        async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (_, channel):
+            async with client_streams(channel) as (read, write), ClientSession(read, write) as s:
+                await s.initialize()
+                arguments = {"count": 100_000, "pause": 0.01}
+                async with mcp_ws.stream_tool(s, "generate", arguments) as stream:
+                    async for event in stream:
+                        if isinstance(event, mcp_ws.Delta):
+                            await channel.close()  # the page went
+                            break
+            vanished.set()
+        # leaving waits for the endpoint to return: for the call to end
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as server:
+            async with lifespan(endpoint):
+                server.start_soon(page)
+                await vanished.wait()
+                await anyio.sleep(0.3)
+                assert not probe.stream_cancelled.is_set()  # it runs on
+    assert probe.stream_cancelled.is_set()
