@@ -14,6 +14,7 @@ from mcp.client.session import ClientSession
 from mcp_types import TextContent
 
 import mcp_ws
+from mcp_ws.transport.resume import ResumeLimits
 
 from ..apps import Probe, build_app
 from ..cutproxy import cut_proxy
@@ -95,3 +96,38 @@ async def test_a_dropped_link_is_resumed_through_uvicorn(uvicorn_url: str) -> No
             assert isinstance(block, TextContent)
             assert block.text == "".join(f"u.{i} " for i in range(150))
             assert mux_of(read).resumes == 2
+
+
+async def test_a_call_whose_client_vanished_runs_on_under_uvicorns_lifespan() -> None:
+    """uvicorn runs the endpoint's lifespan: a streamed call whose client vanished (its
+    session ended at once: no detached connections kept) runs on, a new client reads
+    it to its end, and uvicorn stops cleanly afterwards."""
+    probe = Probe()
+    app = mcp_ws.asgi(build_app(probe), path="/mcp", resume_limits=ResumeLimits(max_detached=0))
+    with uvicorn_thread(app) as base:
+        url = base.replace("http://", "ws://") + "/mcp"
+        port = int(base.rsplit(":", 1)[1])
+        with anyio.fail_after(30):
+            async with (
+                cut_proxy(port) as proxy,
+                mcp_ws.connect(proxy.url(), resume=False) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                arguments = {"count": 40, "pause": 0.01}
+                async with mcp_ws.stream_tool(session, "generate", arguments) as stream:
+                    async for event in stream:
+                        if isinstance(event, mcp_ws.Delta) and event.seq == 3:
+                            proxy.cut()  # no cancel reaches the server
+                            break
+            assert stream.handle is not None
+            async with (
+                mcp_ws.connect(url) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                async with mcp_ws.attach(session, stream.handle, after=3) as again:
+                    events = [event async for event in again]
+    assert [e.seq for e in events if isinstance(e, mcp_ws.Delta)] == list(range(4, 41))
+    assert isinstance(events[-1], mcp_ws.Completed)
+    assert not probe.stream_cancelled.is_set()
