@@ -209,7 +209,8 @@ class SessionBridge:
     instead of the SDK getting an error for it: it was never processed, so it is safe to
     send again on another connection. ``on_closed`` is called once the connection is
     gone, before the peer's requests are cancelled; ``on_peer_cancel`` with the id of each
-    request of the peer's that the peer cancelled (its CANCEL), as it arrives.
+    request of the peer's that the peer cancelled (its CANCEL, or a
+    ``notifications/cancelled``), as it arrives.
     """
 
     def __init__(
@@ -328,8 +329,19 @@ class SessionBridge:
                 metadata = ServerMessageMetadata(on_request_unanswered=self._unanswered_hook(sid))
         elif kind == _ANSWER and call is not None and call.ours and call.request_id == message.id:
             self.calls.remove(call)
+        elif kind == _NOTIFICATION and self.on_peer_cancel is not None:
+            self._heard_cancel(message, self.on_peer_cancel)
         # By position (message, metadata), as for Call.
         self.inbox.put(SessionMessage(message, metadata), self, sid, size)
+
+    @staticmethod
+    def _heard_cancel(message: JSONRPCNotification, told: Callable[[RequestId], None]) -> None:
+        """Tell ``told`` of a ``notifications/cancelled`` as it arrives (a JSON cancel,
+        not a CANCEL frame)."""
+        if message.method == "notifications/cancelled" and isinstance(message.params, dict):
+            rid = message.params.get("requestId")
+            if isinstance(rid, str | int) and not isinstance(rid, bool):
+                told(rid)
 
     def _unanswered_hook(self, sid: int) -> Callable[[], Awaitable[None]]:
         async def unanswered() -> None:

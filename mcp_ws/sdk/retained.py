@@ -87,21 +87,36 @@ def current_production() -> Production | None:
 class ClientLink:
     """Who the client of a session is (its principal), and whether its connection is
     gone: a call cancelled once it is gone was not cancelled by its client. The
-    server calls `end` when the connection goes and `cancelled` for each request the
-    client cancels; the streamed calls it watches outlive it or are cancelled."""
+    server calls `end` when the connection goes, and `heard_cancel` as each of the
+    client's cancels arrives; the app's ``notifications/cancelled`` handler calls
+    `cancelled`. The streamed calls it watches outlive it or are cancelled."""
 
-    def __init__(self, principal: str, gone: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        principal: str,
+        gone: Callable[[], bool] | None = None,
+        *,
+        hears_cancels: bool = False,
+    ) -> None:
         self.principal = principal
+        self.hears_cancels = hears_cancels
+        """Whether the server calls `heard_cancel` as each cancel arrives."""
         self._gone = gone
         self._ended = False
         self._calls: dict[object, Production] = {}
+        self._cancelling: dict[object, Production] = {}  # heard, the app not told yet
+        self._heard: set[object] = set()  # heard for calls not watched (yet)
 
     def end(self) -> None:
-        """The connection is gone: the calls it watches run on for their readers."""
+        """The connection is gone: the calls it watches run on for their readers, but
+        those their client cancelled are cancelled."""
         if self._ended:
             return
         self._ended = True
         calls, self._calls = self._calls, {}
+        cancelling, self._cancelling = self._cancelling, {}
+        for production in cancelling.values():
+            production.cancel()
         for production in calls.values():
             production.retained._outlive(production)
 
@@ -110,26 +125,45 @@ class ClientLink:
         """Whether the client's connection is gone."""
         return self._ended or (self._gone is not None and self._gone())
 
-    def cancelled(self, request_id: object) -> None:
-        """The client cancelled its request ``request_id`` (ignored once it is gone:
-        a lost connection cancels every request, and those calls outlive it). The
-        server calls it as the cancel arrives (before the connection's end, if that
-        follows at once); ``notifications/cancelled`` reaching the app calls it too."""
+    def heard_cancel(self, request_id: object) -> None:
+        """The client's cancel of ``request_id`` arrived (ignored once the connection is
+        gone: a lost connection cancels every request, and those calls outlive it).
+        The call is marked now, and cancelled when the app hears of it (`cancelled`):
+        the SDK must know first, or it would answer the request, and a request sent
+        again with the same id would get that answer. Should the connection end
+        first, `end` cancels it."""
         if not self.gone:
-            production = self._calls.pop(_request_key(request_id), None)
+            key = _request_key(request_id)
+            production = self._calls.pop(key, None)
             if production is not None:
-                production.cancel()
+                self._cancelling[key] = production
+            else:
+                self._heard.add(key)  # not shielded yet: the SDK's cancel reaches it
+
+    def cancelled(self, request_id: object) -> None:
+        """The app heard that the client cancelled ``request_id``: cancel that call
+        (the one marked by `heard_cancel`, when the server tells those)."""
+        key = _request_key(request_id)
+        if self.hears_cancels:
+            self._heard.discard(key)
+            production = self._cancelling.pop(key, None)
+        else:
+            production = None if self.gone else self._calls.pop(key, None)
+        if production is not None:
+            production.cancel()
 
     def _watch(self, production: Production) -> bool:
-        if self.gone:
-            return False
-        self._calls[_request_key(production.request_id)] = production
+        key = _request_key(production.request_id)
+        if self.gone or key in self._heard:
+            return False  # gone, or cancelled: the session's cancel is to reach it
+        self._calls[key] = production
         return True
 
     def _unwatch(self, production: Production) -> None:
         key = _request_key(production.request_id)
-        if self._calls.get(key) is production:
-            del self._calls[key]
+        for calls in (self._calls, self._cancelling):
+            if calls.get(key) is production:
+                del calls[key]
 
 
 def _request_key(request_id: object) -> object:

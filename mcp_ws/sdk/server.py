@@ -230,8 +230,9 @@ class McpWsServer:
     async def serve_json_text(self, channel: MessageChannel) -> None:
         """Run one session in JSON text mode (subprotocol ``mcp``) until it ends."""
         request = getattr(channel, "request", None)
-        link = ClientLink(principal_of(request.headers.get("Authorization") if request else None))
-        streams = json_text_streams(channel, on_end=link.end, on_cancel=link.cancelled)
+        principal = principal_of(request.headers.get("Authorization") if request else None)
+        link = ClientLink(principal, hears_cancels=True)
+        streams = json_text_streams(channel, on_end=link.end, on_cancel=link.heard_cancel)
         async with streams as (read, write):
             with serving_client(link):
                 await self._run_session(read, write)
@@ -280,9 +281,9 @@ class McpWsServer:
         bridge.attach(mux)
         self._muxes.add(mux)
         session_done = anyio.Event()
-        link = ClientLink(principal, gone=lambda: bridge.closed)
+        link = ClientLink(principal, gone=lambda: bridge.closed, hears_cancels=True)
         bridge.on_closed = link.end
-        bridge.on_peer_cancel = link.cancelled
+        bridge.on_peer_cancel = link.heard_cancel
         try:
             async with anyio.create_task_group() as tg:
 
