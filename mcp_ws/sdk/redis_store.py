@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 import time
 import uuid
 from collections import deque
@@ -43,7 +42,7 @@ import msgpack
 import sniffio
 
 from ..protocol.errors import EventsGone, InvalidCursor, StoreUnavailable, UnknownHandle
-from .store import DEFAULT_MAX_CALL_BYTES, DEFAULT_RETAIN, decode, encode
+from .store import DEFAULT_MAX_CALL_BYTES, DEFAULT_RETAIN, decode, encode, new_handle
 
 __all__ = ["DEFAULT_LEASE", "RedisStore", "StoreUnavailable"]
 
@@ -157,7 +156,7 @@ class RedisStore:
     ) -> str:
         """A new call; its handle. ``on_cancel`` is called when another replica asks
         for the call to be cancelled."""
-        handle = secrets.token_urlsafe(24)
+        handle = new_handle()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._key(handle, "meta"),

@@ -94,6 +94,15 @@ _ORIGIN = "origin"  # the cursor of the call's own caller
 _packer = msgpack.Packer(use_bin_type=True)  # one for all: packb would make one per call
 
 
+def new_handle() -> str:
+    """A new call's handle: 24 random bytes as URL-safe base64 (32 characters), never
+    starting with ``-`` (a command line would take it for an option)."""
+    while True:
+        handle = secrets.token_urlsafe(24)
+        if handle[0] != "-":
+            return handle
+
+
 def encode(event: Mapping[str, Any]) -> bytes:
     """An event, start or outcome as a store keeps it (MessagePack, bytes as ``bin``)."""
     data: bytes = _packer.pack(event)
@@ -205,7 +214,7 @@ class EmbeddedStore:
         ``on_cancel`` is for stores shared by servers; here a call is cancelled where it
         runs."""
         self._expire()
-        handle = secrets.token_urlsafe(24)
+        handle = new_handle()
         call = _Call(principal=principal, next_seq=1, start=start)
         call.fixed = CALL_OVERHEAD + len(repr(start))
         self.bytes += call.fixed
