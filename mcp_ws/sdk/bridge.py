@@ -58,7 +58,7 @@ from ..protocol.events import (
 )
 from ..transport.mux import MuxConnection
 from ..transport.tcp import asyncio_loop
-from .calls import Call, CallTable, Route, claim_route
+from .calls import Call, CallTable, Route, cancelled_request_id, claim_route
 
 __all__ = [
     "DEFAULT_SEND_BUDGET",
@@ -330,18 +330,11 @@ class SessionBridge:
         elif kind == _ANSWER and call is not None and call.ours and call.request_id == message.id:
             self.calls.remove(call)
         elif kind == _NOTIFICATION and self.on_peer_cancel is not None:
-            self._heard_cancel(message, self.on_peer_cancel)
+            rid = cancelled_request_id(message)  # a JSON cancel, not a CANCEL frame
+            if rid is not None:
+                self.on_peer_cancel(rid)
         # By position (message, metadata), as for Call.
         self.inbox.put(SessionMessage(message, metadata), self, sid, size)
-
-    @staticmethod
-    def _heard_cancel(message: JSONRPCNotification, told: Callable[[RequestId], None]) -> None:
-        """Tell ``told`` of a ``notifications/cancelled`` as it arrives (a JSON cancel,
-        not a CANCEL frame)."""
-        if message.method == "notifications/cancelled" and isinstance(message.params, dict):
-            rid = message.params.get("requestId")
-            if isinstance(rid, str | int) and not isinstance(rid, bool):
-                told(rid)
 
     def _unanswered_hook(self, sid: int) -> Callable[[], Awaitable[None]]:
         async def unanswered() -> None:

@@ -28,12 +28,36 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mcp_types import RequestId
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
+from mcp_types import JSONRPCNotification, RequestId
 
 if TYPE_CHECKING:
     from .bridge import SessionBridge
 
-__all__ = ["Call", "CallTable", "Route", "claim_route", "handling", "handling_bridge", "routing"]
+__all__ = [
+    "CANCELLED",
+    "Call",
+    "CallTable",
+    "Route",
+    "cancelled_request_id",
+    "claim_route",
+    "handling",
+    "handling_bridge",
+    "routing",
+]
+
+CANCELLED = "notifications/cancelled"
+"""The notification by which a side cancels a request it sent."""
+
+
+def cancelled_request_id(message: object) -> RequestId | None:
+    """The request a ``notifications/cancelled`` cancels (read as the SDK reads it), or
+    ``None`` for any other message."""
+    if isinstance(message, JSONRPCNotification) and message.method == CANCELLED:
+        params = message.params
+        return cancelled_request_id_from_params(params if isinstance(params, Mapping) else None)
+    return None
+
 
 RECENT_CANCELS = 1024
 """How many peer-cancelled request ids a table remembers (see `CallTable.cancelled`)."""

@@ -11,7 +11,7 @@ TypeScript client does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -19,20 +19,18 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 from mcp_types import (
     JSONRPCError,
-    JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
     JSONRPCResponse,
+    RequestId,
     jsonrpc_message_adapter,
 )
 from pydantic import ValidationError
 
 from ..transport.websocket import MessageChannel
 from .bridge import _ClosedOnExit
-from .calls import Route, claim_route
+from .calls import CANCELLED, Route, cancelled_request_id, claim_route
 from .streaming import PARTIAL_RESULT, token_of_call
-
-CANCELLED = "notifications/cancelled"
 
 __all__ = ["json_text_streams"]
 
@@ -45,7 +43,7 @@ async def json_text_streams(
     *,
     close_timeout: float = 5.0,
     on_end: Callable[[], None] | None = None,
-    on_cancel: Callable[[object], None] | None = None,
+    on_cancel: Callable[[RequestId], None] | None = None,
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], _RoutingWriter]]:
     """Yield the SDK's ``(read_stream, write_stream)`` over a JSON-text WebSocket;
     ``on_end`` is called when the connection ends, before the read stream does, and
@@ -67,8 +65,8 @@ async def json_text_streams(
                     continue
                 if routes.take(message):
                     continue
-                if on_cancel is not None:
-                    _tell_cancel(message, on_cancel)
+                if on_cancel is not None and (rid := cancelled_request_id(message)) is not None:
+                    on_cancel(rid)
                 try:
                     await read_send.send(SessionMessage(message=message))
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -158,11 +156,3 @@ class _RoutingWriter(_ClosedOnExit):
     async def aclose(self) -> None:
         """Close the stream to the writer."""
         await self._inner.aclose()
-
-
-def _tell_cancel(message: JSONRPCMessage, on_cancel: Callable[[object], None]) -> None:
-    """``on_cancel(requestId)`` if ``message`` is the peer's ``notifications/cancelled``."""
-    if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
-        params = message.params
-        if isinstance(params, Mapping) and "requestId" in params:
-            on_cancel(params["requestId"])

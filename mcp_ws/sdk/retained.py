@@ -33,6 +33,7 @@ import anyio
 import anyio.abc
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
@@ -40,6 +41,7 @@ from mcp_types import (
     EmptyResult,
     ErrorData,
     Request,
+    RequestId,
     RequestParams,
 )
 from pydantic import BaseModel, ConfigDict
@@ -47,6 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from ..protocol.errors import EventsGone, InvalidCursor, UnknownHandle
 from ..transport.resume import DEFAULT_GRACE, principal_of
 from .bridge import REQUEST_REFUSED
+from .calls import CANCELLED
 from .emit import PartialEmitter
 from .redis_store import RedisStore
 from .store import EmbeddedStore
@@ -66,8 +69,6 @@ __all__ = [
 
 ATTACH = "io.github.mcp-ws/attach"
 """The extension method that reads a call by its handle (params ``handle``, ``after``)."""
-
-CANCELLED = "notifications/cancelled"
 
 CANCEL = "io.github.mcp-ws/cancel"
 """The extension method that cancels a running call by its handle (params ``handle``)."""
@@ -91,28 +92,20 @@ class ClientLink:
     client's cancels arrives; the app's ``notifications/cancelled`` handler calls
     `cancelled`. The streamed calls it watches outlive it or are cancelled."""
 
-    def __init__(
-        self,
-        principal: str,
-        gone: Callable[[], bool] | None = None,
-        *,
-        hears_cancels: bool = False,
-    ) -> None:
+    def __init__(self, principal: str) -> None:
         self.principal = principal
-        self.hears_cancels = hears_cancels
-        """Whether the server calls `heard_cancel` as each cancel arrives."""
-        self._gone = gone
-        self._ended = False
-        self._calls: dict[object, Production] = {}
-        self._cancelling: dict[object, Production] = {}  # heard, the app not told yet
-        self._heard: set[object] = set()  # heard for calls not watched (yet)
+        self.gone = False
+        """Whether the client's connection is gone (`end`)."""
+        self._calls: dict[RequestId | None, Production] = {}
+        self._cancelling: dict[RequestId | None, Production] = {}  # heard, app not told
+        self._heard: set[RequestId | None] = set()  # heard for calls not watched (yet)
 
     def end(self) -> None:
         """The connection is gone: the calls it watches run on for their readers, but
         those their client cancelled are cancelled."""
-        if self._ended:
+        if self.gone:
             return
-        self._ended = True
+        self.gone = True
         calls, self._calls = self._calls, {}
         cancelling, self._cancelling = self._cancelling, {}
         for production in cancelling.values():
@@ -120,12 +113,7 @@ class ClientLink:
         for production in calls.values():
             production.retained._outlive(production)
 
-    @property
-    def gone(self) -> bool:
-        """Whether the client's connection is gone."""
-        return self._ended or (self._gone is not None and self._gone())
-
-    def heard_cancel(self, request_id: object) -> None:
+    def heard_cancel(self, request_id: RequestId) -> None:
         """The client's cancel of ``request_id`` arrived (ignored once the connection is
         gone: a lost connection cancels every request, and those calls outlive it).
         The call is marked now, and cancelled when the app hears of it (`cancelled`):
@@ -133,42 +121,34 @@ class ClientLink:
         again with the same id would get that answer. Should the connection end
         first, `end` cancels it."""
         if not self.gone:
-            key = _request_key(request_id)
+            key = coerce_request_id(request_id)
             production = self._calls.pop(key, None)
             if production is not None:
                 self._cancelling[key] = production
             else:
                 self._heard.add(key)  # not shielded yet: the SDK's cancel reaches it
 
-    def cancelled(self, request_id: object) -> None:
-        """The app heard that the client cancelled ``request_id``: cancel that call
-        (the one marked by `heard_cancel`, when the server tells those)."""
-        key = _request_key(request_id)
-        if self.hears_cancels:
-            self._heard.discard(key)
-            production = self._cancelling.pop(key, None)
-        else:
-            production = None if self.gone else self._calls.pop(key, None)
+    def cancelled(self, request_id: RequestId | None) -> None:
+        """The app heard that the client cancelled ``request_id``: cancel the call
+        `heard_cancel` marked."""
+        key = None if request_id is None else coerce_request_id(request_id)
+        self._heard.discard(key)
+        production = self._cancelling.pop(key, None)
         if production is not None:
             production.cancel()
 
     def _watch(self, production: Production) -> bool:
-        key = _request_key(production.request_id)
+        key = production.request_id
         if self.gone or key in self._heard:
             return False  # gone, or cancelled: the session's cancel is to reach it
         self._calls[key] = production
         return True
 
     def _unwatch(self, production: Production) -> None:
-        key = _request_key(production.request_id)
+        key = production.request_id
         for calls in (self._calls, self._cancelling):
             if calls.get(key) is production:
                 del calls[key]
-
-
-def _request_key(request_id: object) -> object:
-    """A request id as a key: ``1`` and ``"1"`` are the same request (as the SDK has it)."""
-    return str(request_id) if isinstance(request_id, int) else request_id
 
 
 @contextmanager
@@ -206,13 +186,14 @@ class Production:
         retained: RetainedCalls,
         principal: str,
         link: ClientLink | None = None,
-        request_id: object = None,
+        request_id: RequestId | None = None,
     ) -> None:
         self.retained = retained
         self.principal = principal
         self.link = link
         """The client whose session runs the call, when the call may outlive it."""
-        self.request_id = request_id
+        self.request_id = None if request_id is None else coerce_request_id(request_id)
+        """The request that started it, as the SDK correlates ids ("7" is 7)."""
         self.scope = anyio.CancelScope()
         self.handle: str | None = None
         self.origin = True

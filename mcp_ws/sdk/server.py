@@ -231,7 +231,7 @@ class McpWsServer:
         """Run one session in JSON text mode (subprotocol ``mcp``) until it ends."""
         request = getattr(channel, "request", None)
         principal = principal_of(request.headers.get("Authorization") if request else None)
-        link = ClientLink(principal, hears_cancels=True)
+        link = ClientLink(principal)
         streams = json_text_streams(channel, on_end=link.end, on_cancel=link.heard_cancel)
         async with streams as (read, write):
             with serving_client(link):
@@ -281,18 +281,21 @@ class McpWsServer:
         bridge.attach(mux)
         self._muxes.add(mux)
         session_done = anyio.Event()
-        link = ClientLink(principal, gone=lambda: bridge.closed, hears_cancels=True)
+        link = ClientLink(principal)
         bridge.on_closed = link.end
         bridge.on_peer_cancel = link.heard_cancel
+
+        def over() -> None:  # the connection (calls may outlive its session a while)
+            self._muxes.discard(mux)
+            if table is not None:
+                table.forget(mux)
+
         try:
             async with anyio.create_task_group() as tg:
 
                 async def pump() -> None:
                     await mux.run(first)
-                    # over: calls that outlive the session may hold it a while longer
-                    self._muxes.discard(mux)
-                    if table is not None:
-                        table.forget(mux)
+                    over()
                     # The session sees the end of its read stream; give it a moment.
                     with anyio.move_on_after(5):
                         await session_done.wait()
@@ -308,9 +311,7 @@ class McpWsServer:
                     link.end()
                     mux.close()
         finally:
-            self._muxes.discard(mux)
-            if table is not None:
-                table.forget(mux)
+            over()
             bridge.close()
 
 
