@@ -36,6 +36,28 @@ function failureCode(event: StreamEvent | undefined): number | undefined {
 
 const TOKENS = Array.from({ length: 60 }, (_, i) => `t${i} `).join("");
 
+/** A 60-token `generate` call through a relay to `url`, whose client vanishes after
+ * 5 deltas (its link is cut: no cancel reaches the server): what it saw, its stream. */
+async function vanishAfterFive(url: string): Promise<{ seen: StreamEvent[]; stream: ReturnType<typeof streamTool> }> {
+  const relay = await new CutRelay(Number(new URL(url).port)).listen();
+  const { client } = await connectClient(relay.url(), { resume: false });
+  const seen: StreamEvent[] = [];
+  const stream = streamTool(client, "generate", { count: 60, pause: 0.01 });
+  try {
+    for await (const event of stream) {
+      seen.push(event);
+      if (seen.length === 6) {
+        relay.cut();
+        break;
+      }
+    }
+  } finally {
+    await client.close().catch(() => undefined);
+    await relay.close();
+  }
+  return { seen, stream };
+}
+
 describe("attachStream over McpWsTransport", { timeout: 120000 }, () => {
   let server: PythonServer;
   before(async () => {
@@ -68,31 +90,16 @@ describe("attachStream over McpWsTransport", { timeout: 120000 }, () => {
   });
 
   test("a client that vanished mid-answer: a new one reads on, no token twice", async () => {
-    const relay = await new CutRelay(Number(new URL(server.url).port)).listen();
-    try {
-      const { client } = await connectClient(relay.url(), { resume: false });
-      const seen: StreamEvent[] = [];
-      const stream = streamTool(client, "generate", { count: 60, pause: 0.01 });
-      for await (const event of stream) {
-        seen.push(event);
-        if (seen.length === 6) {
-          relay.cut(); // no cancel reaches the server
-          break;
-        }
-      }
-      const handle = stream.handle!;
-      assert.equal(stream.lastSeq, 5);
-      const other = (await connectClient(server.url)).client;
-      const rest = await collect(attachStream(other, handle, { after: stream.lastSeq }));
-      assert.equal(rest.at(-1)?.type, "completed");
-      const shown = [...deltas(seen), ...deltas(rest)].map((d) => d.text).join("");
-      assert.equal(shown, TOKENS);
-      assert.equal(textOf((rest.at(-1) as { result: unknown }).result), TOKENS);
-      await other.close();
-      await client.close().catch(() => undefined);
-    } finally {
-      await relay.close();
-    }
+    const { seen, stream } = await vanishAfterFive(server.url);
+    const handle = stream.handle!;
+    assert.equal(stream.lastSeq, 5);
+    const other = (await connectClient(server.url)).client;
+    const rest = await collect(attachStream(other, handle, { after: stream.lastSeq }));
+    assert.equal(rest.at(-1)?.type, "completed");
+    const shown = [...deltas(seen), ...deltas(rest)].map((d) => d.text).join("");
+    assert.equal(shown, TOKENS);
+    assert.equal(textOf((rest.at(-1) as { result: unknown }).result), TOKENS);
+    await other.close();
   });
 
   test("leaving an attached loop detaches; cancel() through a reader cancels the call", async () => {
@@ -210,30 +217,15 @@ describe("attachStream across two servers sharing one Redis store", { timeout: 9
   });
 
   test("a client that vanished from one server: a new one reads on through the other", async () => {
-    const relay = await new CutRelay(Number(new URL(first.url).port)).listen();
-    try {
-      const { client } = await connectClient(relay.url(), { resume: false });
-      const seen: StreamEvent[] = [];
-      const stream = streamTool(client, "generate", { count: 60, pause: 0.01 });
-      for await (const event of stream) {
-        seen.push(event);
-        if (seen.length === 6) {
-          relay.cut(); // no cancel reaches the first server
-          break;
-        }
-      }
-      const other = (await connectClient(second.url)).client;
-      const rest = await collect(attachStream(other, stream.handle!, { after: stream.lastSeq }));
-      assert.deepEqual(rest[0], { type: "start", handle: stream.handle });
-      assert.deepEqual(deltas(rest).map((d) => d.seq), Array.from({ length: 55 }, (_, i) => i + 6));
-      assert.equal(rest.at(-1)?.type, "completed");
-      assert.equal([...deltas(seen), ...deltas(rest)].map((d) => d.text).join(""), TOKENS);
-      assert.equal(textOf((rest.at(-1) as { result: unknown }).result), TOKENS);
-      await other.close();
-      await client.close().catch(() => undefined);
-    } finally {
-      await relay.close();
-    }
+    const { seen, stream } = await vanishAfterFive(first.url);
+    const other = (await connectClient(second.url)).client;
+    const rest = await collect(attachStream(other, stream.handle!, { after: stream.lastSeq }));
+    assert.deepEqual(rest[0], { type: "start", handle: stream.handle });
+    assert.deepEqual(deltas(rest).map((d) => d.seq), Array.from({ length: 55 }, (_, i) => i + 6));
+    assert.equal(rest.at(-1)?.type, "completed");
+    assert.equal([...deltas(seen), ...deltas(rest)].map((d) => d.text).join(""), TOKENS);
+    assert.equal(textOf((rest.at(-1) as { result: unknown }).result), TOKENS);
+    await other.close();
   });
 
   test("cancel() through a reader on the other server cancels the call where it runs", async () => {

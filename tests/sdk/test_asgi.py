@@ -131,23 +131,35 @@ async def lifespan(endpoint: Any) -> AsyncIterator[None]:
         assert (await from_app_recv.receive()) == {"type": "lifespan.shutdown.complete"}
 
 
-async def vanish_and_attach(endpoint: Any) -> list[mcp_ws.StreamEvent]:
-    """A streamed call whose page goes after 3 deltas (no cancel reaches the app), then
-    a new session reading it on after seq 3."""
+async def page_that_goes(
+    endpoint: Any, count: int, after: int, gone: anyio.Event | None = None
+) -> str:
+    """A page streaming ``count`` tokens, that goes after ``after`` deltas (no cancel
+    reaches the app); ``gone`` is set then. Returns once the endpoint's handler for it
+    did (with the call, when it outlives its session): the call's handle."""
     async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (_, channel):
         async with client_streams(channel) as (read, write), ClientSession(read, write) as s:
             await s.initialize()
-            arguments = {"count": 40, "pause": 0.01}
+            arguments = {"count": count, "pause": 0.01}
             async with mcp_ws.stream_tool(s, "generate", arguments) as stream:
                 async for event in stream:
-                    if isinstance(event, mcp_ws.Delta) and event.seq == 3:
+                    if isinstance(event, mcp_ws.Delta) and event.seq == after:
                         await channel.close()  # the page went
                         break
+        if gone is not None:
+            gone.set()
     assert stream.handle is not None
+    return stream.handle
+
+
+async def vanish_and_attach(endpoint: Any) -> list[mcp_ws.StreamEvent]:
+    """A streamed call whose page goes after 3 deltas, then a new session reading it
+    on after seq 3."""
+    handle = await page_that_goes(endpoint, 40, 3)
     async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (_, channel):
         async with client_streams(channel) as (read, write), ClientSession(read, write) as s:
             await s.initialize()
-            async with mcp_ws.attach(s, stream.handle, after=3) as again:
+            async with mcp_ws.attach(s, handle, after=3) as again:
                 return await collect(again)
 
 
@@ -179,24 +191,11 @@ async def test_the_lifespans_end_cancels_the_calls_still_running() -> None:
     limits = ResumeLimits(max_detached=0)
     endpoint = mcp_ws.asgi(build_app(probe), resume_grace=30, resume_limits=limits)
     vanished = anyio.Event()
-
-    async def page() -> None:
-        async with asgi_websocket(endpoint, {}, ["mcp-ws.v1"]) as (_, channel):
-            async with client_streams(channel) as (read, write), ClientSession(read, write) as s:
-                await s.initialize()
-                arguments = {"count": 100_000, "pause": 0.01}
-                async with mcp_ws.stream_tool(s, "generate", arguments) as stream:
-                    async for event in stream:
-                        if isinstance(event, mcp_ws.Delta):
-                            await channel.close()  # the page went
-                            break
-            vanished.set()
-        # leaving waits for the endpoint to return: for the call to end
-
     with anyio.fail_after(20):
         async with anyio.create_task_group() as server:
             async with lifespan(endpoint):
-                server.start_soon(page)
+                # its page's handler returns when the call ends
+                server.start_soon(page_that_goes, endpoint, 100_000, 1, vanished)
                 await vanished.wait()
                 await anyio.sleep(0.3)
                 assert not probe.stream_cancelled.is_set()  # it runs on

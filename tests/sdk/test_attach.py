@@ -471,54 +471,48 @@ async def test_store_false_keeps_no_calls(anyio_backend: str) -> None:
         assert error.error.code == mcp_ws.UNKNOWN_HANDLE
 
 
-async def test_a_refused_resume_reads_a_streamed_call_on_by_its_handle(
-    anyio_backend: str,
-) -> None:
-    """The server keeps no detached connection (``max_detached=0``), so the client's
-    resume is refused; the streamed call runs on, kept by the server, and the client
-    reads it on by its handle over a new connection instead of failing it with -32004:
-    every delta once, the tool run once."""
-    probe = Probe()
+async def cut_once_refused(
+    probe: Probe, tag: str, cut_after: int, **options: Any
+) -> tuple[list[mcp_ws.StreamEvent], int]:
+    """A 60-token ``tagged`` call through a relay cut once after ``cut_after`` events,
+    the client resuming; the server keeps no detached connection (``max_detached=0``),
+    so the resume is refused. What the caller saw, and the resumes the server refused."""
     limits = ResumeLimits(max_detached=0)
     async with (
-        server_of(probe, resume_limits=limits) as server,
+        server_of(probe, resume_limits=limits, **options) as server,
         cut_proxy(server.port) as proxy,
         mcp_ws.connect(proxy.url()) as (read, write),  # resume on
         ClientSession(read, write) as session,
     ):
         await session.initialize()
         events: list[mcp_ws.StreamEvent] = []
-        arguments = {"tag": "r", "count": 60, "pause": 0.01}
+        arguments = {"tag": tag, "count": 60, "pause": 0.01}
         async with mcp_ws.stream_tool(session, "tagged", arguments) as stream:
             async for event in stream:
                 events.append(event)
-                if len(events) == 6:
+                if len(events) == cut_after:
                     proxy.cut()
+    assert server.resume is not None
+    return events, server.resume.refused
+
+
+async def test_a_refused_resume_reads_a_streamed_call_on_by_its_handle(
+    anyio_backend: str,
+) -> None:
+    """The client's resume is refused; the streamed call runs on, kept by the server,
+    and the client reads it on by its handle over a new connection instead of failing
+    it with -32004: every delta once, the tool run once."""
+    probe = Probe()
+    events, refused = await cut_once_refused(probe, "r", 6)
     assert isinstance(events[-1], mcp_ws.Completed), events[-1]
     assert [d.seq for d in deltas(events)] == list(range(1, 61))
     assert "".join(d.text for d in deltas(events)) == "".join(f"r.{i} " for i in range(60))
     assert probe.runs == {"r": 1}
-    assert server.resume is not None
-    assert server.resume.refused >= 1  # it was a refused resume, not a resumed one
+    assert refused >= 1  # it was a refused resume, not a resumed one
 
 
 async def test_a_refused_resume_with_the_call_gone_is_outcome_unknown(anyio_backend: str) -> None:
-    probe = Probe()
-    limits = ResumeLimits(max_detached=0)
-    async with (
-        server_of(probe, resume_limits=limits, store=False) as server,
-        cut_proxy(server.port) as proxy,
-        mcp_ws.connect(proxy.url()) as (read, write),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        events: list[mcp_ws.StreamEvent] = []
-        arguments = {"tag": "g", "count": 60, "pause": 0.01}
-        async with mcp_ws.stream_tool(session, "tagged", arguments) as stream:
-            async for event in stream:
-                events.append(event)
-                if len(events) == 3:
-                    proxy.cut()
+    events, _ = await cut_once_refused(Probe(), "g", 3, store=False)
     outcome = events[-1]
     assert isinstance(outcome, mcp_ws.Failed)
     assert isinstance(outcome.error, MCPError)
