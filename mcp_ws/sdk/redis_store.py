@@ -39,9 +39,9 @@ from typing import Any
 import anyio
 import anyio.abc
 import msgpack
-import sniffio
 
 from ..protocol.errors import EventsGone, InvalidCursor, StoreUnavailable, UnknownHandle
+from ..transport.tcp import asyncio_loop
 from .store import DEFAULT_MAX_CALL_BYTES, DEFAULT_RETAIN, decode, encode, new_handle
 
 __all__ = ["DEFAULT_LEASE", "RedisStore", "StoreUnavailable"]
@@ -117,7 +117,7 @@ class RedisStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> RedisStore:
-        if sniffio.current_async_library() != "asyncio":
+        if asyncio_loop() is None:
             raise StoreUnavailable("the Redis store needs asyncio (redis-py's async client)")
         try:
             import redis.asyncio as aioredis  # noqa: PLC0415 - an optional extra

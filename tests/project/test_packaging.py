@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -225,3 +226,68 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
     assert "-c .ci/constraints.txt" in tests[0]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert f"  {tests[0]}" in ci
+
+
+def installed_closure(name: str, extra: str = "") -> set[str]:
+    """The distributions ``pip install name[extra]`` brings, ``name`` included."""
+    seen: set[str] = {canonicalize_name(name)}
+    todo = [(name, extra)]
+    while todo:
+        dist, wanted = todo.pop()
+        for text in metadata.requires(dist) or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": wanted}):
+                continue
+            key = canonicalize_name(requirement.name)
+            if key not in seen:
+                seen.add(key)
+                todo.append((key, ""))
+    return seen
+
+
+def module_level_imports(package: Path) -> dict[str, set[str]]:
+    """Top-level module names the package imports when it loads (imports inside a
+    function, for optional extras, excluded), with the files that import them."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:  # module level only
+            if isinstance(node, ast.If):  # `if TYPE_CHECKING:` imports nothing at run time
+                continue
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                found.setdefault(name.split(".")[0], set()).add(path.name)
+    return found
+
+
+def test_the_package_imports_only_what_a_plain_install_brings() -> None:
+    """``pip install mcp-ws-streaming`` (the README's first command) must be enough to
+    load every module: each third-party module imported at load time comes from a
+    distribution the plain install brings. (``sniffio``, which anyio no longer
+    requires, once slipped in and broke ``mcp-ws demo`` on a fresh machine, while the
+    test environment had it through its own extras.)"""
+    package = Path(__file__).resolve().parents[2] / "mcp_ws"
+    closure = installed_closure("mcp-ws-streaming")
+    providers = metadata.packages_distributions()
+    missing = []
+    for module, files in sorted(module_level_imports(package).items()):
+        if module in sys.stdlib_module_names or module == "mcp_ws":
+            continue
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        if not dists & closure:
+            missing.append(f"{module} (imported by {', '.join(sorted(files))})")
+    assert missing == []
+
+
+def test_the_import_check_sees_a_module_no_dependency_brings(tmp_path: Path) -> None:
+    (tmp_path / "stray.py").write_text("import sniffio\nimport anyio\n")
+    imports = module_level_imports(tmp_path)
+    assert set(imports) == {"sniffio", "anyio"}
+    providers = metadata.packages_distributions()
+    closure = installed_closure("mcp-ws-streaming")
+    assert not {canonicalize_name(d) for d in providers["sniffio"]} & closure
+    assert {canonicalize_name(d) for d in providers["anyio"]} & closure
